@@ -1,0 +1,119 @@
+{{/* Environment of the api image (api, worker, beat, migration). Secrets come only through secretKeyRef; the
+Celery broker URL embeds the Redis password by Kubernetes $(VAR) expansion, never as a literal.
+Call with dict root mode. */}}
+{{- define "dify.apiEnv" -}}
+{{- $root := .root -}}
+{{- $v1 := include "dify.v1" $root -}}
+{{- $url := include "dify.publicUrl" $root -}}
+{{- $internal := include "dify.internalSecretName" $root -}}
+- name: MODE
+  value: {{ .mode | quote }}
+# One migration path: the post-install/post-upgrade Job. No long-running pod migrates.
+- name: MIGRATION_ENABLED
+  value: "false"
+- name: DEPLOY_ENV
+  value: PRODUCTION
+- name: LOG_LEVEL
+  value: INFO
+{{- if include "dify.atLeast" (dict "root" $root "min" "1.17.0") }}
+- name: DEPLOYMENT_EDITION
+  value: COMMUNITY
+{{- else }}
+- name: EDITION
+  value: SELF_HOSTED
+{{- end }}
+{{ include "dify.secretEnv" (dict "name" "SECRET_KEY" "secret" (include "dify.userSecretName" $root) "key" "secret-key") }}
+{{- range list "CONSOLE_API_URL" "CONSOLE_WEB_URL" "SERVICE_API_URL" "APP_API_URL" "APP_WEB_URL" "FILES_URL" "TRIGGER_URL" }}
+- name: {{ . }}
+  value: {{ $url | quote }}
+{{- end }}
+- name: ENDPOINT_URL_TEMPLATE
+  value: {{ printf "%s/e/{hook_id}" $url | quote }}
+- name: INTERNAL_FILES_URL
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "api" "port" 5001) | quote }}
+# Database
+- name: DB_TYPE
+  value: postgresql
+- name: DB_HOST
+  value: {{ include "dify.db.host" $root | quote }}
+- name: DB_PORT
+  value: {{ include "dify.db.port" $root | quote }}
+- name: DB_USERNAME
+  value: {{ include "dify.db.user" $root | quote }}
+{{ include "dify.db.passwordEnv" (dict "root" $root "name" "DB_PASSWORD") }}
+- name: DB_DATABASE
+  value: {{ include "dify.db.name" $root | quote }}
+# Redis (db 0 for cache, db 1 for Celery)
+- name: REDIS_HOST
+  value: {{ include "dify.redis.host" $root | quote }}
+- name: REDIS_PORT
+  value: {{ include "dify.redis.port" $root | quote }}
+- name: REDIS_USERNAME
+  value: {{ ternary "" $root.Values.externalRedis.username $root.Values.redis.enabled | quote }}
+{{ include "dify.redis.passwordEnv" (dict "root" $root "name" "REDIS_PASSWORD") }}
+- name: REDIS_USE_SSL
+  value: {{ include "dify.redis.ssl" $root | quote }}
+- name: REDIS_DB
+  value: "0"
+- name: CELERY_BROKER_URL
+  value: {{ printf "%s://%s:$(REDIS_PASSWORD)@%s:%s/1" (ternary "rediss" "redis" (eq (include "dify.redis.ssl" $root) "true")) (ternary "" $root.Values.externalRedis.username $root.Values.redis.enabled) (include "dify.redis.host" $root) (include "dify.redis.port" $root) | quote }}
+- name: CELERY_BACKEND
+  value: redis
+# Files
+{{- if eq $root.Values.storage.files.type "s3" }}
+{{- $s3 := $root.Values.storage.files.s3 }}
+- name: STORAGE_TYPE
+  value: s3
+- name: S3_ENDPOINT
+  value: {{ $s3.endpoint | quote }}
+- name: S3_BUCKET_NAME
+  value: {{ $s3.bucket | quote }}
+- name: S3_REGION
+  value: {{ $s3.region | quote }}
+- name: S3_ADDRESS_STYLE
+  value: {{ $s3.addressStyle | quote }}
+- name: S3_USE_AWS_MANAGED_IAM
+  value: "false"
+{{ include "dify.secretEnv" (dict "name" "S3_ACCESS_KEY" "secret" $s3.existingSecret "key" $s3.accessKeyKey) }}
+{{ include "dify.secretEnv" (dict "name" "S3_SECRET_KEY" "secret" $s3.existingSecret "key" $s3.secretKeyKey) }}
+{{- else if $v1 }}
+- name: STORAGE_TYPE
+  value: opendal
+- name: OPENDAL_SCHEME
+  value: fs
+- name: OPENDAL_FS_ROOT
+  value: storage
+{{- else }}
+- name: STORAGE_TYPE
+  value: local
+- name: STORAGE_LOCAL_PATH
+  value: storage
+{{- end }}
+# Vector store
+- name: VECTOR_STORE
+  value: weaviate
+- name: WEAVIATE_ENDPOINT
+  value: {{ include "dify.weaviate.endpoint" $root | quote }}
+{{- with include "dify.weaviate.grpcEndpoint" $root }}
+- name: WEAVIATE_GRPC_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{ include "dify.weaviate.apiKeyEnv" (dict "root" $root "name" "WEAVIATE_API_KEY") }}
+# Code execution and outbound HTTP go through the sandbox and the SSRF proxy.
+- name: CODE_EXECUTION_ENDPOINT
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "sandbox" "port" 8194) | quote }}
+{{ include "dify.secretEnv" (dict "name" "CODE_EXECUTION_API_KEY" "secret" $internal "key" "sandbox-api-key") }}
+- name: SSRF_PROXY_HTTP_URL
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
+- name: SSRF_PROXY_HTTPS_URL
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
+{{- if $v1 }}
+# Plugin daemon
+- name: PLUGIN_DAEMON_URL
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "plugin-daemon" "port" 5002) | quote }}
+{{ include "dify.secretEnv" (dict "name" "PLUGIN_DAEMON_KEY" "secret" $internal "key" "plugin-daemon-key") }}
+{{ include "dify.secretEnv" (dict "name" "INNER_API_KEY_FOR_PLUGIN" "secret" $internal "key" "inner-api-key") }}
+- name: MARKETPLACE_ENABLED
+  value: "true"
+{{- end }}
+{{- end -}}
