@@ -1,0 +1,5 @@
+//! dify-gitops: run Dify Community Edition on Nutanix Kubernetes Platform the GitOps way.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
+
+pub mod testbed;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("dify-gitops {}", env!("CARGO_PKG_VERSION"));
+}

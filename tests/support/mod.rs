@@ -1,0 +1,139 @@
+//! Test support: the local control plane (a `dify-gitops-testbed` process) and helpers to shape its state.
+//!
+//! `Testbed::shared()` is one cluster per test binary, loaded with the NKP fixture; tests that share it use
+//! their own namespaces and never change cluster-scoped fixture objects. A test that must break the fixture
+//! (delete the IngressClass, say) starts its own with `Testbed::start()`, torn down on drop.
+//! The testbed watches this test process, so even a panicking or killed test run leaves nothing behind.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+pub struct Testbed {
+    pub kubeconfig: PathBuf,
+    pub dir: PathBuf,
+    pub server: String,
+    pub startup_seconds: f64,
+    pub children: Vec<u32>,
+    process: Child,
+}
+
+pub fn nkp_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nkp")
+}
+
+impl Testbed {
+    /// One NKP-fixture cluster for the whole test binary.
+    pub fn shared() -> &'static Testbed {
+        static SHARED: OnceLock<Testbed> = OnceLock::new();
+        SHARED.get_or_init(|| Testbed::start(&[nkp_fixture()]))
+    }
+
+    /// A cluster of this test's own, with the given fixtures applied; stopped when dropped.
+    pub fn start(fixtures: &[PathBuf]) -> Testbed {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops-testbed"));
+        command.arg("--watch-pid").arg(std::process::id().to_string());
+        for fixture in fixtures {
+            command.arg("--fixture").arg(fixture);
+        }
+        let mut process = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting dify-gitops-testbed");
+        let mut line = String::new();
+        BufReader::new(process.stdout.take().expect("testbed stdout"))
+            .read_line(&mut line)
+            .expect("reading the testbed's ready line");
+        assert!(
+            !line.is_empty(),
+            "dify-gitops-testbed exited before it was ready (its stderr is above); are the tools on PATH? \
+             scripts/test-tools install && export PATH=\"$(scripts/test-tools path):$PATH\""
+        );
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("testbed ready line is JSON");
+        let text = |key: &str| ready[key].as_str().expect("ready line field").to_string();
+        Testbed {
+            kubeconfig: PathBuf::from(text("kubeconfig")),
+            dir: PathBuf::from(text("dir")),
+            server: text("server"),
+            startup_seconds: ready["startup_seconds"].as_f64().unwrap_or_default(),
+            children: serde_json::from_value(ready["children"].clone()).unwrap_or_default(),
+            process,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        dify_gitops::testbed::client_for(&self.kubeconfig)
+            .await
+            .expect("kube client for the testbed")
+    }
+
+    /// `kubectl --kubeconfig <testbed> args…`, returning stdout; panics with stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("running kubectl (is it on PATH?)");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("kubectl output is UTF-8")
+    }
+
+    /// Stops the testbed and waits for it, as a test runner's exit would.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.process.id() as i32, libc::SIGTERM) };
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A fresh namespace name for one test on the shared cluster.
+pub fn unique_namespace(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Sets `status.loadBalancer.ingress[0]` of a Service, as a load-balancer controller (MetalLB on NKP) would.
+pub async fn set_load_balancer_ip(client: &kube::Client, namespace: &str, name: &str, ip: &str) {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), namespace);
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+    services
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patching the Service load-balancer status");
+}
+
+/// True while a process with this pid exists.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
