@@ -304,3 +304,45 @@ spec:
       host: {{ $root.Values.external.host | quote }}
       {{- end }}
 {{- end -}}
+
+{{/* ---- policies ---- */}}
+
+{{/* A data store accepts connections on .ports only from this release's Dify pods. */}}
+{{- define "dify.storeNetworkPolicy" -}}
+{{- $c := dict "root" .root "component" .component -}}
+{{- if .root.Values.networkPolicy.enabled -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "dify.componentName" $c }}
+  labels: {{- include "dify.labels" $c | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels: {{- include "dify.selectorLabels" $c | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels: {{- include "dify.releasePodSelector" .root | nindent 14 }}
+      ports:
+        {{- range .ports }}
+        - {port: {{ . }}, protocol: TCP}
+        {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* maxUnavailable 1: voluntary evictions take one pod at a time and never block a drain of single replicas. */}}
+{{- define "dify.pdb" -}}
+{{- $c := dict "root" .root "component" .component -}}
+{{- if .root.Values.podDisruptionBudget.enabled -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "dify.componentName" $c }}
+  labels: {{- include "dify.labels" $c | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {{- include "dify.selectorLabels" $c | nindent 6 }}
+{{- end -}}
+{{- end -}}
