@@ -2,4 +2,5 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod sops;
 pub mod testbed;
