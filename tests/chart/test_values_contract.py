@@ -1,0 +1,110 @@
+"""Values > contract: values.yaml holds no environment value, required keys fail by name, the schema is strict."""
+
+import json
+import re
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import CHART, render_error, scenario
+
+REQUIRED = [
+    "expose.ingressClassName",
+    "expose.path",
+    "external.scheme",
+    "external.host",
+    "images.dify.repository",
+    "images.dify.tag",
+    "secrets.difySecretKey",
+    "storage.storageClassName",
+]
+VALUES_TEXT = (CHART / "values.yaml").read_text()
+VALUES = yaml.safe_load(VALUES_TEXT)
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+def lookup(values, dotted):
+    for part in dotted.split("."):
+        values = values[part]
+    return values
+
+
+def with_key(values, dotted, value):
+    values = json.loads(json.dumps(values))
+    *parents, last = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return values
+
+
+@pytest.mark.parametrize("key", REQUIRED)
+def test_required_key_exists_and_is_empty_in_values_yaml(key):
+    assert lookup(VALUES, key) == ""
+
+
+@pytest.mark.parametrize("key", REQUIRED)
+def test_should_fail_naming_the_key_if_required_key_is_empty(key, helm):
+    message = render_error(with_key(scenario("seed-https"), key, ""), helm=helm)
+    assert key in message
+
+
+@pytest.mark.parametrize(
+    "pattern, what",
+    [
+        (r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "an IPv4 address"),
+        (r"kommander-traefik", "the NKP IngressClass"),
+        (r"nutanix-volume", "the NKP StorageClass"),
+        (r"(?<![A-Za-z0-9])sk-", "an OpenAI-style key"),
+        (r"https?://", "a URL"),
+    ],
+)
+def test_values_yaml_holds_no_environment_value(pattern, what):
+    hits = [line for line in VALUES_TEXT.splitlines() if re.search(pattern, line)]
+    assert not hits, f"values.yaml holds {what}: {hits}"
+
+
+def test_values_yaml_validates_against_the_schema():
+    jsonschema.validate(VALUES, SCHEMA)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (CHART / "ci").glob("*-values.yaml")))
+def test_scenario_values_validate_against_the_schema(name):
+    jsonschema.validate(yaml.safe_load((CHART / "ci" / name).read_text()), SCHEMA)
+
+
+def test_should_reject_an_unknown_key(helm):
+    message = render_error({**scenario("seed-https"), "expse": {"path": "/dify"}}, helm=helm)
+    assert "additional properties 'expse' not allowed" in message
+
+
+def test_should_reject_an_unknown_key_of_a_data_store(helm):
+    message = render_error({**scenario("seed-https"), "postgresql": {"enabled": True, "sise": "1Gi"}}, helm=helm)
+    assert "additional properties 'sise' not allowed" in message
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("expose.path", "/dify/", "expose.path"),
+        ("expose.path", "dify", "expose.path"),
+        ("external.scheme", "ftp", "external.scheme"),
+        ("external.host", "https://192.0.2.10", "external.host"),
+        ("images.dify.tag", "latest", "images.dify.version"),
+        ("storage.files.type", "s3", "storage.files.s3"),
+        ("postgresql.enabled", False, "externalDatabase.host"),
+        ("redis.enabled", False, "externalRedis.host"),
+        ("weaviate.enabled", False, "externalWeaviate.endpoint"),
+    ],
+)
+def test_preflight_should_fail_naming_the_fix_if_values_conflict(key, value, expected, helm):
+    message = render_error(with_key(scenario("seed-https"), key, value), helm=helm)
+    # The schema names a key as a JSON pointer (/expose/path), the templates as a dotted path.
+    assert expected in message or "/" + expected.replace(".", "/") in message
+
+
+def test_should_refuse_match_host_with_an_ip(helm):
+    values = with_key(scenario("seed-https"), "expose.matchHost", True)
+    assert "expose.matchHost" in render_error(values, helm=helm)
