@@ -243,13 +243,8 @@ fn sops_encrypt(env: &Env, plain: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn we_decrypt_what_sops_encrypts() {
-    let env = Env::new();
-    let text = sops_encrypt(&env, PLAIN_SECRET_YAML);
-    assert!(!text.contains(SECRET));
-    let got = sops::decrypt(&text, std::slice::from_ref(&env.identity)).expect("we read a file sops wrote");
-    let want = json!({
+fn plain_secret_json() -> Value {
+    json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
@@ -267,11 +262,19 @@ fn we_decrypt_what_sops_encrypts() {
             "LIST": ["one", "two"]
         },
         "data": {"REDIS_PASSWORD": "cmVkaXMtcGFzcw=="}
-    });
-    assert_eq!(got.manifest, want);
+    })
+}
+
+#[test]
+fn we_decrypt_what_sops_encrypts() {
+    let env = Env::new();
+    let text = sops_encrypt(&env, PLAIN_SECRET_YAML);
+    assert!(!text.contains(SECRET));
+    let got = sops::decrypt(&text, std::slice::from_ref(&env.identity)).expect("we read a file sops wrote");
+    assert_eq!(got.manifest, plain_secret_json());
     assert_eq!(got.recipients, std::slice::from_ref(&env.recipient));
 
-    // Carried over and re-encrypted unchanged by us, sops still reads it and so do we.
+    // Carried over and re-encrypted unchanged by us, sops still reads it.
     let again = got
         .reencrypt(&got.manifest, &env.recipients(), SystemTime::now())
         .unwrap();
@@ -282,7 +285,43 @@ fn we_decrypt_what_sops_encrypts() {
         "sops -d refused our re-encryption: {}",
         stderr(&out)
     );
-    assert_eq!(parse_json(&out), want);
+    assert_eq!(parse_json(&out), plain_secret_json());
+}
+
+#[test]
+fn we_decrypt_every_rule_sops_writes() {
+    let env = Env::new();
+    // Comments are kept (and, in encrypted parts, encrypted) by sops but are outside the MAC.
+    let commented = PLAIN_SECRET_YAML
+        .replace("stringData:\n", "stringData:\n  # generated once, carried over\n")
+        .replace("kind: Secret\n", "kind: Secret # a readable comment\n");
+    let cases: [(&str, &[&str]); 5] = [
+        ("encrypted_regex", &["--encrypted-regex", "^(data|stringData)$"]),
+        (
+            "mac_only_encrypted",
+            &["--mac-only-encrypted", "--encrypted-regex", "^(data|stringData)$"],
+        ),
+        ("default rule: everything encrypted", &[]),
+        (
+            "unencrypted_regex",
+            &["--unencrypted-regex", "^(apiVersion|kind|metadata|type|immutable)$"],
+        ),
+        ("encrypted_suffix", &["--encrypted-suffix", "Data"]),
+    ];
+    for (case, flags) in cases {
+        let file = env.write("plain.yaml", &commented);
+        let out = run(env
+            .sops()
+            .args(flags)
+            .args(["--encrypt", "--age", &env.recipient])
+            .arg(&file));
+        assert!(out.status.success(), "{case}: sops -e failed: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains(SECRET), "{case}: plaintext in sops' output");
+        let got = sops::decrypt(&text, std::slice::from_ref(&env.identity))
+            .unwrap_or_else(|e| panic!("{case}: we refused sops' file: {e:#}\n{text}"));
+        assert_eq!(got.manifest, plain_secret_json(), "{case}");
+    }
 }
 
 #[test]
@@ -363,4 +402,106 @@ fn a_file_edited_after_encryption_is_refused_by_us_and_by_sops() {
         assert!(!out.status.success(), "{case}: sops -d accepted an edited file");
         assert!(stderr(&out).contains(sops_says), "{case}: sops said: {}", stderr(&out));
     }
+}
+
+/// Strings that YAML quotes, escapes or resolves to other types, in readable and encrypted places.
+fn awkward() -> Value {
+    let strings = [
+        "",
+        " ",
+        "a ",
+        " a",
+        "\n",
+        "a\n",
+        "\nlead",
+        "x\n  y\n",
+        "tab\there",
+        "quote\"s",
+        "back\\slash",
+        "uni ☃ 😀",
+        "\u{FEFF}bom",
+        "cr\rlf",
+        "# hash",
+        "key: value",
+        "[1, 2]",
+        "{a: b}",
+        "&anchor",
+        "*alias",
+        "!tag",
+        "@at",
+        "%pct",
+        "| pipe",
+        "> fold",
+        "true",
+        "False",
+        "NULL",
+        "~",
+        "0x1F",
+        "010",
+        "1e5",
+        ".inf",
+        "-.5",
+        "+1",
+        "1_000",
+        "12:30:00",
+        "2024-01-01",
+        "2024-01-01T10:00:00Z",
+        "yes",
+        "Off",
+        "n",
+        "...",
+        "---",
+        "- dash",
+        "ends\n\n\n",
+        "trailing \nspace",
+    ];
+    let map = |prefix: &str| -> serde_json::Map<String, Value> {
+        strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{prefix}{i}"), json!(s)))
+            .collect()
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "awkward", "annotations": map("a"), "generation": 3, "ratio": 1.5, "off": false, "none": null},
+        "list": ["x", 2, 2.5, true, null, {"k": "v"}, ["nested", "yes"]],
+        "stringData": map("s"),
+        "data": {"n": 42, "f": 0.25, "b": false, "list": ["a", "", "yes"], "nested": {"deep": "value"}}
+    })
+}
+
+#[test]
+fn awkward_values_survive_both_directions() {
+    let env = Env::new();
+    // Ours -> sops -d.
+    let text = sops::encrypt(&awkward(), &env.recipients(), SystemTime::now()).unwrap();
+    let file = env.write("ours.yaml", &text);
+    let out = env.sops_decrypt_json(&file);
+    assert!(
+        out.status.success(),
+        "sops -d refused our file: {}\n{text}",
+        stderr(&out)
+    );
+    assert_eq!(parse_json(&out), awkward());
+    assert_eq!(
+        sops::decrypt(&text, std::slice::from_ref(&env.identity))
+            .unwrap()
+            .manifest,
+        awkward()
+    );
+
+    // sops -e (from JSON, written as YAML by sops) -> ours.
+    let input = env.write("plain.json", &serde_json::to_string_pretty(&awkward()).unwrap());
+    let out = run(env
+        .sops()
+        .args(["--encrypt", "--input-type", "json", "--output-type", "yaml"])
+        .args(["--encrypted-regex", "^(data|stringData)$", "--age", &env.recipient])
+        .arg(&input));
+    assert!(out.status.success(), "sops -e failed: {}", stderr(&out));
+    let from_sops = String::from_utf8(out.stdout).unwrap();
+    let got = sops::decrypt(&from_sops, std::slice::from_ref(&env.identity))
+        .unwrap_or_else(|e| panic!("we refused sops' file: {e:#}\n{from_sops}"));
+    assert_eq!(got.manifest, awkward());
 }
