@@ -3,6 +3,7 @@
 Test modules import the helpers with `from conftest import render_chart` (tests/chart is the rootdir, see pytest.ini).
 """
 
+import copy
 import functools
 import json
 import os
@@ -63,7 +64,6 @@ def validate_object(obj):
     kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
 
 
-@functools.lru_cache(maxsize=256)
 def _render(values_yaml, show_only, helm, name, namespace):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         f.write(values_yaml)
@@ -81,10 +81,14 @@ def _render(values_yaml, show_only, helm, name, namespace):
 def render_chart(values=None, show_only=None, helm="helm", name="dify", namespace="dify", validate=True):
     """Render chart/dify and return its objects (dicts), each validated against the strict schemas.
 
-    Raises HelmError with helm's stderr when rendering fails.
+    Raises HelmError with helm's stderr when rendering fails. Results are cached; callers get their own copy.
     """
-    text = _render(yaml.safe_dump(values or {}), tuple(show_only or ()), helm, name, namespace)
-    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    return copy.deepcopy(_objects(yaml.safe_dump(values or {}), tuple(show_only or ()), helm, name, namespace, validate))
+
+
+@functools.lru_cache(maxsize=256)
+def _objects(values_yaml, show_only, helm, name, namespace, validate):
+    objects = [doc for doc in yaml.safe_load_all(_render(values_yaml, show_only, helm, name, namespace)) if doc]
     if validate:
         for obj in objects:
             try:
