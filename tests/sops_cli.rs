@@ -59,11 +59,9 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = std::fs::read_to_string(&key_file).expect("read key file");
-        let secret = text
-            .lines()
-            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-            .expect("an identity in the key file");
-        let identity: age::x25519::Identity = secret.parse().expect("age-keygen writes a valid identity");
+        let mut identities = sops::parse_identities(&text).expect("we read the key file age-keygen wrote");
+        assert_eq!(identities.len(), 1);
+        let identity = identities.remove(0);
         let out = run(Command::new(tool("age-keygen")).arg("-y").arg(&key_file));
         assert!(out.status.success(), "age-keygen -y failed");
         let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();

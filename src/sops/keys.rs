@@ -108,6 +108,34 @@ impl PartialEq for Recipients {
 
 impl Eq for Recipients {}
 
+/// Parses the text of an age key file (what `SOPS_AGE_KEY_FILE` points at, or a Flux
+/// `*.agekey` Secret value): one `AGE-SECRET-KEY-1…` identity per line, `#` comments and blank
+/// lines ignored. Reading the file is the caller's business; errors never echo a key.
+pub fn parse_identities(text: &str) -> anyhow::Result<Vec<age::x25519::Identity>> {
+    let mut identities = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let n = index + 1;
+        if line.starts_with("age1") {
+            bail!(
+                "line {n} of the age key file is a public recipient (age1…); the key file must hold the private \
+                 identity (AGE-SECRET-KEY-1…) that `age-keygen` wrote"
+            );
+        }
+        let identity = age::x25519::Identity::from_str(line).map_err(|_| {
+            anyhow::anyhow!("line {n} of the age key file is not an age X25519 identity (AGE-SECRET-KEY-1…)")
+        })?;
+        identities.push(identity);
+    }
+    if identities.is_empty() {
+        bail!("the age key file holds no identity (expected a line AGE-SECRET-KEY-1…, as `age-keygen` writes)");
+    }
+    Ok(identities)
+}
+
 /// Encrypts the data key to one recipient and armors it, as `sops` writes `enc`.
 pub(crate) fn wrap(key: &DataKey, recipient: &age::x25519::Recipient) -> anyhow::Result<String> {
     let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
@@ -175,6 +203,34 @@ mod tests {
         assert!(Recipients::parse(["ssh-ed25519 AAAA"]).is_err());
         assert!(Recipients::parse(Vec::<String>::new()).is_err());
         assert!("".parse::<Recipients>().is_err());
+    }
+
+    #[test]
+    fn key_files_parse_and_recipients_are_refused_there() {
+        use age::secrecy::ExposeSecret;
+        let (a, b) = (age::x25519::Identity::generate(), age::x25519::Identity::generate());
+        let text = format!(
+            "# created: 2026-01-01T00:00:00Z\n# public key: {}\n{}\n\n{}\n",
+            a.to_public(),
+            a.to_string().expose_secret(),
+            b.to_string().expose_secret()
+        );
+        let parsed = parse_identities(&text).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1].to_public().to_string(), b.to_public().to_string());
+
+        let Err(err) = parse_identities(&a.to_public().to_string()) else {
+            panic!("a recipient is not an identity")
+        };
+        let err = format!("{err:#}");
+        assert!(err.contains("public recipient"), "{err}");
+        let garbled = a.to_string().expose_secret().replace('Q', "0");
+        let Err(err) = parse_identities(&garbled) else {
+            panic!("a garbled key must be refused")
+        };
+        let err = format!("{err:#}");
+        assert!(!err.contains(&garbled[20..]), "the key leaked into the error: {err}");
+        assert!(parse_identities("# only comments\n").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use zeroize::Zeroizing;
 
-pub use keys::Recipients;
+pub use keys::{Recipients, parse_identities};
 
 use cipher::{DataKey, IV_LEN};
 use yaml::{Node, Scalar};
