@@ -2,5 +2,9 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod exit;
 pub mod sops;
 pub mod testbed;

@@ -15,50 +15,27 @@ use support::{Testbed, process_alive, set_load_balancer_ip, unique_namespace};
 
 async fn create_namespace(client: &kube::Client, name: &str, labels: serde_json::Value) {
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create namespace");
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("create namespace");
 }
 
 #[tokio::test]
 async fn nkp_fixture_has_traefik_service_class_storage_and_middleware_crd() {
     let client = Testbed::shared().client().await;
-    let service = Api::<Service>::namespaced(client.clone(), "kon-workspace-test")
-        .get("kommander-traefik")
-        .await
-        .unwrap();
+    let service =
+        Api::<Service>::namespaced(client.clone(), "kon-workspace-test").get("kommander-traefik").await.unwrap();
     let spec = service.spec.unwrap();
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
     assert!(
-        service
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .is_none(),
+        service.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).is_none(),
         "no IP until a test sets one"
     );
 
-    let class = Api::<IngressClass>::all(client.clone())
-        .get("kommander-traefik")
-        .await
-        .unwrap();
-    assert_eq!(
-        class.spec.unwrap().controller.as_deref(),
-        Some("traefik.io/ingress-controller")
-    );
+    let class = Api::<IngressClass>::all(client.clone()).get("kommander-traefik").await.unwrap();
+    assert_eq!(class.spec.unwrap().controller.as_deref(), Some("traefik.io/ingress-controller"));
 
-    let storage = Api::<StorageClass>::all(client.clone())
-        .get("nutanix-volume")
-        .await
-        .unwrap();
+    let storage = Api::<StorageClass>::all(client.clone()).get("nutanix-volume").await.unwrap();
     let default = storage.metadata.annotations.unwrap_or_default();
-    assert_eq!(
-        default
-            .get("storageclass.kubernetes.io/is-default-class")
-            .map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(default.get("storageclass.kubernetes.io/is-default-class").map(String::as_str), Some("true"));
 
     // The CRD is served: a StripPrefix Middleware can be created and read back.
     let namespace = unique_namespace("middleware");
@@ -72,10 +49,7 @@ async fn nkp_fixture_has_traefik_service_class_storage_and_middleware_crd() {
         "spec": {"stripPrefix": {"prefixes": ["/dify"]}}
     }))
     .unwrap();
-    middlewares
-        .create(&PostParams::default(), &strip)
-        .await
-        .expect("create Middleware");
+    middlewares.create(&PostParams::default(), &strip).await.expect("create Middleware");
     let read = middlewares.get("strip-dify").await.unwrap();
     assert_eq!(read.data["spec"]["stripPrefix"]["prefixes"], json!(["/dify"]));
 }
@@ -95,33 +69,17 @@ async fn objects_are_stored_and_load_balancer_status_can_be_set() {
         "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}
     }))
     .unwrap();
-    Api::<Service>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap();
+    Api::<Service>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &service).await.unwrap();
     set_load_balancer_ip(&client, &namespace, "lb", "192.0.2.7").await;
-    let status = Api::<Service>::namespaced(client, &namespace)
-        .get_status("lb")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
-    assert_eq!(
-        status.load_balancer.unwrap().ingress.unwrap()[0].ip.as_deref(),
-        Some("192.0.2.7")
-    );
+    let status = Api::<Service>::namespaced(client, &namespace).get_status("lb").await.unwrap().status.unwrap();
+    assert_eq!(status.load_balancer.unwrap().ingress.unwrap()[0].ip.as_deref(), Some("192.0.2.7"));
 }
 
 #[tokio::test]
 async fn pod_security_admission_rejects_a_privileged_pod_in_a_restricted_namespace() {
     let client = Testbed::shared().client().await;
     let namespace = unique_namespace("psa");
-    create_namespace(
-        &client,
-        &namespace,
-        json!({"pod-security.kubernetes.io/enforce": "restricted"}),
-    )
-    .await;
+    create_namespace(&client, &namespace, json!({"pod-security.kubernetes.io/enforce": "restricted"})).await;
     // No controller-manager runs, so the default ServiceAccount must be created by hand.
     let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
     Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
@@ -137,10 +95,7 @@ async fn pod_security_admission_rejects_a_privileged_pod_in_a_restricted_namespa
         .create(&PostParams::default(), &pod)
         .await
         .expect_err("a privileged pod must be refused under enforce=restricted");
-    assert!(
-        error.to_string().contains("violates PodSecurity \"restricted:latest\""),
-        "{error}"
-    );
+    assert!(error.to_string().contains("violates PodSecurity \"restricted:latest\""), "{error}");
 }
 
 #[test]
@@ -159,20 +114,10 @@ fn teardown_leaves_no_process_port_or_directory() {
     while all.iter().any(|pid| process_alive(*pid)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        !all.iter().any(|pid| process_alive(*pid)),
-        "a testbed process survived teardown: {all:?}"
-    );
-    assert!(
-        !dir.exists(),
-        "the testbed directory {} survived teardown",
-        dir.display()
-    );
+    assert!(!all.iter().any(|pid| process_alive(*pid)), "a testbed process survived teardown: {all:?}");
+    assert!(!dir.exists(), "the testbed directory {} survived teardown", dir.display());
     let port: u16 = server.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
 }
 
 #[test]
@@ -180,15 +125,8 @@ fn a_killed_owner_still_gets_its_testbed_torn_down() {
     // The owner is a shell that starts the testbed watching the shell itself; then it dies by SIGKILL.
     let scratch = tempfile::tempdir().unwrap();
     let ready = scratch.path().join("ready");
-    let script = format!(
-        "{} --watch-pid $$ > {} & wait",
-        env!("CARGO_BIN_EXE_dify-gitops-testbed"),
-        ready.display()
-    );
-    let mut owner = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .spawn()
-        .unwrap();
+    let script = format!("{} --watch-pid $$ > {} & wait", env!("CARGO_BIN_EXE_dify-gitops-testbed"), ready.display());
+    let mut owner = std::process::Command::new("bash").args(["-c", &script]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&ready).map_or(true, |t| !t.ends_with('\n')) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -205,13 +143,6 @@ fn a_killed_owner_still_gets_its_testbed_torn_down() {
     while pids.iter().any(|pid| process_alive(*pid)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        !pids.iter().any(|pid| process_alive(*pid)),
-        "a testbed process outlived its killed owner: {pids:?}"
-    );
-    assert!(
-        !dir.exists(),
-        "the testbed directory {} outlived its killed owner",
-        dir.display()
-    );
+    assert!(!pids.iter().any(|pid| process_alive(*pid)), "a testbed process outlived its killed owner: {pids:?}");
+    assert!(!dir.exists(), "the testbed directory {} outlived its killed owner", dir.display());
 }

@@ -35,9 +35,7 @@ async fn main() -> Result<()> {
     let client = cluster.client().await?;
     let mut objects = 0;
     for path in &args.fixture {
-        objects += apply_manifests(&client, path)
-            .await
-            .with_context(|| format!("fixture {}", path.display()))?;
+        objects += apply_manifests(&client, path).await.with_context(|| format!("fixture {}", path.display()))?;
     }
     let ready = serde_json::json!({
         "kubeconfig": cluster.kubeconfig(),

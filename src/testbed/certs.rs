@@ -20,9 +20,7 @@ impl Pki {
     pub fn generate() -> Result<Self> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "dify-gitops-testbed-ca");
+        ca_params.distinguished_name.push(DnType::CommonName, "dify-gitops-testbed-ca");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().context("CA key")?)
             .context("self-signing the testbed CA")?;
@@ -32,9 +30,7 @@ impl Pki {
         serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_key = KeyPair::generate().context("serving key")?;
-        let serving_cert = serving
-            .signed_by(&serving_key, &ca)
-            .context("signing the serving certificate")?;
+        let serving_cert = serving.signed_by(&serving_key, &ca).context("signing the serving certificate")?;
 
         let service_account_key = KeyPair::generate().context("service-account signing key")?;
         Ok(Self {

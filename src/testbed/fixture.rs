@@ -32,9 +32,7 @@ pub async fn apply_manifests(client: &kube::Client, path: &Path) -> Result<usize
         let docs: Vec<serde_json::Value> =
             serde_saphyr::from_multiple(&text).with_context(|| format!("parsing YAML in {}", file.display()))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
-            apply_one(client, doc)
-                .await
-                .with_context(|| format!("applying a document of {}", file.display()))?;
+            apply_one(client, doc).await.with_context(|| format!("applying a document of {}", file.display()))?;
             applied += 1;
         }
     }
@@ -54,22 +52,15 @@ async fn apply_one(client: &kube::Client, doc: serde_json::Value) -> Result<()> 
         (kube::discovery::Scope::Namespaced, None) => bail!("{} {name} needs metadata.namespace", types.kind),
         (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .with_context(|| format!("server-side apply of {} {name}", types.kind))?;
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .with_context(|| format!("server-side apply of {} {name}", types.kind))?;
     if types.kind == "CustomResourceDefinition" {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds, &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established within 30 s"))?
-        .with_context(|| format!("watching CRD {name}"))?;
+        tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established()))
+            .await
+            .with_context(|| format!("CRD {name} not established within 30 s"))?
+            .with_context(|| format!("watching CRD {name}"))?;
     }
     Ok(())
 }

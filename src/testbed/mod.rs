@@ -57,10 +57,7 @@ impl LocalCluster {
         write_private(&path("apiserver.key"), &pki.serving_key_pem)?;
         write_private(&path("service-account.key"), &pki.service_account_key_pem)?;
         write_private(&path("service-account.pub"), &pki.service_account_public_pem)?;
-        write_private(
-            &path("tokens.csv"),
-            &format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"),
-        )?;
+        write_private(&path("tokens.csv"), &format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"))?;
 
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -99,20 +96,13 @@ impl LocalCluster {
                 .into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", path("service-account.pub").display()),
-            format!(
-                "--service-account-signing-key-file={}",
-                path("service-account.key").display()
-            ),
+            format!("--service-account-signing-key-file={}", path("service-account.key").display()),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             // No kubelet runs, so there are no endpoints to reconcile for the `kubernetes` Service.
             "--endpoint-reconciler-type=none".into(),
         ];
-        let mut apiserver = Child::spawn(
-            "kube-apiserver",
-            &apiserver_bin,
-            &apiserver_args,
-            path("kube-apiserver.log"),
-        )?;
+        let mut apiserver =
+            Child::spawn("kube-apiserver", &apiserver_bin, &apiserver_args, path("kube-apiserver.log"))?;
 
         let server = format!("https://127.0.0.1:{port}");
         let kubeconfig = path("kubeconfig");
@@ -123,9 +113,7 @@ impl LocalCluster {
         loop {
             etcd.ensure_running()?;
             apiserver.ensure_running()?;
-            let request = http::Request::get("/readyz")
-                .body(Vec::new())
-                .context("building /readyz request")?;
+            let request = http::Request::get("/readyz").body(Vec::new()).context("building /readyz request")?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => break,
                 _ if Instant::now() > deadline => bail!(
@@ -135,14 +123,7 @@ impl LocalCluster {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        Ok(Self {
-            apiserver,
-            etcd,
-            kubeconfig,
-            server,
-            startup: started.elapsed(),
-            dir,
-        })
+        Ok(Self { apiserver, etcd, kubeconfig, server, startup: started.elapsed(), dir })
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -178,12 +159,8 @@ fn sweep_stale_directories() {
         return;
     };
     for dir in entries.flatten().map(|e| e.path()) {
-        let is_testbed = dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("dify-gitops-testbed-"));
-        let owner = std::fs::read_to_string(dir.join("owner.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
+        let is_testbed = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dify-gitops-testbed-"));
+        let owner = std::fs::read_to_string(dir.join("owner.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
         // SAFETY: signal 0 only checks that the process exists.
         if let (true, Some(pid)) = (is_testbed, owner)
             && unsafe { libc::kill(pid, 0) } != 0
@@ -220,8 +197,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn random_token() -> Result<String> {

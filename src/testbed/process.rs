@@ -32,9 +32,7 @@ impl Child {
                 Ok(())
             });
         }
-        let inner = command
-            .spawn()
-            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        let inner = command.spawn().with_context(|| format!("starting {name} ({})", program.display()))?;
         Ok(Self { name, inner, log })
     }
 
@@ -45,12 +43,7 @@ impl Child {
     /// Fails with the tail of the log when the process has already exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.inner.try_wait().context("polling child")? {
-            bail!(
-                "{} exited early ({status}); last lines of {}:\n{}",
-                self.name,
-                self.log.display(),
-                self.log_tail()
-            );
+            bail!("{} exited early ({status}); last lines of {}:\n{}", self.name, self.log.display(), self.log_tail());
         }
         Ok(())
     }
@@ -78,13 +71,10 @@ pub fn free_port() -> Result<u16> {
 /// Finds `name` on PATH, with the fix in the error when it is not there.
 pub fn find_tool(name: &str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "`{name}` is not on PATH; install the pinned test tools and put them on PATH: \
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file()).with_context(|| {
+        format!(
+            "`{name}` is not on PATH; install the pinned test tools and put them on PATH: \
                  scripts/test-tools install && export PATH=\"$(scripts/test-tools path):$PATH\""
-            )
-        })
+        )
+    })
 }

@@ -41,11 +41,8 @@ impl Testbed {
         for fixture in fixtures {
             command.arg("--fixture").arg(fixture);
         }
-        let mut process = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting dify-gitops-testbed");
+        let mut process =
+            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starting dify-gitops-testbed");
         let mut line = String::new();
         BufReader::new(process.stdout.take().expect("testbed stdout"))
             .read_line(&mut line)
@@ -72,9 +69,7 @@ impl Testbed {
     }
 
     pub async fn client(&self) -> kube::Client {
-        dify_gitops::testbed::client_for(&self.kubeconfig)
-            .await
-            .expect("kube client for the testbed")
+        dify_gitops::testbed::client_for(&self.kubeconfig).await.expect("kube client for the testbed")
     }
 
     /// `kubectl --kubeconfig <testbed> args…`, returning stdout; panics with stderr when it fails.
@@ -85,12 +80,38 @@ impl Testbed {
             .args(args)
             .output()
             .expect("running kubectl (is it on PATH?)");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("kubectl output is UTF-8")
+    }
+
+    /// Runs the `dify-gitops` binary against this cluster.
+    pub fn dify_gitops(&self, args: &[&str]) -> CliOutput {
+        self.dify_gitops_with(&self.kubeconfig, args)
+    }
+
+    /// Runs the `dify-gitops` binary with another kubeconfig (an impersonating one, say).
+    pub fn dify_gitops_with(&self, kubeconfig: &Path, args: &[&str]) -> CliOutput {
+        let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env_remove("DIFY_GITOPS_LOG")
+            .output()
+            .expect("running dify-gitops");
+        CliOutput {
+            code: output.status.code().expect("dify-gitops exited by a signal"),
+            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+        }
+    }
+
+    /// A kubeconfig for the same cluster that acts as `user` (impersonation by the admin).
+    pub fn impersonating_kubeconfig(&self, user: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("reading the testbed kubeconfig");
+        let path = self.dir.join(format!("kubeconfig-as-{user}"));
+        let with_as = admin.replacen("    token:", &format!("    as: {user}\n    token:"), 1);
+        std::fs::write(&path, with_as).expect("writing the impersonating kubeconfig");
+        path
     }
 
     /// Stops the testbed and waits for it, as a test runner's exit would.
@@ -111,15 +132,32 @@ impl Drop for Testbed {
     }
 }
 
+/// What a `dify-gitops` run printed and returned.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Applies a YAML manifest (one or more documents) with the testbed's own server-side apply.
+pub async fn apply_yaml(client: &kube::Client, yaml: &str) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), yaml).expect("writing manifest");
+    dify_gitops::testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
+}
+
 /// A fresh namespace name for one test on the shared cluster.
 pub fn unique_namespace(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Sets `status.loadBalancer.ingress[0]` of a Service, as a load-balancer controller (MetalLB on NKP) would.

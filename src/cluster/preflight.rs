@@ -1,0 +1,430 @@
+//! Preflight: can this cluster run Dify behind Kommander's Traefik? Each check reads what it needs, then a pure
+//! function judges it, so the judgement is testable without a cluster and the reads stay thin.
+
+use anyhow::Result;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, PostParams};
+use serde::Serialize;
+
+use super::quantity;
+use super::traefik::{find_service, load_balancer_address};
+use crate::cli::PreflightArgs;
+
+/// Kubernetes minors this release is tested against (NKP 2.12 ships 1.29; the test bed runs 1.36).
+const OLDEST_SUPPORTED_MINOR: u32 = 28;
+const NEWEST_TESTED_MINOR: u32 = 37;
+const TRAEFIK_CONTROLLER: &str = "traefik.io/ingress-controller";
+/// The chart's default requests summed over every component and data store, rounded up.
+const DIFY_REQUESTS_MILLICPU: u64 = 2_000;
+const DIFY_REQUESTS_MEMORY: u64 = 6 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, reason: impl Into<String>) -> Self {
+        Self { name, status: Status::Pass, reason: reason.into(), fix: None }
+    }
+    fn skip(name: &'static str, reason: impl Into<String>) -> Self {
+        Self { name, status: Status::Skip, reason: reason.into(), fix: None }
+    }
+    fn warn(name: &'static str, reason: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { name, status: Status::Warn, reason: reason.into(), fix: Some(fix.into()) }
+    }
+    fn fail(name: &'static str, reason: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { name, status: Status::Fail, reason: reason.into(), fix: Some(fix.into()) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub checks: Vec<Check>,
+}
+
+/// Runs every check. The API check comes first: when the server cannot be reached, the rest is not tried.
+pub async fn run(client: &kube::Client, args: &PreflightArgs) -> Report {
+    let api = check_api(client).await;
+    let checks = if api.status == Status::Fail {
+        vec![api]
+    } else {
+        vec![
+            api,
+            check_storage_class(client, args.storage_class.as_deref()).await,
+            check_ingress_class(client, &args.traefik.ingress_class).await,
+            check_traefik_address(client, args).await,
+            check_middleware_crd(client).await,
+            check_namespace(client, &args.namespace).await,
+            check_rbac(client, &args.namespace).await,
+            check_rwx_storage_class(client, args.rwx_storage_class.as_deref()).await,
+            check_capacity(client).await,
+        ]
+    };
+    Report { passed: checks.iter().all(|c| c.status != Status::Fail), checks }
+}
+
+async fn check_api(client: &kube::Client) -> Check {
+    const NAME: &str = "api-server";
+    match client.apiserver_version().await {
+        Err(error) => Check::fail(
+            NAME,
+            format!("cannot reach the API server: {error}"),
+            "check --kubeconfig/--context and that the cluster is up (`kubectl version`)",
+        ),
+        Ok(info) => judge_version(&info.major, &info.minor, &info.git_version),
+    }
+}
+
+pub fn judge_version(major: &str, minor: &str, git_version: &str) -> Check {
+    const NAME: &str = "api-server";
+    let minor_number: Option<u32> = minor.trim_end_matches('+').parse().ok();
+    match (major, minor_number) {
+        ("1", Some(m)) if m < OLDEST_SUPPORTED_MINOR => Check::fail(
+            NAME,
+            format!("Kubernetes {git_version} is older than 1.{OLDEST_SUPPORTED_MINOR}"),
+            "upgrade the cluster (NKP 2.12 or newer)",
+        ),
+        ("1", Some(m)) if m > NEWEST_TESTED_MINOR => Check::warn(
+            NAME,
+            format!("Kubernetes {git_version} is newer than the newest tested (1.{NEWEST_TESTED_MINOR})"),
+            "it will most likely work; report problems with the version in the issue",
+        ),
+        ("1", Some(_)) => Check::pass(NAME, format!("reachable, Kubernetes {git_version}")),
+        _ => Check::warn(NAME, format!("unrecognised server version '{git_version}'"), "check `kubectl version`"),
+    }
+}
+
+async fn check_storage_class(client: &kube::Client, requested: Option<&str>) -> Check {
+    const NAME: &str = "storage-class";
+    match Api::<StorageClass>::all(client.clone()).list(&ListParams::default()).await {
+        Err(error) => Check::fail(NAME, format!("cannot list StorageClasses: {error}"), "grant list on storageclasses"),
+        Ok(list) => judge_storage_class(&list.items, requested),
+    }
+}
+
+pub fn judge_storage_class(classes: &[StorageClass], requested: Option<&str>) -> Check {
+    const NAME: &str = "storage-class";
+    let describe =
+        |c: &StorageClass| format!("{} (provisioner {})", c.metadata.name.as_deref().unwrap_or(""), c.provisioner);
+    match requested {
+        Some(name) => match classes.iter().find(|c| c.metadata.name.as_deref() == Some(name)) {
+            Some(class) => Check::pass(NAME, format!("StorageClass {}", describe(class))),
+            None => Check::fail(
+                NAME,
+                format!("StorageClass '{name}' not found"),
+                format!("pass an existing class with --storage-class (have: {})", names(classes)),
+            ),
+        },
+        None => {
+            let defaults: Vec<&StorageClass> = classes.iter().filter(|c| is_default_class(c)).collect();
+            match defaults.as_slice() {
+                [class] => Check::pass(NAME, format!("default StorageClass {}", describe(class))),
+                [] => Check::fail(
+                    NAME,
+                    "no default StorageClass",
+                    format!("pass --storage-class (have: {}) or mark one as default", names(classes)),
+                ),
+                several => Check::warn(
+                    NAME,
+                    format!("{} default StorageClasses", several.len()),
+                    "pass --storage-class to choose one explicitly",
+                ),
+            }
+        }
+    }
+}
+
+fn is_default_class(class: &StorageClass) -> bool {
+    class
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.get("storageclass.kubernetes.io/is-default-class").is_some_and(|v| v == "true"))
+}
+
+fn names(classes: &[StorageClass]) -> String {
+    let names: Vec<&str> = classes.iter().filter_map(|c| c.metadata.name.as_deref()).collect();
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+async fn check_ingress_class(client: &kube::Client, name: &str) -> Check {
+    const NAME: &str = "ingress-class";
+    match Api::<IngressClass>::all(client.clone()).get_opt(name).await {
+        Err(error) => {
+            Check::fail(NAME, format!("cannot read IngressClass {name}: {error}"), "grant get on ingressclasses")
+        }
+        Ok(None) => Check::fail(
+            NAME,
+            format!("IngressClass '{name}' not found"),
+            "is Kommander's Traefik installed on this cluster? Otherwise pass --ingress-class",
+        ),
+        Ok(Some(class)) => {
+            let controller = class.spec.and_then(|s| s.controller).unwrap_or_default();
+            if controller == TRAEFIK_CONTROLLER {
+                Check::pass(NAME, format!("IngressClass {name} (controller {controller})"))
+            } else {
+                Check::fail(
+                    NAME,
+                    format!("IngressClass {name} belongs to controller '{controller}', not Traefik"),
+                    format!("pass the class whose controller is {TRAEFIK_CONTROLLER} with --ingress-class"),
+                )
+            }
+        }
+    }
+}
+
+async fn check_traefik_address(client: &kube::Client, args: &PreflightArgs) -> Check {
+    const NAME: &str = "traefik-address";
+    match find_service(client, &args.traefik).await {
+        Err(error) => Check::fail(NAME, format!("{error:#}"), "pass --traefik-service/--traefik-namespace"),
+        Ok((service_ref, service)) => match load_balancer_address(&service) {
+            Some((address, _)) => Check::pass(NAME, format!("Service {service_ref} has address {address}")),
+            None => Check::fail(
+                NAME,
+                format!("Service {service_ref} has no load-balancer address"),
+                format!(
+                    "check the cluster's load balancer (MetalLB): `kubectl -n {} describe service {}`",
+                    service_ref.namespace, service_ref.name
+                ),
+            ),
+        },
+    }
+}
+
+async fn check_middleware_crd(client: &kube::Client) -> Check {
+    const NAME: &str = "middleware-crd";
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let current = match crds.get_opt("middlewares.traefik.io").await {
+        Ok(crd) => crd,
+        Err(error) => {
+            return Check::warn(NAME, format!("cannot read CRDs: {error}"), "grant get on customresourcedefinitions");
+        }
+    };
+    let serves_v1alpha1 =
+        current.as_ref().is_some_and(|crd| crd.spec.versions.iter().any(|v| v.name == "v1alpha1" && v.served));
+    if serves_v1alpha1 {
+        return Check::pass(NAME, "Middleware traefik.io/v1alpha1 is served");
+    }
+    match crds.get_opt("middlewares.traefik.containo.us").await {
+        Ok(Some(_)) => Check::warn(
+            NAME,
+            "only the old Middleware group traefik.containo.us is served",
+            "the chart writes traefik.io/v1alpha1: upgrade Traefik's CRDs (NKP 2.12+ ships them)",
+        ),
+        _ => Check::fail(
+            NAME,
+            "Middleware CRD traefik.io/v1alpha1 not found",
+            "install Kommander's Traefik (its CRDs) on this cluster",
+        ),
+    }
+}
+
+async fn check_namespace(client: &kube::Client, namespace: &str) -> Check {
+    const NAME: &str = "namespace";
+    match Api::<Namespace>::all(client.clone()).get_opt(namespace).await {
+        Ok(Some(_)) => Check::pass(NAME, format!("namespace {namespace} exists")),
+        Ok(None) | Err(_) => match can(client, "create", "", "namespaces", None).await {
+            Ok(true) => Check::pass(NAME, format!("namespace {namespace} does not exist yet and can be created")),
+            Ok(false) => Check::fail(
+                NAME,
+                format!("namespace {namespace} does not exist and you may not create it"),
+                format!("ask an admin: `kubectl create namespace {namespace}`"),
+            ),
+            Err(error) => Check::fail(NAME, format!("cannot review access: {error:#}"), "check the API server"),
+        },
+    }
+}
+
+/// What installing the chart creates in its namespace: (verb, API group, resource).
+const INSTALL_NEEDS: &[(&str, &str, &str)] = &[
+    ("create", "apps", "deployments"),
+    ("create", "apps", "statefulsets"),
+    ("create", "batch", "jobs"),
+    ("create", "", "services"),
+    ("create", "", "configmaps"),
+    ("create", "", "secrets"),
+    ("get", "", "secrets"),
+    ("create", "", "persistentvolumeclaims"),
+    ("create", "", "serviceaccounts"),
+    ("create", "networking.k8s.io", "ingresses"),
+    ("create", "networking.k8s.io", "networkpolicies"),
+    ("create", "policy", "poddisruptionbudgets"),
+    ("create", "traefik.io", "middlewares"),
+];
+
+async fn check_rbac(client: &kube::Client, namespace: &str) -> Check {
+    const NAME: &str = "rbac";
+    let mut missing = Vec::new();
+    for (verb, group, resource) in INSTALL_NEEDS {
+        match can(client, verb, group, resource, Some(namespace)).await {
+            Ok(true) => {}
+            Ok(false) => missing.push(format!("{verb} {}", qualified(group, resource))),
+            Err(error) => return Check::fail(NAME, format!("cannot review access: {error:#}"), "check the API server"),
+        }
+    }
+    if missing.is_empty() {
+        Check::pass(NAME, format!("may create everything the chart installs in {namespace}"))
+    } else {
+        Check::fail(
+            NAME,
+            format!("missing in namespace {namespace}: {}", missing.join(", ")),
+            "use an identity bound to the `admin` ClusterRole in that namespace",
+        )
+    }
+}
+
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+}
+
+/// SelfSubjectAccessReview: may the current identity do `verb` on `resource`?
+async fn can(client: &kube::Client, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> Result<bool> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+async fn check_rwx_storage_class(client: &kube::Client, requested: Option<&str>) -> Check {
+    const NAME: &str = "rwx-storage-class";
+    let Some(name) = requested else {
+        return Check::skip(NAME, "not requested: api and worker share a ReadWriteOnce volume on one node");
+    };
+    match Api::<StorageClass>::all(client.clone()).get_opt(name).await {
+        Err(error) => {
+            Check::fail(NAME, format!("cannot read StorageClass {name}: {error}"), "grant get on storageclasses")
+        }
+        Ok(None) => Check::fail(
+            NAME,
+            format!("StorageClass '{name}' not found"),
+            "create a Nutanix Files class (e.g. nutanix-dynamicfile) or drop --rwx-storage-class",
+        ),
+        Ok(Some(class)) => judge_rwx_class(&class),
+    }
+}
+
+pub fn judge_rwx_class(class: &StorageClass) -> Check {
+    const NAME: &str = "rwx-storage-class";
+    let name = class.metadata.name.as_deref().unwrap_or_default();
+    let storage_type = class.parameters.as_ref().and_then(|p| p.get("storageType")).map(String::as_str);
+    let file_like = storage_type == Some("NutanixFiles")
+        || ["nfs", "file", "cephfs", "efs"].iter().any(|k| class.provisioner.to_lowercase().contains(k));
+    if file_like {
+        Check::pass(NAME, format!("StorageClass {name} ({}) can serve ReadWriteMany", class.provisioner))
+    } else {
+        Check::warn(
+            NAME,
+            format!("StorageClass {name} ({}) does not look like a file (ReadWriteMany) class", class.provisioner),
+            "on NKP use a Nutanix Files class (storageType: NutanixFiles); block volumes are ReadWriteOnce",
+        )
+    }
+}
+
+async fn check_capacity(client: &kube::Client) -> Check {
+    match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
+        Err(error) => {
+            Check::warn("capacity", format!("cannot list nodes: {error}"), "grant list on nodes to check capacity")
+        }
+        Ok(list) => judge_capacity(&list.items),
+    }
+}
+
+pub fn judge_capacity(nodes: &[Node]) -> Check {
+    const NAME: &str = "capacity";
+    let (mut cpu, mut memory) = (0u64, 0u64);
+    for node in nodes {
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        if let Some(allocatable) = allocatable {
+            cpu += allocatable.get("cpu").and_then(|q| quantity::millis(&q.0)).unwrap_or(0);
+            memory += allocatable.get("memory").and_then(|q| quantity::bytes(&q.0)).unwrap_or(0);
+        }
+    }
+    let summary = format!(
+        "{} node(s), allocatable {} CPU / {} GiB; Dify requests about {} CPU / {} GiB",
+        nodes.len(),
+        cpu as f64 / 1000.0,
+        memory / (1 << 30),
+        DIFY_REQUESTS_MILLICPU as f64 / 1000.0,
+        DIFY_REQUESTS_MEMORY / (1 << 30)
+    );
+    if cpu >= DIFY_REQUESTS_MILLICPU && memory >= DIFY_REQUESTS_MEMORY {
+        Check::pass(NAME, summary)
+    } else {
+        Check::warn(NAME, summary, "add worker nodes or lower the chart's requests; pods may stay Pending")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(name: &str, provisioner: &str, default: bool) -> StorageClass {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": if default {
+                serde_json::json!({"storageclass.kubernetes.io/is-default-class": "true"})
+            } else { serde_json::json!({}) }},
+            "provisioner": provisioner
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn versions_older_than_supported_fail_and_newer_than_tested_warn() {
+        assert_eq!(judge_version("1", "27", "v1.27.9").status, Status::Fail);
+        assert_eq!(judge_version("1", "29+", "v1.29.6").status, Status::Pass);
+        assert_eq!(judge_version("1", "40", "v1.40.0").status, Status::Warn);
+    }
+
+    #[test]
+    fn storage_class_default_named_missing_and_ambiguous() {
+        let classes = [class("nutanix-volume", "csi.nutanix.com", true), class("other", "x", false)];
+        assert_eq!(judge_storage_class(&classes, None).status, Status::Pass);
+        assert_eq!(judge_storage_class(&classes, Some("other")).status, Status::Pass);
+        let missing = judge_storage_class(&classes, Some("gold"));
+        assert_eq!(missing.status, Status::Fail);
+        assert!(missing.fix.unwrap().contains("nutanix-volume, other"));
+        assert_eq!(judge_storage_class(&classes[1..], None).status, Status::Fail);
+        let two = [class("a", "x", true), class("b", "y", true)];
+        assert_eq!(judge_storage_class(&two, None).status, Status::Warn);
+    }
+
+    #[test]
+    fn capacity_warns_below_the_chart_requests() {
+        let node = |cpu: &str, mem: &str| -> Node {
+            serde_json::from_value(serde_json::json!({"status": {"allocatable": {"cpu": cpu, "memory": mem}}})).unwrap()
+        };
+        assert_eq!(judge_capacity(&[]).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node("1500m", "4Gi")]).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node("1500m", "4Gi"), node("1", "4Gi")]).status, Status::Pass);
+    }
+}
