@@ -1,0 +1,354 @@
+#!/usr/bin/env bash
+# Direct install of chart/dify on NKP, without GitOps. Run `./deploy.sh --help` for the options.
+#
+# Secrets (DIFY_SECRET_KEY, the OpenAI key) reach Helm only through a 0600 values file in a private temp dir that is
+# removed on exit: never on a child's command line, in the environment of kubectl or helm, in a shell trace (xtrace
+# is off wherever they are handled, even under `bash -x`) or on screen.
+
+# Trace stays off while the arguments (which may carry the OpenAI key) and secrets are handled.
+if [[ $- == *x* ]]; then trace=1; else trace=0; fi
+{ set +x; } 2>/dev/null
+set -euo pipefail
+
+prog=deploy.sh
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+  cat <<EOF
+Usage: export DIFY_SECRET_KEY=\$(openssl rand -hex 32)
+       ./deploy.sh --image-tag TAG [--openai-api-key KEY] [options] [--set K=V | -f FILE]... [-- HELM-ARGS...]
+
+Installs or upgrades Dify (chart ./dify next to this script) with \`helm upgrade --install\`. It finds Kommander's
+Traefik Service, waits for its load-balancer address (.status.loadBalancer.ingress[0].ip, else .hostname) and
+serves Dify at <scheme>://<that address><path>. Re-running with the same inputs is a no-op upgrade.
+
+Environment:
+  DIFY_SECRET_KEY          required: Dify's SECRET_KEY. Generate it once and keep it: it must never change.
+                           deploy.sh never generates it.
+  OPENAI_API_KEY           OpenAI key, used when --openai-api-key is not given (keeps it off the command line).
+  HELM, KUBECTL            the helm (3.8+ or 4) and kubectl binaries (default: helm, kubectl).
+
+Options (defaults are NKP's):
+  --image-tag TAG          Dify image tag, e.g. 1.13.3 (required)
+  --image-repo REPO        Dify image prefix: <REPO>-api, <REPO>-web     [langgenius/dify]
+  --openai-api-key KEY     OpenAI key, kept in the release Secret (prefer OPENAI_API_KEY: a command line is
+                           visible to other users in ps). Leaving it out on an upgrade removes the key.
+  --ingress-class NAME     IngressClass                                   [kommander-traefik]
+  --path PATH              public path                                    [/dify]
+  --scheme http|https      public scheme                                  [https]
+  --storage-class NAME     StorageClass of every volume                   [nutanix-volume]
+  --namespace NS           release namespace, created when missing        [dify]
+  --release NAME           Helm release name                              [dify]
+  --traefik-service NAME   Traefik's LoadBalancer Service                 [kommander-traefik]
+  --traefik-namespace NS   its namespace            [found: the one namespace holding a Service of that name]
+  --host HOST              public host (DNS name or IP) to use instead of waiting for Traefik's address
+  --timeout DURATION       how long to wait for the address: 300, 90s, 5m [300s]
+  --helm-timeout DURATION  helm --timeout (covers the migration hook Job) [15m]
+  --wait                   also pass --wait to helm (wait until every pod is ready)
+  --kube-context NAME      kubeconfig context for kubectl and helm        [current context]
+  --chart PATH             chart to install                               [$here/dify]
+  --dry-run                print the commands (secrets masked); create and install nothing
+  -h, --help               this help
+Passed through to helm, after deploy.sh's own values (so they override them):
+  --set, --set-string, --set-json, --set-file, --set-literal K=V;  -f, --values FILE;  -- ARG... (anything)
+
+Exit codes:
+  0  installed or upgraded (or, with --dry-run, printed)
+  1  error: cluster, Traefik Service not found or ambiguous, helm failed
+  2  usage: bad or missing option, DIFY_SECRET_KEY not set
+  3  timeout: Traefik's Service got no load-balancer address in time
+EOF
+}
+
+say() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$prog" "$*" >&2; exit 1; }
+usage_error() { printf '%s: error: %s (see --help)\n' "$prog" "$*" >&2; exit 2; }
+
+# Duration (300, 300s, 5m, 1h) -> seconds.
+to_seconds() {
+  local d=$1
+  case $d in
+    *[!0-9smh]* | '' | [smh]*) return 1 ;;
+    *h) [[ ${d%h} =~ ^[0-9]+$ ]] && echo $((10#${d%h} * 3600)) ;;
+    *m) [[ ${d%m} =~ ^[0-9]+$ ]] && echo $((10#${d%m} * 60)) ;;
+    *s) [[ ${d%s} =~ ^[0-9]+$ ]] && echo $((10#${d%s})) ;;
+    *) [[ $d =~ ^[0-9]+$ ]] && echo $((10#$d)) ;;
+  esac
+}
+
+# A YAML double-quoted scalar (JSON string syntax); control characters are rejected before this is called.
+yaml_str() {
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  printf '"%s"' "$s"
+}
+
+has_control_chars() { [[ $1 == *[[:cntrl:]]* ]]; }
+
+# --- arguments (trace is off here) -------------------------------------------------------------------------------
+image_tag='' image_repo=langgenius/dify openai_key='' openai_given=0
+ingress_class=kommander-traefik path=/dify scheme=https storage_class=nutanix-volume
+namespace=dify release=dify traefik_service=kommander-traefik traefik_namespace='' host=''
+timeout=300s helm_timeout=15m helm_wait=0 kube_context='' chart="$here/dify" dry_run=0
+extra=()
+
+need_value() { (($2 >= 2)) || usage_error "$1 needs a value"; }
+while (($#)); do
+  opt=$1
+  case $opt in
+    --*=*) set -- "${opt%%=*}" "${opt#*=}" "${@:2}"; continue ;;
+  esac
+  case $opt in
+    -h | --help) usage; exit 0 ;;
+    --dry-run) dry_run=1; shift ;;
+    --wait) helm_wait=1; shift ;;
+    --) shift; extra+=("$@"); break ;;
+    --image-tag | --image-repo | --openai-api-key | --ingress-class | --path | --scheme | --storage-class | \
+      --namespace | --release | --traefik-service | --traefik-namespace | --host | --timeout | --helm-timeout | \
+      --kube-context | --chart | --set | --set-string | --set-json | --set-file | --set-literal | -f | --values)
+      need_value "$opt" $#
+      val=$2
+      shift 2
+      case $opt in
+        --image-tag) image_tag=$val ;;
+        --image-repo) image_repo=$val ;;
+        --openai-api-key) openai_key=$val openai_given=1 ;;
+        --ingress-class) ingress_class=$val ;;
+        --path) path=$val ;;
+        --scheme) scheme=$val ;;
+        --storage-class) storage_class=$val ;;
+        --namespace) namespace=$val ;;
+        --release) release=$val ;;
+        --traefik-service) traefik_service=$val ;;
+        --traefik-namespace) traefik_namespace=$val ;;
+        --host) host=$val ;;
+        --timeout) timeout=$val ;;
+        --helm-timeout) helm_timeout=$val ;;
+        --kube-context) kube_context=$val ;;
+        --chart) chart=$val ;;
+        *) extra+=("$opt" "$val") ;;
+      esac
+      ;;
+    *) usage_error "unknown option '$opt'" ;;
+  esac
+done
+unset val opt
+
+[[ -n $image_tag ]] || usage_error "--image-tag is required (the Dify release, e.g. 1.13.3)"
+[[ $scheme == http || $scheme == https ]] || usage_error "--scheme must be http or https, not '$scheme'"
+[[ $path == /* ]] || usage_error "--path must start with '/', e.g. /dify or /"
+timeout_s=$(to_seconds "$timeout") || usage_error "--timeout '$timeout' is not a duration (300, 90s, 5m)"
+helm_timeout_s=$(to_seconds "$helm_timeout") || usage_error "--helm-timeout '$helm_timeout' is not a duration (600, 15m)"
+for pair in "--image-tag=$image_tag" "--image-repo=$image_repo" "--ingress-class=$ingress_class" "--path=$path" \
+  "--storage-class=$storage_class" "--namespace=$namespace" "--release=$release" "--host=$host" \
+  "--traefik-service=$traefik_service" "--traefik-namespace=$traefik_namespace"; do
+  ! has_control_chars "$pair" || usage_error "${pair%%=*} contains a control character"
+  [[ ${pair#*=} != *[[:space:]]* ]] || usage_error "${pair%%=*} contains whitespace"
+done
+[[ -d $chart || $chart == oci://* ]] || usage_error "--chart '$chart' is not a directory"
+
+# --- secrets: checked, written to a 0600 file and dropped from the environment, all with trace off -------------
+if [[ -z ${DIFY_SECRET_KEY:-} ]]; then
+  # shellcheck disable=SC2016 # the $(...) is the command the user should run, printed verbatim
+  printf '%s: error: DIFY_SECRET_KEY is not set; nothing was installed. Generate it once and keep it (it must never\n  change between runs):  export DIFY_SECRET_KEY=$(openssl rand -hex 32)\n' "$prog" >&2
+  exit 2
+fi
+if ((!openai_given)) && [[ -n ${OPENAI_API_KEY:-} ]]; then openai_key=$OPENAI_API_KEY; fi
+has_control_chars "$DIFY_SECRET_KEY" && usage_error "DIFY_SECRET_KEY contains a control character (a newline?)"
+has_control_chars "$openai_key" && usage_error "the OpenAI key contains a control character (a newline?)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dify-deploy.XXXXXXXX")
+cleanup() { rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+chmod 700 "$tmp"
+values_file=$tmp/values.yaml
+secrets_file=$tmp/secrets.yaml
+(
+  umask 077
+  {
+    printf 'secrets:\n  difySecretKey: %s\n' "$(yaml_str "$DIFY_SECRET_KEY")"
+    if [[ -n $openai_key ]]; then printf '  openaiApiKey: %s\n' "$(yaml_str "$openai_key")"; fi
+  } >"$secrets_file"
+)
+chmod 600 "$secrets_file"
+secrets_masked="secrets:
+  difySecretKey: \"<masked>\""
+[[ -z $openai_key ]] || secrets_masked+="
+  openaiApiKey: \"<masked>\""
+unset DIFY_SECRET_KEY OPENAI_API_KEY openai_key
+
+# Values a user passes with --set that look like secrets are masked when printed.
+masked_extra=()
+mask_next=0
+for arg in "${extra[@]}"; do
+  key=${arg%%=*}
+  if ((mask_next)) && [[ $arg == *=* && ${key,,} =~ secret|password|token|key ]]; then
+    arg="${arg%%=*}=<masked>"
+  fi
+  mask_next=0
+  case $arg in --set | --set-string | --set-json | --set-literal) mask_next=1 ;; esac
+  masked_extra+=("$arg")
+done
+unset arg key mask_next
+
+if ((trace)); then set -x; fi
+
+# --- tools ---------------------------------------------------------------------------------------------------------
+helm_bin=${HELM:-helm}
+kubectl=("${KUBECTL:-kubectl}")
+[[ -z $kube_context ]] || kubectl+=(--context "$kube_context")
+command -v "$helm_bin" >/dev/null || die "helm not found (HELM=$helm_bin); install Helm 3.8+ or 4"
+command -v "${kubectl[0]}" >/dev/null || die "kubectl not found (KUBECTL=${kubectl[0]})"
+helm_version=$("$helm_bin" version --template '{{.Version}}' 2>/dev/null) || die "'$helm_bin version' failed"
+if [[ $helm_version =~ ^v([0-9]+)\.([0-9]+) ]]; then
+  major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
+  ((major > 3 || (major == 3 && minor >= 8))) || die "Helm $helm_version is too old: deploy.sh needs Helm 3.8+ or 4"
+else
+  die "cannot read the Helm version from '$helm_version'"
+fi
+
+# Shell-quoted command line, for messages; <placeholders> stay as they are.
+quoted() {
+  local out='' a
+  for a in "$@"; do
+    if [[ $a =~ ^\<[A-Za-z0-9._/-]+\>$ ]]; then out+="$a "; else out+="$(printf '%q' "$a") "; fi
+  done
+  printf '%s' "${out% }"
+}
+
+# --- Traefik's Service and its address -----------------------------------------------------------------------------
+find_traefik_namespace() {
+  local found err
+  err=$tmp/kubectl.err
+  if ! found=$("${kubectl[@]}" get services --all-namespaces --field-selector "metadata.name=$traefik_service" \
+    -o jsonpath='{range .items[*]}{.metadata.namespace}{"\n"}{end}' 2>"$err"); then
+    die "cannot list Services across namespaces to find '$traefik_service': $(cat "$err")
+  Pass its namespace with --traefik-namespace (on NKP: the workspace namespace, 'kommander' on the management cluster)"
+  fi
+  local -a namespaces=()
+  mapfile -t namespaces < <(printf '%s' "$found" | sed '/^$/d')
+  case ${#namespaces[@]} in
+    1) traefik_namespace=${namespaces[0]} ;;
+    0)
+      local lbs
+      lbs=$("${kubectl[@]}" get services --all-namespaces \
+        -o jsonpath='{range .items[?(@.spec.type=="LoadBalancer")]}  {.metadata.namespace}/{.metadata.name}{"\n"}{end}' \
+        2>/dev/null || true)
+      die "no Service named '$traefik_service' in any namespace. LoadBalancer Services found:
+${lbs:-  (none)}
+  Pass the right one with --traefik-service NAME [--traefik-namespace NS], or the public host with --host"
+      ;;
+    *)
+      die "${#namespaces[@]} Services named '$traefik_service' found:
+$(printf '  %s/'"$traefik_service"'\n' "${namespaces[@]}")
+  Choose one with --traefik-namespace NS"
+      ;;
+  esac
+}
+
+wait_for_address() {
+  local ref="$traefik_namespace/$traefik_service" inspect type out err=$tmp/kubectl.err
+  inspect="$(quoted "${kubectl[@]}" --namespace "$traefik_namespace" get service "$traefik_service" -o yaml)"
+  type=$("${kubectl[@]}" --namespace "$traefik_namespace" get service "$traefik_service" \
+    -o jsonpath='{.spec.type}' 2>"$err") || die "cannot read Service $ref: $(cat "$err")"
+  [[ $type == LoadBalancer ]] ||
+    die "Service $ref is of type $type, not LoadBalancer: it gets no load-balancer address. Pass the public host with --host"
+  local start=$SECONDS elapsed=0 last_report=0 ip hostname
+  say "waiting up to ${timeout_s} s for the load-balancer address of Service $ref"
+  while :; do
+    out=$("${kubectl[@]}" --namespace "$traefik_namespace" get service "$traefik_service" \
+      -o jsonpath='{.status.loadBalancer.ingress[0].ip}{" "}{.status.loadBalancer.ingress[0].hostname}' 2>"$err") ||
+      say "reading Service $ref failed (retrying): $(cat "$err")"
+    ip=${out%% *} hostname=${out#* }
+    if [[ -n $ip ]]; then host=$ip; break; fi
+    if [[ -n $hostname ]]; then host=$hostname; break; fi
+    elapsed=$((SECONDS - start))
+    if ((elapsed >= timeout_s)); then
+      printf '%s: error: Service %s has no load-balancer address after %d s (.status.loadBalancer.ingress is empty).\n  Inspect it with:\n    %s\n  Then re-run with a larger --timeout, or pass the public host with --host\n' \
+        "$prog" "$ref" "$elapsed" "$inspect" >&2
+      exit 3
+    fi
+    if ((elapsed - last_report >= 10)); then
+      say "  still no address after ${elapsed} s"
+      last_report=$elapsed
+    fi
+    sleep $((timeout_s - elapsed < 2 ? timeout_s - elapsed : 2))
+  done
+  say "Traefik's address: $host (after $((SECONDS - start)) s)"
+}
+
+address_note=''
+if [[ -z $host ]]; then
+  [[ -n $traefik_namespace ]] || find_traefik_namespace
+  if ((dry_run)); then
+    # Read the address once; a dry run never waits.
+    host=$("${kubectl[@]}" --namespace "$traefik_namespace" get service "$traefik_service" \
+      -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null || true)
+    [[ -n $host ]] || host=$("${kubectl[@]}" --namespace "$traefik_namespace" get service "$traefik_service" \
+      -o jsonpath='{.status.loadBalancer.ingress[0].hostname}' 2>/dev/null || true)
+    if [[ -z $host ]]; then
+      host="<address of $traefik_namespace/$traefik_service>"
+      address_note=" (Service $traefik_namespace/$traefik_service has no address yet: a real run waits for it)"
+    fi
+  else
+    wait_for_address
+  fi
+fi
+
+# --- values and the helm command ----------------------------------------------------------------------------------
+cat >"$values_file" <<EOF
+# Written by deploy.sh; the secrets are in a separate 0600 file.
+expose:
+  ingressClassName: $(yaml_str "$ingress_class")
+  path: $(yaml_str "$path")
+external:
+  scheme: $(yaml_str "$scheme")
+  host: $(yaml_str "$host")
+images:
+  dify:
+    repository: $(yaml_str "$image_repo")
+    tag: $(yaml_str "$image_tag")
+storage:
+  storageClassName: $(yaml_str "$storage_class")
+EOF
+
+helm_args=(upgrade --install "$release" "$chart" --namespace "$namespace"
+  --values "$values_file" --values "$secrets_file" --timeout "${helm_timeout_s}s")
+((!helm_wait)) || helm_args+=(--wait)
+[[ -z $kube_context ]] || helm_args+=(--kube-context "$kube_context")
+
+if ((dry_run)); then
+  helm_shown=("${helm_args[@]}")
+  helm_shown=("${helm_shown[@]/#"$values_file"/<values.yaml>}")
+  helm_shown=("${helm_shown[@]/#"$secrets_file"/<secrets.yaml>}")
+  {
+    printf '# deploy.sh --dry-run: nothing was created or installed%s. A real run would run:\n' "$address_note"
+    if [[ -z $("${kubectl[@]}" get namespace "$namespace" -o name --ignore-not-found 2>/dev/null) ]]; then
+      printf '%s\n' "$(quoted "${kubectl[@]}" create namespace "$namespace")"
+    fi
+    printf '%s' "$(quoted "$helm_bin" "${helm_shown[@]}")"
+    ((${#masked_extra[@]} == 0)) || printf ' %s' "$(quoted "${masked_extra[@]}")"
+    printf '\n# <values.yaml>:\n'
+    sed -n '2,$p' "$values_file"
+    printf '# <secrets.yaml> (mode 0600, in a temp dir removed on exit; values masked here):\n%s\n' "$secrets_masked"
+  }
+  exit 0
+fi
+
+ns_err=$tmp/kubectl.err
+if ! existing=$("${kubectl[@]}" get namespace "$namespace" -o name --ignore-not-found 2>"$ns_err"); then
+  die "cannot read namespace '$namespace': $(cat "$ns_err")"
+fi
+if [[ -z $existing ]]; then
+  say "creating namespace $namespace"
+  "${kubectl[@]}" create namespace "$namespace" >/dev/null 2>"$ns_err" ||
+    grep -q AlreadyExists "$ns_err" || die "cannot create namespace '$namespace': $(cat "$ns_err")"
+fi
+
+say "running: $(quoted "$helm_bin" "${helm_args[@]}" "${masked_extra[@]}")"
+rc=0
+"$helm_bin" "${helm_args[@]}" "${extra[@]}" || rc=$?
+((rc == 0)) || die "helm upgrade --install failed (exit $rc); inspect the release with: $(quoted "$helm_bin" status "$release" --namespace "$namespace")"
+say "release $release in namespace $namespace is deployed: $scheme://$host${path%/}/"
