@@ -20,24 +20,20 @@ const SECRET: &str = "pl41ntext-Secret-Key-9d2e";
 
 /// Finds a tool on PATH, then in the directory `scripts/test-tools path` prints.
 fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-tools");
     if let Ok(out) = Command::new(&script).arg("path").output()
         && out.status.success()
     {
         dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     }
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not on PATH nor in the test-tools directory: run `scripts/test-tools install sops debian` \
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not on PATH nor in the test-tools directory: run `scripts/test-tools install sops debian` \
              and `export PATH=$(scripts/test-tools path):$PATH`"
-            )
-        })
+        )
+    })
 }
 
 struct Env {
@@ -53,11 +49,7 @@ impl Env {
         let dir = TempDir::new().expect("temp dir");
         let key_file = dir.path().join("key.txt");
         let out = run(Command::new(tool("age-keygen")).arg("-o").arg(&key_file));
-        assert!(
-            out.status.success(),
-            "age-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "age-keygen failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = std::fs::read_to_string(&key_file).expect("read key file");
         let mut identities = sops::parse_identities(&text).expect("we read the key file age-keygen wrote");
         assert_eq!(identities.len(), 1);
@@ -66,12 +58,7 @@ impl Env {
         assert!(out.status.success(), "age-keygen -y failed");
         let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         assert_eq!(recipient, identity.to_public().to_string());
-        Self {
-            dir,
-            key_file,
-            identity,
-            recipient,
-        }
+        Self { dir, key_file, identity, recipient }
     }
 
     fn recipients(&self) -> Recipients {
@@ -99,10 +86,7 @@ impl Env {
     }
 
     fn sops_decrypt_json(&self, file: &Path) -> Output {
-        run(self
-            .sops()
-            .args(["--decrypt", "--input-type", "yaml", "--output-type", "json"])
-            .arg(file))
+        run(self.sops().args(["--decrypt", "--input-type", "yaml", "--output-type", "json"]).arg(file))
     }
 }
 
@@ -149,16 +133,8 @@ fn sops_decrypts_and_verifies_what_we_encrypt() {
     assert!(!text.contains(SECRET));
     let file = env.write("secret.sops.yaml", &text);
     let out = env.sops_decrypt_json(&file);
-    assert!(
-        out.status.success(),
-        "sops -d refused our file: {}\n{text}",
-        stderr(&out)
-    );
-    assert_eq!(
-        parse_json(&out),
-        secret(),
-        "sops -d output differs from the input (key order included)"
-    );
+    assert!(out.status.success(), "sops -d refused our file: {}\n{text}", stderr(&out));
+    assert_eq!(parse_json(&out), secret(), "sops -d output differs from the input (key order included)");
 }
 
 #[test]
@@ -169,11 +145,7 @@ fn the_age_cli_unwraps_our_data_key() {
     let armored = doc["sops"]["age"][0]["enc"].as_str().expect("sops.age[0].enc");
     assert_eq!(doc["sops"]["age"][0]["recipient"], env.recipient.as_str());
     let enc = env.write("datakey.age", armored);
-    let out = run(Command::new(tool("age"))
-        .arg("--decrypt")
-        .arg("-i")
-        .arg(&env.key_file)
-        .arg(&enc));
+    let out = run(Command::new(tool("age")).arg("--decrypt").arg("-i").arg(&env.key_file).arg(&enc));
     assert!(out.status.success(), "age -d failed: {}", stderr(&out));
     assert_eq!(out.stdout.len(), 32, "the data key is 32 bytes");
 
@@ -189,13 +161,7 @@ fn the_age_cli_unwraps_our_data_key() {
     assert_eq!(iv.len(), 32, "sops IVs are 32 bytes");
     let cipher = AesGcm::<Aes256, U32>::new_from_slice(&out.stdout).unwrap();
     let plain = cipher
-        .decrypt(
-            Nonce::<U32>::from_slice(&iv),
-            Payload {
-                msg: &sealed,
-                aad: b"stringData:SECRET_KEY:",
-            },
-        )
+        .decrypt(Nonce::<U32>::from_slice(&iv), Payload { msg: &sealed, aad: b"stringData:SECRET_KEY:" })
         .expect("the age-unwrapped key opens the value");
     assert_eq!(plain, SECRET.as_bytes());
 }
@@ -229,13 +195,7 @@ fn sops_encrypt(env: &Env, plain: &str) -> String {
     let file = env.write("plain.yaml", plain);
     let out = run(env
         .sops()
-        .args([
-            "--encrypt",
-            "--encrypted-regex",
-            "^(data|stringData)$",
-            "--age",
-            &env.recipient,
-        ])
+        .args(["--encrypt", "--encrypted-regex", "^(data|stringData)$", "--age", &env.recipient])
         .arg(&file));
     assert!(out.status.success(), "sops -e failed: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
@@ -273,16 +233,10 @@ fn we_decrypt_what_sops_encrypts() {
     assert_eq!(got.recipients, std::slice::from_ref(&env.recipient));
 
     // Carried over and re-encrypted unchanged by us, sops still reads it.
-    let again = got
-        .reencrypt(&got.manifest, &env.recipients(), SystemTime::now())
-        .unwrap();
+    let again = got.reencrypt(&got.manifest, &env.recipients(), SystemTime::now()).unwrap();
     let file = env.write("again.yaml", &again);
     let out = env.sops_decrypt_json(&file);
-    assert!(
-        out.status.success(),
-        "sops -d refused our re-encryption: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "sops -d refused our re-encryption: {}", stderr(&out));
     assert_eq!(parse_json(&out), plain_secret_json());
 }
 
@@ -295,24 +249,14 @@ fn we_decrypt_every_rule_sops_writes() {
         .replace("kind: Secret\n", "kind: Secret # a readable comment\n");
     let cases: [(&str, &[&str]); 5] = [
         ("encrypted_regex", &["--encrypted-regex", "^(data|stringData)$"]),
-        (
-            "mac_only_encrypted",
-            &["--mac-only-encrypted", "--encrypted-regex", "^(data|stringData)$"],
-        ),
+        ("mac_only_encrypted", &["--mac-only-encrypted", "--encrypted-regex", "^(data|stringData)$"]),
         ("default rule: everything encrypted", &[]),
-        (
-            "unencrypted_regex",
-            &["--unencrypted-regex", "^(apiVersion|kind|metadata|type|immutable)$"],
-        ),
+        ("unencrypted_regex", &["--unencrypted-regex", "^(apiVersion|kind|metadata|type|immutable)$"]),
         ("encrypted_suffix", &["--encrypted-suffix", "Data"]),
     ];
     for (case, flags) in cases {
         let file = env.write("plain.yaml", &commented);
-        let out = run(env
-            .sops()
-            .args(flags)
-            .args(["--encrypt", "--age", &env.recipient])
-            .arg(&file));
+        let out = run(env.sops().args(flags).args(["--encrypt", "--age", &env.recipient]).arg(&file));
         assert!(out.status.success(), "{case}: sops -e failed: {}", stderr(&out));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(!text.contains(SECRET), "{case}: plaintext in sops' output");
@@ -326,9 +270,7 @@ fn we_decrypt_every_rule_sops_writes() {
 fn our_layout_is_the_layout_sops_writes() {
     let env = Env::new();
     let from_sops = sops_encrypt(&env, PLAIN_SECRET_YAML);
-    let manifest = sops::decrypt(&from_sops, std::slice::from_ref(&env.identity))
-        .unwrap()
-        .manifest;
+    let manifest = sops::decrypt(&from_sops, std::slice::from_ref(&env.identity)).unwrap().manifest;
     let ours = sops::encrypt(&manifest, &env.recipients(), SystemTime::now()).unwrap();
     let normalize = |text: &str| {
         let enc = regex::Regex::new(r"ENC\[AES256_GCM,data:[^\]]*\]").unwrap();
@@ -339,11 +281,7 @@ fn our_layout_is_the_layout_sops_writes() {
         let text = armor.replace_all(&text, "ARMOR");
         modified.replace_all(&text, "lastmodified: T").into_owned()
     };
-    assert_eq!(
-        normalize(&ours),
-        normalize(&from_sops),
-        "ours:\n{ours}\nsops:\n{from_sops}"
-    );
+    assert_eq!(normalize(&ours), normalize(&from_sops), "ours:\n{ours}\nsops:\n{from_sops}");
 }
 
 #[test]
@@ -351,12 +289,7 @@ fn sops_can_edit_our_file_and_we_read_its_edit() {
     let env = Env::new();
     let text = sops::encrypt(&secret(), &env.recipients(), SystemTime::now()).unwrap();
     let file = env.write("secret.sops.yaml", &text);
-    let out = run(env
-        .sops()
-        .arg("set")
-        .arg(&file)
-        .arg(r#"["stringData"]["ADDED"]"#)
-        .arg(r#""by-sops""#));
+    let out = run(env.sops().arg("set").arg(&file).arg(r#"["stringData"]["ADDED"]"#).arg(r#""by-sops""#));
     assert!(out.status.success(), "sops set failed on our file: {}", stderr(&out));
     let edited = std::fs::read_to_string(&file).unwrap();
     let got = sops::decrypt(&edited, &[env.identity]).expect("we read sops' edit of our file");
@@ -369,12 +302,7 @@ fn sops_can_edit_our_file_and_we_read_its_edit() {
 fn a_file_edited_after_encryption_is_refused_by_us_and_by_sops() {
     let env = Env::new();
     let text = sops::encrypt(&secret(), &env.recipients(), SystemTime::now()).unwrap();
-    let line = |key: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap()
-            .to_owned()
-    };
+    let line = |key: &str| text.lines().find(|l| l.trim_start().starts_with(key)).unwrap().to_owned();
 
     // A readable value changed.
     let renamed = text.replacen("name: dify-secrets", "name: evil", 1);
@@ -391,10 +319,7 @@ fn a_file_edited_after_encryption_is_refused_by_us_and_by_sops() {
     ] {
         let ours = sops::decrypt(&edited, std::slice::from_ref(&env.identity));
         let err = format!("{:#}", ours.expect_err(case));
-        assert!(
-            !err.contains(SECRET) && !err.contains("changed-by-hand"),
-            "{case}: error leaks a value: {err}"
-        );
+        assert!(!err.contains(SECRET) && !err.contains("changed-by-hand"), "{case}: error leaks a value: {err}");
         let file = env.write("edited.yaml", &edited);
         let out = env.sops_decrypt_json(&file);
         assert!(!out.status.success(), "{case}: sops -d accepted an edited file");
@@ -454,11 +379,7 @@ fn awkward() -> Value {
         "trailing \nspace",
     ];
     let map = |prefix: &str| -> serde_json::Map<String, Value> {
-        strings
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("{prefix}{i}"), json!(s)))
-            .collect()
+        strings.iter().enumerate().map(|(i, s)| (format!("{prefix}{i}"), json!(s))).collect()
     };
     json!({
         "apiVersion": "v1",
@@ -477,18 +398,9 @@ fn awkward_values_survive_both_directions() {
     let text = sops::encrypt(&awkward(), &env.recipients(), SystemTime::now()).unwrap();
     let file = env.write("ours.yaml", &text);
     let out = env.sops_decrypt_json(&file);
-    assert!(
-        out.status.success(),
-        "sops -d refused our file: {}\n{text}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "sops -d refused our file: {}\n{text}", stderr(&out));
     assert_eq!(parse_json(&out), awkward());
-    assert_eq!(
-        sops::decrypt(&text, std::slice::from_ref(&env.identity))
-            .unwrap()
-            .manifest,
-        awkward()
-    );
+    assert_eq!(sops::decrypt(&text, std::slice::from_ref(&env.identity)).unwrap().manifest, awkward());
 
     // sops -e (from JSON, written as YAML by sops) -> ours.
     let input = env.write("plain.json", &serde_json::to_string_pretty(&awkward()).unwrap());

@@ -78,21 +78,10 @@ pub(crate) fn encrypt(value: &Scalar, key: &DataKey, aad: &str, iv: &[u8; IV_LEN
     }
     let cipher = Aes256Gcm32::new_from_slice(key.as_ref()).context("the data key is not 32 bytes")?;
     let sealed = cipher
-        .encrypt(
-            Nonce::<U32>::from_slice(iv),
-            Payload {
-                msg: &plain,
-                aad: aad.as_bytes(),
-            },
-        )
+        .encrypt(Nonce::<U32>::from_slice(iv), Payload { msg: &plain, aad: aad.as_bytes() })
         .map_err(|_| anyhow::anyhow!("AES-GCM encryption failed"))?;
     let (data, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-    Ok(format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
-        B64.encode(data),
-        B64.encode(iv),
-        B64.encode(tag)
-    ))
+    Ok(format!("ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]", B64.encode(data), B64.encode(iv), B64.encode(tag)))
 }
 
 /// A parsed `ENC[...]` value.
@@ -113,16 +102,9 @@ pub(crate) fn parse(value: &str) -> anyhow::Result<Encrypted> {
     let Some(caps) = re.captures(value) else {
         bail!("the value is not in sops' ENC[AES256_GCM,data:…,iv:…,tag:…,type:…] format");
     };
-    let field = |i: usize, name: &str| {
-        B64.decode(&caps[i])
-            .with_context(|| format!("the {name} field is not valid base64"))
-    };
-    Ok(Encrypted {
-        data: field(1, "data")?,
-        iv: field(2, "iv")?,
-        tag: field(3, "tag")?,
-        kind: caps[4].to_owned(),
-    })
+    let field =
+        |i: usize, name: &str| B64.decode(&caps[i]).with_context(|| format!("the {name} field is not valid base64"));
+    Ok(Encrypted { data: field(1, "data")?, iv: field(2, "iv")?, tag: field(3, "tag")?, kind: caps[4].to_owned() })
 }
 
 /// Decrypts one `ENC[...]` value (an empty string stays empty) into its typed scalar; the MAC
@@ -151,16 +133,8 @@ pub(crate) fn decrypt(value: &str, key: &DataKey, aad: &str) -> anyhow::Result<S
     let text = || std::str::from_utf8(&plain).context("the decrypted value is not UTF-8");
     let scalar = match enc.kind.as_str() {
         "str" | "bytes" | "time" => Scalar::Str(text()?.to_owned()),
-        "int" => Scalar::Int(
-            text()?
-                .parse()
-                .context("the decrypted value of type int is not an integer")?,
-        ),
-        "float" => Scalar::Float(
-            text()?
-                .parse()
-                .context("the decrypted value of type float is not a number")?,
-        ),
+        "int" => Scalar::Int(text()?.parse().context("the decrypted value of type int is not an integer")?),
+        "float" => Scalar::Float(text()?.parse().context("the decrypted value of type float is not a number")?),
         "bool" => Scalar::Bool(match text()? {
             "True" | "true" | "TRUE" | "t" | "T" | "1" => true,
             "False" | "false" | "FALSE" | "f" | "F" | "0" => false,
@@ -178,12 +152,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_type_and_binds_the_path() {
         let key = new_data_key();
-        for value in [
-            Scalar::Str("s3cr3t".into()),
-            Scalar::Int(-42),
-            Scalar::Float(1.5),
-            Scalar::Bool(true),
-        ] {
+        for value in [Scalar::Str("s3cr3t".into()), Scalar::Int(-42), Scalar::Float(1.5), Scalar::Bool(true)] {
             let enc = encrypt(&value, &key, "data:password:", &new_iv()).unwrap();
             assert!(enc.starts_with("ENC[AES256_GCM,data:"), "{enc}");
             let back = decrypt(&enc, &key, "data:password:").unwrap();
@@ -196,10 +165,7 @@ mod tests {
     #[test]
     fn empty_strings_are_not_encrypted() {
         let key = new_data_key();
-        assert_eq!(
-            encrypt(&Scalar::Str(String::new()), &key, "data:x:", &new_iv()).unwrap(),
-            ""
-        );
+        assert_eq!(encrypt(&Scalar::Str(String::new()), &key, "data:x:", &new_iv()).unwrap(), "");
         assert_eq!(decrypt("", &key, "data:x:").unwrap(), Scalar::Str(String::new()));
     }
 

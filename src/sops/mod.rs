@@ -64,8 +64,7 @@ pub fn is_sops(yaml_text: &str) -> bool {
     let Ok(root) = yaml::parse(yaml_text) else {
         return false;
     };
-    root.iter()
-        .any(|(k, v)| k == "sops" && matches!(v, Node::Map(m) if m.iter().any(|(k, _)| k == "mac")))
+    root.iter().any(|(k, v)| k == "sops" && matches!(v, Node::Map(m) if m.iter().any(|(k, _)| k == "mac")))
 }
 
 /// A decrypted and verified SOPS file.
@@ -94,11 +93,7 @@ impl IvStash {
     }
 
     fn get(&self, aad: &str, plain: &[u8]) -> Option<[u8; IV_LEN]> {
-        self.0
-            .get(aad)?
-            .iter()
-            .find(|(p, _)| p.as_slice() == plain)
-            .map(|(_, iv)| *iv)
+        self.0.get(aad)?.iter().find(|(p, _)| p.as_slice() == plain).map(|(_, iv)| *iv)
     }
 }
 
@@ -127,18 +122,13 @@ impl Decrypted {
 /// name paths, never plaintext values.
 pub fn decrypt(yaml_text: &str, identities: &[age::x25519::Identity]) -> anyhow::Result<Decrypted> {
     let mut root = yaml::parse(yaml_text).context("could not read the SOPS file")?;
-    let position = root
-        .iter()
-        .position(|(k, _)| k == "sops")
-        .context("not a SOPS file: there is no top-level `sops` metadata")?;
+    let position =
+        root.iter().position(|(k, _)| k == "sops").context("not a SOPS file: there is no top-level `sops` metadata")?;
     let (_, metadata) = root.remove(position);
     let meta = Metadata::from_node(metadata).context("the file's `sops` metadata is invalid")?;
 
     if identities.is_empty() {
-        bail!(
-            "no age identity given to decrypt the file (recipients: {})",
-            meta.recipients().join(", ")
-        );
+        bail!("no age identity given to decrypt the file (recipients: {})", meta.recipients().join(", "));
     }
     let mut failures = Vec::new();
     let mut data_key = None;
@@ -171,11 +161,7 @@ pub fn decrypt(yaml_text: &str, identities: &[age::x25519::Identity]) -> anyhow:
                 bail!("the value should be encrypted but is not a string");
             };
             let aad = aad(path);
-            let iv = if text.is_empty() {
-                None
-            } else {
-                Some(cipher::parse(text)?.iv)
-            };
+            let iv = if text.is_empty() { None } else { Some(cipher::parse(text)?.iv) };
             *value = cipher::decrypt(text, &data_key, &aad)?;
             if let (Some(iv), Some((plain, _))) = (iv, cipher::plain_bytes(value)?)
                 && let Ok(iv) = <[u8; IV_LEN]>::try_from(iv.as_slice())
@@ -205,10 +191,7 @@ pub fn decrypt(yaml_text: &str, identities: &[age::x25519::Identity]) -> anyhow:
              are encrypted changed); refusing the file"
         );
     }
-    if let Some(iv) = cipher::parse(&meta.mac)
-        .ok()
-        .and_then(|e| <[u8; IV_LEN]>::try_from(e.iv.as_slice()).ok())
-    {
+    if let Some(iv) = cipher::parse(&meta.mac).ok().and_then(|e| <[u8; IV_LEN]>::try_from(e.iv.as_slice()).ok()) {
         ivs.insert(format!("mac:{mac_aad}"), Zeroizing::new(stored.into_bytes()), iv);
     }
 
@@ -241,9 +224,7 @@ fn encrypt_with(
         None => cipher::new_data_key(),
     };
     let reuse_iv = |aad: &str, plain: &[u8]| -> [u8; IV_LEN] {
-        same_recipients
-            .and_then(|p| p.ivs.get(aad, plain))
-            .unwrap_or_else(cipher::new_iv)
+        same_recipients.and_then(|p| p.ivs.get(aad, plain)).unwrap_or_else(cipher::new_iv)
     };
     let last_modified = match same_recipients {
         Some(p) if p.manifest == *manifest => p.last_modified.clone(),
@@ -284,10 +265,7 @@ fn encrypt_with(
     // Keys sorted by name, as sops serializes its metadata.
     let sops = Node::Map(vec![
         ("age".into(), Node::Seq(age_entries)),
-        (
-            "encrypted_regex".into(),
-            Node::Scalar(Scalar::Str(ENCRYPTED_REGEX.into())),
-        ),
+        ("encrypted_regex".into(), Node::Scalar(Scalar::Str(ENCRYPTED_REGEX.into()))),
         ("lastmodified".into(), Node::Scalar(Scalar::Str(last_modified))),
         ("mac".into(), Node::Scalar(Scalar::Str(enc_mac))),
         ("version".into(), Node::Scalar(Scalar::Str(SOPS_VERSION.into()))),
@@ -386,13 +364,9 @@ impl Metadata {
         for (key, value) in &entries {
             match key.as_str() {
                 "age" => {
-                    let Node::Seq(items) = value else {
-                        bail!("`sops.age` is not a list")
-                    };
+                    let Node::Seq(items) = value else { bail!("`sops.age` is not a list") };
                     for item in items {
-                        let Node::Map(fields) = item else {
-                            bail!("a `sops.age` entry is not a mapping")
-                        };
+                        let Node::Map(fields) = item else { bail!("a `sops.age` entry is not a mapping") };
                         let field = |name: &str| {
                             fields
                                 .iter()
@@ -431,18 +405,14 @@ impl Metadata {
                 "more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex and unencrypted_regex is set"
             );
         }
-        let rule = rules
-            .pop()
-            .unwrap_or_else(|| Rule::UnencryptedSuffix("_unencrypted".into()));
+        let rule = rules.pop().unwrap_or_else(|| Rule::UnencryptedSuffix("_unencrypted".into()));
         if age.is_empty() {
             bail!("the file has no age recipients (`sops.age`); only age-encrypted files are supported");
         }
         Ok(Self {
             age,
             last_modified: last_modified.context("`sops.lastmodified` is missing")?,
-            mac: mac
-                .filter(|m| !m.is_empty())
-                .context("`sops.mac` is missing: refusing a file without a MAC")?,
+            mac: mac.filter(|m| !m.is_empty()).context("`sops.mac` is missing: refusing a file without a MAC")?,
             rule,
             mac_only_encrypted,
         })
@@ -451,10 +421,7 @@ impl Metadata {
 
 /// `now` in UTC, whole seconds, RFC 3339 — how sops writes `lastmodified`.
 fn format_rfc3339(now: SystemTime) -> anyhow::Result<String> {
-    let t = OffsetDateTime::from(now)
-        .to_offset(UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .context("invalid time")?;
+    let t = OffsetDateTime::from(now).to_offset(UtcOffset::UTC).replace_nanosecond(0).context("invalid time")?;
     t.format(&Rfc3339).context("could not format the timestamp")
 }
 
@@ -481,22 +448,17 @@ fn from_json(value: &Value) -> anyhow::Result<Node> {
         }),
         Value::String(s) => Node::Scalar(Scalar::Str(s.clone())),
         Value::Array(items) => Node::Seq(items.iter().map(from_json).collect::<anyhow::Result<_>>()?),
-        Value::Object(map) => Node::Map(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), from_json(v)?)))
-                .collect::<anyhow::Result<_>>()?,
-        ),
+        Value::Object(map) => {
+            Node::Map(map.iter().map(|(k, v)| Ok((k.clone(), from_json(v)?))).collect::<anyhow::Result<_>>()?)
+        }
     })
 }
 
 fn to_json(node: &Node) -> anyhow::Result<Value> {
     Ok(match node {
-        Node::Map(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), to_json(v)?)))
-                .collect::<anyhow::Result<_>>()?,
-        ),
+        Node::Map(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| Ok((k.clone(), to_json(v)?))).collect::<anyhow::Result<_>>()?)
+        }
         Node::Seq(items) => Value::Array(items.iter().map(to_json).collect::<anyhow::Result<_>>()?),
         Node::Scalar(Scalar::Null) => Value::Null,
         Node::Scalar(Scalar::Bool(b)) => Value::Bool(*b),

@@ -52,29 +52,17 @@ fn only_data_and_string_data_values_are_encrypted() {
     let text = encrypt(&secret(), &recipients(&[&id]), at(1_700_000_000)).unwrap();
     assert!(!text.contains(SECRET), "plaintext in the file:\n{text}");
     for key in ["SECRET_KEY", "MULTI", "b64"] {
-        assert!(
-            line_of(&text, key).contains("ENC[AES256_GCM,data:"),
-            "{key} not encrypted:\n{text}"
-        );
+        assert!(line_of(&text, key).contains("ENC[AES256_GCM,data:"), "{key} not encrypted:\n{text}");
         assert!(line_of(&text, key).ends_with(",type:str]"));
     }
     assert!(line_of(&text, "\"n\"").ends_with(",type:int]"), "{text}");
     assert!(line_of(&text, "t").ends_with(",type:bool]"), "{text}");
     assert_eq!(line_of(&text, "name").trim(), "name: dify");
     assert_eq!(line_of(&text, "kind"), "kind: Secret");
-    assert_eq!(
-        line_of(&text, "encrypted_regex").trim(),
-        "encrypted_regex: ^(data|stringData)$"
-    );
-    assert_eq!(
-        line_of(&text, "lastmodified").trim(),
-        "lastmodified: \"2023-11-14T22:13:20Z\""
-    );
+    assert_eq!(line_of(&text, "encrypted_regex").trim(), "encrypted_regex: ^(data|stringData)$");
+    assert_eq!(line_of(&text, "lastmodified").trim(), "lastmodified: \"2023-11-14T22:13:20Z\"");
     assert_eq!(line_of(&text, "version").trim(), "version: 3.13.2");
-    assert!(
-        text.contains("    age:\n        - enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n"),
-        "{text}"
-    );
+    assert!(text.contains("    age:\n        - enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n"), "{text}");
     assert!(is_sops(&text));
     assert!(!is_sops("apiVersion: v1\nkind: Secret\n"));
     assert!(!is_sops("not: [valid"));
@@ -94,10 +82,7 @@ fn a_key_named_data_anywhere_on_the_path_is_encrypted_like_sops() {
     let manifest = json!({"metadata": {"labels": {"data": "x"}}, "other": {"data": ["a", "b"]}, "keep": "y"});
     let text = encrypt(&manifest, &recipients(&[&id]), at(0)).unwrap();
     assert!(line_of(&text, "data").contains("ENC["), "{text}");
-    assert!(
-        text.contains("        - ENC[AES256_GCM"),
-        "sequence elements under data are encrypted:\n{text}"
-    );
+    assert!(text.contains("        - ENC[AES256_GCM"), "sequence elements under data are encrypted:\n{text}");
     assert_eq!(line_of(&text, "keep"), "keep: \"y\"");
     assert_eq!(decrypt(&text, &[id]).unwrap().manifest, manifest);
 }
@@ -128,10 +113,7 @@ fn tamper(text: &str, key: &str, new_line: &str) -> String {
 }
 
 fn assert_refused(text: &str, id: age::x25519::Identity, want: &str) {
-    let err = format!(
-        "{:#}",
-        decrypt(text, &[id]).expect_err("a tampered file must be refused")
-    );
+    let err = format!("{:#}", decrypt(text, &[id]).expect_err("a tampered file must be refused"));
     assert!(err.contains(want), "expected `{want}` in: {err}");
     assert!(!err.contains(SECRET), "the error leaks a plaintext value: {err}");
 }
@@ -171,11 +153,7 @@ fn a_changed_mac_or_lastmodified_is_refused() {
     assert_refused(&later, id.clone(), "MAC cannot be decrypted");
     let other = encrypt(&json!({"stringData": {"x": "y"}}), &recipients(&[&id]), at(0)).unwrap();
     let foreign_mac = line_of(&other, "mac").to_owned();
-    assert_refused(
-        &tamper(&text, "mac", &foreign_mac),
-        id.clone(),
-        "MAC cannot be decrypted",
-    );
+    assert_refused(&tamper(&text, "mac", &foreign_mac), id.clone(), "MAC cannot be decrypted");
     assert_refused(&tamper(&text, "mac", "    mac: \"\""), id, "without a MAC");
 }
 
@@ -185,10 +163,7 @@ fn reordered_values_break_the_mac() {
     let manifest = json!({"stringData": {"A": SECRET, "B": "other"}});
     let text = encrypt(&manifest, &recipients(&[&id]), at(0)).unwrap();
     let (a, b) = (line_of(&text, "A").to_owned(), line_of(&text, "B").to_owned());
-    let swapped = text
-        .replacen(&a, "@@A@@", 1)
-        .replacen(&b, &a, 1)
-        .replacen("@@A@@", &b, 1);
+    let swapped = text.replacen(&a, "@@A@@", 1).replacen(&b, &a, 1).replacen("@@A@@", &b, 1);
     assert_refused(&swapped, id, "MAC mismatch");
 }
 
@@ -203,17 +178,8 @@ fn reencrypting_an_unchanged_manifest_is_byte_identical() {
     let mut changed = secret();
     changed["stringData"]["SECRET_KEY"] = json!("rotated");
     let second = previous.reencrypt(&changed, &r, at(2_000)).unwrap();
-    let differing: Vec<_> = first
-        .lines()
-        .zip(second.lines())
-        .filter(|(a, b)| a != b)
-        .map(|(a, _)| a.trim())
-        .collect();
-    assert_eq!(
-        differing.len(),
-        3,
-        "only SECRET_KEY, lastmodified and mac change: {differing:#?}"
-    );
+    let differing: Vec<_> = first.lines().zip(second.lines()).filter(|(a, b)| a != b).map(|(a, _)| a.trim()).collect();
+    assert_eq!(differing.len(), 3, "only SECRET_KEY, lastmodified and mac change: {differing:#?}");
     assert!(differing[0].starts_with("SECRET_KEY:"));
     assert_eq!(decrypt(&second, &[id]).unwrap().manifest, changed);
 }
@@ -224,10 +190,7 @@ fn a_new_recipient_set_gets_a_new_data_key() {
     let first = encrypt(&secret(), &recipients(&[&a]), at(0)).unwrap();
     let previous = decrypt(&first, std::slice::from_ref(&a)).unwrap();
     let second = previous.reencrypt(&secret(), &recipients(&[&b]), at(0)).unwrap();
-    assert!(
-        decrypt(&second, &[a]).is_err(),
-        "the removed recipient must not read the new file"
-    );
+    assert!(decrypt(&second, &[a]).is_err(), "the removed recipient must not read the new file");
     assert_eq!(decrypt(&second, &[b]).unwrap().manifest, secret());
     assert_ne!(line_of(&first, "SECRET_KEY"), line_of(&second, "SECRET_KEY"));
 }
@@ -237,10 +200,7 @@ fn an_identity_where_a_recipient_belongs_is_refused() {
     use age::secrecy::ExposeSecret;
     let id = identity();
     let err = format!("{:#}", Recipients::parse([id.to_string().expose_secret()]).unwrap_err());
-    assert!(
-        err.contains("private identity") && err.contains("age-keygen -y"),
-        "{err}"
-    );
+    assert!(err.contains("private identity") && err.contains("age-keygen -y"), "{err}");
     assert!(!err.contains(id.to_string().expose_secret()), "{err}");
 }
 
@@ -259,10 +219,7 @@ fn default_rule_and_other_metadata_shapes_are_read() {
     let text = encrypt(&json!({"stringData": {"a": "b"}}), &recipients(&[&id]), at(0)).unwrap();
     let without_rule = text.replace("    encrypted_regex: ^(data|stringData)$\n", "");
     // The MAC still covers the same values, all of which are under stringData: the file reads.
-    assert_eq!(
-        decrypt(&without_rule, std::slice::from_ref(&id)).unwrap().manifest,
-        json!({"stringData": {"a": "b"}})
-    );
+    assert_eq!(decrypt(&without_rule, std::slice::from_ref(&id)).unwrap().manifest, json!({"stringData": {"a": "b"}}));
     let two_rules = text.replace("    lastmodified:", "    unencrypted_suffix: _x\n    lastmodified:");
     assert!(decrypt(&two_rules, &[id]).is_err());
 }

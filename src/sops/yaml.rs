@@ -108,11 +108,7 @@ fn parse_go_int(s: &str) -> Option<i64> {
         return None;
     }
     let magnitude = u64::from_str_radix(digits, radix).ok()?;
-    if negative {
-        0i64.checked_sub_unsigned(magnitude)
-    } else {
-        i64::try_from(magnitude).ok()
-    }
+    if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() }
 }
 
 fn parse_go_uint(s: &str) -> Option<u64> {
@@ -188,10 +184,7 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Vec<(String, Node)>> {
         let (event, _span) = item.context("the file is not valid YAML")?;
         events.push(event);
     }
-    let mut builder = Builder {
-        events: events.into_iter(),
-        anchors: HashMap::new(),
-    };
+    let mut builder = Builder { events: events.into_iter(), anchors: HashMap::new() };
     let mut root = None;
     while let Some(event) = builder.events.next() {
         match event {
@@ -276,11 +269,7 @@ impl<'a> Builder<'a> {
                 (Node::Map(entries), anchor)
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .context("the YAML uses an alias before its anchor")?;
+                let node = self.anchors.get(&id).cloned().context("the YAML uses an alias before its anchor")?;
                 return Ok(node);
             }
             _ => bail!("unexpected YAML structure"),
@@ -427,11 +416,7 @@ fn render_float(f: f64) -> String {
         if f > 0.0 { ".inf".to_owned() } else { "-.inf".to_owned() }
     } else {
         let s = f.to_string();
-        if s.contains(['.', 'e', 'E']) {
-            s
-        } else {
-            format!("{s}.0")
-        }
+        if s.contains(['.', 'e', 'E']) { s } else { format!("{s}.0") }
     }
 }
 
@@ -686,10 +671,7 @@ mod tests {
         assert_eq!(resolve_plain("yes"), Scalar::Str("yes".into()));
         assert_eq!(resolve_plain("~"), Scalar::Null);
         assert_eq!(resolve_plain("2024-01-01"), Scalar::Time("2024-01-01".into()));
-        assert_eq!(
-            resolve_plain("2024-01-01T10:00:00Z"),
-            Scalar::Time("2024-01-01T10:00:00Z".into())
-        );
+        assert_eq!(resolve_plain("2024-01-01T10:00:00Z"), Scalar::Time("2024-01-01T10:00:00Z".into()));
         assert_eq!(resolve_plain("3.13.2"), Scalar::Str("3.13.2".into()));
         assert_eq!(resolve_plain("1e400"), Scalar::Str("1e400".into()));
         assert_eq!(resolve_plain("0x"), Scalar::Str("0x".into()));
@@ -873,10 +855,7 @@ m:
         for value in awkward {
             for doc in [
                 vec![("k".to_owned(), s(value))],
-                vec![(
-                    "k".to_owned(),
-                    Node::Seq(vec![s(value), Node::Map(vec![("x".into(), s(value))])]),
-                )],
+                vec![("k".to_owned(), Node::Seq(vec![s(value), Node::Map(vec![("x".into(), s(value))])]))],
                 vec![(value.to_owned(), s("v"))],
             ] {
                 let text = emit(&doc);
