@@ -1,0 +1,169 @@
+"""Install > real API server: `helm install` then `helm upgrade` into the local kube-apiserver (NKP fixture).
+
+No pod ever runs here (no kubelet, no images), so nothing waits: hooks are skipped at install (the migration Job
+would wait forever) and every pod template, the Job's and the test Pod's included, is instead created with
+`kubectl create --dry-run=server` as a Pod in a namespace enforcing Pod Security "restricted".
+"""
+
+import base64
+import json
+import os
+import shlex
+import subprocess
+import uuid
+
+import pytest
+import yaml
+
+from conftest import CHART, REPO, allow_skip, helm_binary, merge, pod_spec, render_chart, scenario
+
+pytestmark = pytest.mark.install
+
+# The sandbox's documented exception (templates/sandbox-deployment.yaml): it needs "baseline".
+BASELINE_ONLY = {"dify-sandbox"}
+
+
+@pytest.fixture(scope="session")
+def kube():
+    """Environment (KUBECONFIG) of a local control plane started for this session and stopped after it."""
+    script = REPO / "scripts" / "local-cluster"
+    if not script.exists():
+        if allow_skip():
+            pytest.skip("scripts/local-cluster is missing (DIFY_GITOPS_ALLOW_SKIP=1)")
+        pytest.fail("scripts/local-cluster is missing: the install tests need the local control plane")
+    proc = subprocess.run([str(script), "start", "--watch-pid", str(os.getpid())], cwd=REPO,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        message = f"scripts/local-cluster start failed: {proc.stderr.strip()}"
+        if allow_skip():
+            pytest.skip(message)
+        pytest.fail(message)
+    env = dict(os.environ)
+    for line in proc.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export":
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    try:
+        yield env
+    finally:
+        subprocess.run([str(script), "stop", env["DIFY_GITOPS_TESTBED_PID"]], cwd=REPO, env=env)
+
+
+def run(kube, *cmd, stdin=None, check=True):
+    proc = subprocess.run(list(cmd), env=kube, input=stdin, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[:4])}… failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def kubectl(kube, *args, **kw):
+    return run(kube, "kubectl", *args, **kw)
+
+
+def namespace(kube, level):
+    """A fresh namespace enforcing Pod Security `level`."""
+    name = f"dify-{level}-{uuid.uuid4().hex[:6]}"
+    kubectl(kube, "create", "namespace", name)
+    kubectl(kube, "label", "namespace", name, f"pod-security.kubernetes.io/enforce={level}",
+            "pod-security.kubernetes.io/enforce-version=latest")
+    return name
+
+
+def helm_run(kube, helm, verb, ns, values, *extra, check=True):
+    with open(os.path.join(kube.get("TMPDIR", "/tmp"), f"values-{uuid.uuid4().hex}.yaml"), "w") as f:
+        yaml.safe_dump(values, f)
+    try:
+        return run(kube, helm_binary(helm), verb, "dify", str(CHART), "--namespace", ns, "--values", f.name,
+                   "--no-hooks", "--timeout", "60s", *extra, check=check)
+    finally:
+        os.unlink(f.name)
+
+
+def secret_data(kube, ns, name):
+    out = kubectl(kube, "get", "secret", name, "-n", ns, "-o", "json").stdout
+    return json.loads(out)["data"]
+
+
+def manifest(kube, helm, ns):
+    out = run(kube, helm_binary(helm), "get", "manifest", "dify", "--namespace", ns).stdout
+    return [o for o in yaml.safe_load_all(out) if o]
+
+
+def as_pod(obj, ns):
+    """The pod a workload would create, as a Pod object (what Pod Security admission judges)."""
+    if obj["kind"] == "Pod":
+        pod = json.loads(json.dumps(obj))
+    else:
+        template = obj["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(template.get("metadata", {})),
+               "spec": template["spec"]}
+        # The StatefulSet controller adds one volume per claim template, named after it.
+        for claim in obj["spec"].get("volumeClaimTemplates", []):
+            pod["spec"].setdefault("volumes", []).append({"name": claim["metadata"]["name"], "persistentVolumeClaim": {
+                "claimName": f"{claim['metadata']['name']}-{obj['metadata']['name']}-0"}})
+    pod["metadata"]["name"] = f"{obj['metadata']['name']}-psa-check"
+    pod["metadata"]["namespace"] = ns
+    return pod
+
+
+def dry_run_pod(kube, pod):
+    return kubectl(kube, "create", "--dry-run=server", "-o", "name", "-f", "-", stdin=json.dumps(pod), check=False)
+
+
+@pytest.mark.parametrize("name", ["seed-https", "v0.14.3", "v1.17.1", "external-services"])
+def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm, name):
+    ns = namespace(kube, "restricted")
+    values = scenario(name)
+    helm_run(kube, helm, "install", ns, values)
+    objects = manifest(kube, helm, ns)
+    # Every object of the release exists on the server (kubectl get -f fetches each by kind and name).
+    listed = kubectl(kube, "get", "-n", ns, "-o", "name", "-f", "-",
+                     stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})).stdout.split()
+    assert len(listed) == len(objects) > 20
+    internal = values.get("secrets", {}).get("existingSecret") or "dify-internal"
+    before = secret_data(kube, ns, internal) if internal == "dify-internal" else None
+    release_secret = secret_data(kube, ns, "dify")
+
+    helm_run(kube, helm, "upgrade", ns, values)
+    if before is not None:
+        after = secret_data(kube, ns, internal)
+        assert after == before, "helm upgrade changed generated secrets"
+        assert all(len(base64.b64decode(v)) == 48 for v in after.values())
+    assert secret_data(kube, ns, "dify") == release_secret
+
+
+def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
+    ns = namespace(kube, "restricted")
+    helm_run(kube, helm, "install", ns, scenario("v1.13.3"))
+    before = secret_data(kube, ns, "dify-internal")
+    helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
+    assert secret_data(kube, ns, "dify-internal") == before
+
+
+def test_every_pod_template_passes_pod_security_server_side(kube, helm):
+    restricted, baseline = namespace(kube, "restricted"), namespace(kube, "baseline")
+    values = scenario("seed-https")
+    for ns in (restricted, baseline):  # installs the ServiceAccount the pods name
+        helm_run(kube, helm, "install", ns, values)
+    # Rendered (not installed) objects: this includes the hooks skipped at install (migration Job, test Pod).
+    pods = [o for o in render_chart(values, helm=helm) if o["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
+    assert {"dify-migration", "dify-test", "dify-api", "dify-postgresql"} <= {o["metadata"]["name"] for o in pods}
+    for o in pods:
+        name = o["metadata"]["name"]
+        proc = dry_run_pod(kube, as_pod(o, restricted))
+        if name in BASELINE_ONLY:
+            assert proc.returncode != 0 and "restricted" in proc.stderr, f"{name} unexpectedly meets restricted"
+            proc = dry_run_pod(kube, as_pod(o, baseline))
+        assert proc.returncode == 0, f"{name}: {proc.stderr.strip()}"
+
+
+@pytest.mark.parametrize("tag, accepted", [("1.28.0", True), ("1.30.0", False), ("1.26.0", False)])
+def test_weaviate_upgrade_moves_one_minor_at_a_time(kube, helm, tag, accepted):
+    ns = namespace(kube, "restricted")
+    helm_run(kube, helm, "install", ns, scenario("v1.13.3"))
+    proc = helm_run(kube, helm, "upgrade", ns, merge(scenario("v1.13.3"), {"weaviate": {"image": {"tag": tag}}}),
+                    check=False)
+    assert (proc.returncode == 0) == accepted, proc.stderr
+    if not accepted:
+        assert "one minor at a time" in proc.stderr and "weaviate.image.tag=1.27.0" in proc.stderr
