@@ -108,3 +108,21 @@ def test_preflight_should_fail_naming_the_fix_if_values_conflict(key, value, exp
 def test_should_refuse_match_host_with_an_ip(helm):
     values = with_key(scenario("seed-https"), "expose.matchHost", True)
     assert "expose.matchHost" in render_error(values, helm=helm)
+
+
+def leaf_keys(values, prefix=""):
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not all(k in ("repository", "tag") for k in value):
+            yield from leaf_keys(value, path + ".")
+        else:
+            yield path
+
+
+def test_readme_values_table_documents_every_key():
+    readme = (CHART / "README.md").read_text()
+    shared = ("resources", "extraEnv", "nodeSelector", "tolerations", "affinity", "podAnnotations",
+              "podSecurityContext", "containerSecurityContext")
+    missing = [k for k in leaf_keys(VALUES)
+               if f"`{k}`" not in readme and not k.split(".")[1:2] in ([s] for s in shared)]
+    assert not missing, f"README.md values table lacks {missing}"
