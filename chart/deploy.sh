@@ -213,7 +213,7 @@ fi
 quoted() {
   local out='' a
   for a in "$@"; do
-    if [[ $a =~ ^\<[A-Za-z0-9._/-]+\>$ ]]; then out+="$a "; else out+="$(printf '%q' "$a") "; fi
+    if [[ $a =~ ^([A-Za-z0-9._-]+=)?\<[A-Za-z0-9._/-]+\>$ ]]; then out+="$a "; else out+="$(printf '%q' "$a") "; fi
   done
   printf '%s' "${out% }"
 }
