@@ -59,6 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Pinned companion images per Dify minor, newest row first; a row applies from its version up.
 Rows before 1.13 reuse the 1.13.3 pins (the oldest 1.x read from Dify's compose file). */}}
 {{- define "dify.pinTable" -}}
+- {from: "1.17.1", sandbox: "0.2.15", pluginDaemon: "0.6.10-local", weaviate: "1.39.2"}
 - {from: "1.17.0", sandbox: "0.2.15", pluginDaemon: "0.6.10-local", weaviate: "1.27.0"}
 - {from: "1.15.0", sandbox: "0.2.15", pluginDaemon: "0.6.3-local", weaviate: "1.27.0"}
 - {from: "1.14.0", sandbox: "0.2.15", pluginDaemon: "0.6.1-local", weaviate: "1.27.0"}

@@ -137,8 +137,12 @@ def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     ns = namespace(kube, "restricted")
     helm_run(kube, helm, "install", ns, scenario("v1.13.3"))
     before = secret_data(kube, ns, "dify-internal")
-    helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
+    proc = helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
     assert secret_data(kube, ns, "dify-internal") == before
+    # Dify 1.17.1 ships Weaviate 1.39: the running 1.27 stays until weaviate.image.tag steps it up.
+    image = json.loads(kubectl(kube, "get", "statefulset", "dify-weaviate", "-n", ns, "-o", "json").stdout)
+    assert image["spec"]["template"]["spec"]["containers"][0]["image"] == "semitechnologies/weaviate:1.27.0"
+    assert "Weaviate stays at 1.27.0" in proc.stdout
 
 
 def test_every_pod_template_passes_pod_security_server_side(kube, helm):

@@ -1,24 +1,26 @@
 {{/* Weaviate on the official image with API-key authentication. Called by the parent with its root context. */}}
 
-{{/* Image tag: weaviate.image.tag, else the parent's pin for this Dify version. */}}
-{{- define "dify-weaviate.tag" -}}
-{{- .Values.weaviate.image.tag | default (include "dify.pinned" (dict "root" . "key" "weaviate")) -}}
+{{/* The running Weaviate's version ("" on first install or without a cluster), read from the live StatefulSet. */}}
+{{- define "dify-weaviate.liveTag" -}}
+{{- $live := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "dify.componentName" (dict "root" . "component" "weaviate")) -}}
+{{- if $live }}{{ last (splitList ":" (index $live.spec.template.spec.containers 0).image) }}{{ end -}}
 {{- end -}}
 
-{{/* Weaviate migrates its data one minor version at a time: refuse to skip minors (or go back) on a volume an
-earlier release already wrote, and say how to step. The running version is read from the live StatefulSet. */}}
+{{/* Image tag: weaviate.image.tag when set; else the running one (Weaviate is upgraded only on request, since
+its data migrates one minor at a time); else, on first install, the parent's pin for this Dify version. */}}
+{{- define "dify-weaviate.tag" -}}
+{{- .Values.weaviate.image.tag | default (include "dify-weaviate.liveTag" .) | default (include "dify.pinned" (dict "root" . "key" "weaviate")) -}}
+{{- end -}}
+
+{{/* Refuse a requested tag that skips a minor version (or goes back) on data an earlier release wrote, and say
+how to step. */}}
 {{- define "dify-weaviate.checkUpgrade" -}}
-{{- $name := include "dify.componentName" (dict "root" . "component" "weaviate") -}}
-{{- $live := lookup "apps/v1" "StatefulSet" .Release.Namespace $name -}}
-{{- if $live -}}
-{{- $image := (index $live.spec.template.spec.containers 0).image -}}
-{{- $old := regexFind "[0-9]+\\.[0-9]+\\.[0-9]+" (last (splitList ":" $image)) -}}
+{{- $old := regexFind "[0-9]+\\.[0-9]+\\.[0-9]+" (include "dify-weaviate.liveTag" .) -}}
 {{- $new := regexFind "[0-9]+\\.[0-9]+\\.[0-9]+" (include "dify-weaviate.tag" .) -}}
 {{- if and $old $new -}}
 {{- $o := semver $old -}}{{- $n := semver $new -}}
 {{- if or (ne $o.Major $n.Major) (gt (sub $n.Minor $o.Minor) 1) (lt $n.Minor $o.Minor) -}}
 {{- fail (printf "weaviate: the volume holds Weaviate %s data and %s would skip or revert minor versions, which Weaviate cannot migrate. Upgrade one minor at a time: set weaviate.image.tag to the next minor (%d.%d.x), upgrade, and repeat; or set weaviate.image.tag=%s to stay." $old $new $o.Major (add $o.Minor 1) $old) -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
