@@ -66,6 +66,106 @@ pub enum Command {
         dify-gitops discover --traefik-namespace kommander --timeout 2m\n  \
         dify-gitops discover --output json   # {\"namespace\",\"service\",\"address\",\"kind\",\"waited_seconds\"}")]
     Discover(DiscoverArgs),
+    /// Probe a live install through Traefik: web under its path, console API, service API, plugin hooks.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops verify --url https://192.0.2.10/dify --ca-file kommander-ca.crt\n  \
+        dify-gitops verify --url https://192.0.2.10/dify --insecure --output json\n  \
+        dify-gitops verify --url http://192.0.2.20 --timeout 30s     # served at the root path\n\n\
+        Checks: web (the page under the path loads its /_next/ assets from under the path: a stock web image \
+        under a sub-path fails here, fixed by building it with NEXT_PUBLIC_BASE_PATH), web-assets, console-api \
+        (<path>/console/api/setup answers JSON from api), service-api (<path>/v1 reaches api; 401 is fine), \
+        plugin-hook (<path>/e/<id>/ reaches the plugin daemon). Exit code 0 when nothing fails, 5 otherwise.")]
+    Verify(VerifyArgs),
+    /// Write the environment overlay (values ConfigMap + SOPS-encrypted Secret) into a local ops repo checkout.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops render --env prod                      # in the ops repo's working copy\n  \
+        dify-gitops render --repo-dir ~/ops --host 192.0.2.10\n  \
+        SOPS_AGE_KEY_FILE=~/.config/sops/age/keys.txt dify-gitops render --rotate redis-password\n\n\
+        Exit codes: 0 nothing changed, 6 files changed, 1 error.")]
+    Render(RenderArgs),
+    /// Discover, render, encrypt, commit and push the environment overlay; commits only when something changed.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops sync --repo file:///srv/git/ops.git --env prod\n  \
+        dify-gitops sync --repo . --env prod               # a working copy: commit, push to its origin\n  \
+        dify-gitops sync --repo /srv/git/ops.git --branch dify-update   # a review branch for a pull request\n  \
+        dify-gitops sync --dry-run                         # print what would change, secrets redacted\n\n\
+        Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error.")]
+    Sync(SyncArgs),
+    /// Print what `sync` would change in the ops repo (secrets redacted); changes nothing.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops diff --repo file:///srv/git/ops.git --env prod\n  \
+        dify-gitops diff --host 192.0.2.10 --output json\n\n\
+        Exit codes: 0 no difference, 6 differences, 1 error.")]
+    Diff(SyncArgs),
+}
+
+/// What every overlay command needs: which environment, and the inputs that are not in the config file.
+#[derive(Args, Debug, Clone)]
+pub struct OverlayArgs {
+    /// Environment of the config file (default: the only one).
+    #[arg(long, short = 'e', env = "DIFY_GITOPS_ENV", value_name = "NAME")]
+    pub env: Option<String>,
+    /// Config file, relative to the ops repo root unless absolute.
+    #[arg(long, default_value = "dify-gitops.yaml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Use this host instead of discovering Traefik's load-balancer address.
+    #[arg(long, env = "DIFY_GITOPS_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+    /// The operator's age identity file, to carry secrets over and rotate them.
+    #[arg(long, env = "SOPS_AGE_KEY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Regenerate this secret (repeatable), e.g. redis-password.
+    #[arg(long, value_name = "NAME")]
+    pub rotate: Vec<String>,
+    /// Dify release to run (overrides imageTag of the config).
+    #[arg(long, env = "DIFY_GITOPS_IMAGE_TAG", value_name = "TAG")]
+    pub image_tag: Option<String>,
+    /// Age recipient that may decrypt the Secret (repeatable; replaces the config's list).
+    #[arg(long = "recipient", value_name = "AGE1...")]
+    pub recipients: Vec<String>,
+    /// How long discovery waits for the load-balancer address.
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub overlay: OverlayArgs,
+    /// Root of the ops repo's working copy.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub repo_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub overlay: OverlayArgs,
+    /// The ops repo: a working copy (used in place) or a remote (path to a bare repo, file:// URL), cloned.
+    #[arg(long, default_value = ".", env = "DIFY_GITOPS_REPO", value_name = "URL|PATH")]
+    pub repo: String,
+    /// Push to this branch (e.g. for a pull request) instead of the default branch.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Print what would change, secrets redacted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Where Dify is served: scheme, Traefik's address and the path, e.g. https://192.0.2.10/dify.
+    #[arg(long, env = "DIFY_GITOPS_URL", value_name = "URL")]
+    pub url: String,
+    /// Accept any server certificate (NKP's Traefik serves one signed by its own kommander-ca).
+    #[arg(long, short = 'k', conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// Trust only the CA certificate(s) in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// How long each request may take (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// Where Kommander's Traefik is. Shared by every command that needs the load-balancer address.

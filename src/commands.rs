@@ -10,6 +10,10 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Discover(args) => discover(&cli.global, args).await,
         Command::Preflight(args) => preflight(&cli.global, args).await,
+        Command::Verify(args) => verify(&cli.global, args).await,
+        Command::Render(args) => report(&cli.global, crate::sync::render(&cli.global, args).await?),
+        Command::Sync(args) => report(&cli.global, crate::sync::sync(&cli.global, args, args.dry_run).await?),
+        Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
     }
 }
 
@@ -41,6 +45,56 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
             report.checks.iter().filter(|c| c.status == preflight::Status::Fail).map(|c| c.name).collect();
         Err(Failure::error(Exit::ChecksFailed, format!("preflight failed: {}", failed.join(", "))))
     }
+}
+
+/// Prints an overlay outcome; the exit code says whether anything changed.
+fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?),
+        Output::Text if !outcome.changed => {
+            println!("dify/{}: unchanged ({} = {})", outcome.environment, "external.host", outcome.host)
+        }
+        Output::Text => {
+            println!(
+                "dify/{}: {} change(s) in {}",
+                outcome.environment,
+                outcome.changes.len(),
+                outcome.directory.display()
+            );
+            for change in &outcome.changes {
+                println!("  {change}");
+            }
+            match (&outcome.commit, outcome.pushed) {
+                (Some(commit), true) => {
+                    println!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))
+                }
+                (Some(commit), false) => println!("committed {commit} (no remote to push to)"),
+                _ => {}
+            }
+        }
+    }
+    Ok(if outcome.changed { Exit::Changed } else { Exit::Ok })
+}
+
+async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> {
+    use crate::verify::{self, Trust};
+    let target = verify::Target::parse(&args.url)?;
+    let trust = match (&args.ca_file, args.insecure) {
+        (Some(file), _) => Trust::CaFile(file.clone()),
+        (None, true) => Trust::Insecure,
+        (None, false) => Trust::System,
+    };
+    let report = verify::run(&target, &verify::Prober::new(&trust, args.timeout)?).await;
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
+        Output::Text => print!("{}", verify::table(&report)),
+    }
+    if report.passed {
+        return Ok(Exit::Ok);
+    }
+    let failed: Vec<&str> =
+        report.checks.iter().filter(|c| c.status == verify::Status::Fail).map(|c| c.name).collect();
+    Err(Failure::error(Exit::VerifyFailed, format!("verify failed: {}", failed.join(", "))))
 }
 
 fn preflight_table(report: &preflight::Report) -> String {

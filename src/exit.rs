@@ -15,6 +15,10 @@ pub enum Exit {
     ChecksFailed = 3,
     /// `discover`: the Traefik Service got no load-balancer address within `--timeout`.
     Timeout = 4,
+    /// `verify`: at least one probe of the live install failed.
+    VerifyFailed = 5,
+    /// `render`, `sync`, `diff`: the overlay changed (sync: a commit was made and pushed).
+    Changed = 6,
 }
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -23,7 +27,9 @@ Exit codes:
   1  error: the message names the object or value and the fix
   2  usage error
   3  preflight: at least one check failed
-  4  discover: no load-balancer address within --timeout";
+  4  discover: no load-balancer address within --timeout
+  5  verify: at least one probe of the live install failed
+  6  render/sync/diff: the overlay changed (sync: committed and pushed); 0 means nothing changed";
 
 /// An error that carries its exit code through `anyhow`, so commands can fail with a specific code.
 #[derive(Debug)]

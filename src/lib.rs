@@ -5,6 +5,11 @@
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod exit;
+pub mod opsrepo;
+pub mod overlay;
 pub mod sops;
+pub mod sync;
 pub mod testbed;
+pub mod verify;

@@ -1,0 +1,132 @@
+//! The secret set: SECRET_KEY and the internal passwords and keys, generated once from the OS CSPRNG and
+//! carried over afterwards. Values live in memory only and are zeroized on drop.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::Change;
+
+/// Every key of the overlay's Secret. `dify-secret-key` feeds `secrets.difySecretKey`; the others are the
+/// chart's `secrets.existingSecret` keys.
+pub const SECRET_NAMES: &[&str] = &[
+    "dify-secret-key",
+    "postgres-password",
+    "redis-password",
+    "weaviate-api-key",
+    "plugin-daemon-key",
+    "inner-api-key",
+    "sandbox-api-key",
+];
+
+/// Rotating SECRET_KEY would make every stored provider credential unreadable and log everybody out.
+const NEVER_ROTATED: &str = "dify-secret-key";
+
+pub fn check_rotatable(name: &str) -> Result<()> {
+    if name == NEVER_ROTATED {
+        bail!(
+            "--rotate {name} refused: Dify encrypts stored credentials with SECRET_KEY, so a new one makes them \
+             unreadable; it must never change once set"
+        );
+    }
+    if !SECRET_NAMES.contains(&name) {
+        bail!("--rotate {name}: no such secret (have: {})", SECRET_NAMES.join(", "));
+    }
+    Ok(())
+}
+
+pub struct SecretSet(BTreeMap<&'static str, Zeroizing<String>>);
+
+impl std::fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl SecretSet {
+    pub fn generate_all() -> Result<Self> {
+        SECRET_NAMES.iter().map(|name| Ok((*name, generate()?))).collect::<Result<_>>().map(Self)
+    }
+
+    /// The secrets of an existing plaintext Secret manifest: kept, except those named in `rotate`; missing ones
+    /// are generated.
+    pub fn carry_over(manifest: &Value, rotate: &[String]) -> Result<(Self, Vec<Change>)> {
+        let existing = manifest["stringData"].as_object();
+        let mut set = BTreeMap::new();
+        let mut changes = Vec::new();
+        for name in SECRET_NAMES {
+            let kept = existing.and_then(|m| m.get(*name)).and_then(Value::as_str).filter(|v| !v.is_empty());
+            let value = match kept {
+                Some(_) if rotate.iter().any(|r| r == name) => {
+                    changes.push(Change::SecretRotated(name));
+                    generate()?
+                }
+                Some(value) => Zeroizing::new(value.to_string()),
+                None => {
+                    changes.push(Change::SecretGenerated(name));
+                    generate()?
+                }
+            };
+            set.insert(*name, value);
+        }
+        Ok((Self(set), changes))
+    }
+
+    pub fn to_string_data(&self) -> Value {
+        let map: Map<String, Value> =
+            self.0.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+        Value::Object(map)
+    }
+}
+
+/// 32 bytes from the OS CSPRNG, hex-encoded (safe in URLs such as Redis and Celery broker URLs).
+fn generate() -> Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut()).map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
+    Ok(Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn carry_over_keeps_values_rotates_named_ones_and_fills_gaps() {
+        let manifest = json!({"stringData": {"dify-secret-key": "k", "postgres-password": "p", "redis-password": "r"}});
+        let (set, changes) = SecretSet::carry_over(&manifest, &["redis-password".into()]).unwrap();
+        let data = set.to_string_data();
+        assert_eq!((data["dify-secret-key"].as_str(), data["postgres-password"].as_str()), (Some("k"), Some("p")));
+        assert_ne!(data["redis-password"], "r");
+        assert!(changes.contains(&Change::SecretRotated("redis-password")));
+        assert!(changes.contains(&Change::SecretGenerated("sandbox-api-key")));
+        assert_eq!(changes.len(), 1 + 4);
+    }
+
+    #[test]
+    fn generated_secrets_are_distinct_64_hex_characters() {
+        let data = SecretSet::generate_all().unwrap().to_string_data();
+        let values: Vec<&str> = data.as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+        assert!(values.iter().all(|v| v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())));
+        let unique: std::collections::BTreeSet<_> = values.iter().collect();
+        assert_eq!(unique.len(), SECRET_NAMES.len());
+    }
+
+    #[test]
+    fn secret_key_is_never_rotated_and_unknown_names_are_listed() {
+        assert!(check_rotatable("dify-secret-key").unwrap_err().to_string().contains("must never change"));
+        assert!(check_rotatable("nope").unwrap_err().to_string().contains("have: dify-secret-key"));
+        assert!(check_rotatable("redis-password").is_ok());
+    }
+
+    #[test]
+    fn debug_output_names_keys_only() {
+        let set = SecretSet::generate_all().unwrap();
+        let shown = format!("{set:?}");
+        let data = set.to_string_data();
+        assert!(!shown.contains(data["redis-password"].as_str().unwrap()));
+        assert!(shown.contains("redis-password"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The overlay commands, wired: config → cluster facts → overlay plan → files → ops repo.
+//! `render` writes into a working copy; `sync` also commits and pushes (retrying when another sync pushed
+//! first); `diff` and `sync --dry-run` only report. Each stage lives in its own module; this one only orders them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::cli::{Global, OverlayArgs, RenderArgs, SyncArgs};
+use crate::config::{self, Environment, Overrides};
+use crate::opsrepo::{OpsRepo, Pushed};
+use crate::overlay::{self, Change, Existing, Plan, Request};
+use crate::{cluster, sops};
+
+/// Attempts at pushing before giving up on a remote that keeps moving.
+const PUSH_ATTEMPTS: u32 = 8;
+
+/// What a command reports (stdout as text or JSON).
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub environment: String,
+    pub directory: PathBuf,
+    pub host: String,
+    pub changed: bool,
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub pushed: bool,
+}
+
+pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
+    let root = &args.repo_dir;
+    let env = load_environment(root, &args.overlay)?;
+    let identities = load_identities(args.overlay.identity.as_deref())?;
+    let host = resolve_host(global, &env, &args.overlay).await?;
+    let plan = plan_in(root, &env, &host, &identities, &args.overlay.rotate)?;
+    if !plan.is_unchanged() {
+        crate::opsrepo::write_atomically(root, &files(&env, &plan))?;
+    }
+    Ok(outcome(&env, &host, &plan, None, None, false))
+}
+
+/// `sync`, or with `dry_run` (and for `diff`) only the report.
+pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Outcome> {
+    let mut repo = OpsRepo::open(&args.repo, args.branch.as_deref())?;
+    let env = load_environment(repo.workdir(), &args.overlay)?;
+    let identities = load_identities(args.overlay.identity.as_deref())?;
+    let host = resolve_host(global, &env, &args.overlay).await?;
+    for attempt in 1..=PUSH_ATTEMPTS {
+        let plan = plan_in(repo.workdir(), &env, &host, &identities, &args.overlay.rotate)?;
+        if dry_run || plan.is_unchanged() {
+            return Ok(outcome(&env, &host, &plan, None, Some(repo.branch()), false));
+        }
+        repo.write(&files(&env, &plan))?;
+        let message = overlay::commit_message(&env.name, &plan.changes);
+        let Some(commit) = repo.commit_if_changed(&env.directory, &message)? else {
+            return Ok(outcome(&env, &host, &plan, None, Some(repo.branch()), false));
+        };
+        match repo.push()? {
+            Pushed::Yes => return Ok(outcome(&env, &host, &plan, Some(commit), Some(repo.branch()), true)),
+            Pushed::NoRemote => return Ok(outcome(&env, &host, &plan, Some(commit), Some(repo.branch()), false)),
+            Pushed::Rejected(reason) => {
+                tracing::info!(attempt, %reason, "push rejected: the remote moved on; re-planning on its new head");
+                repo.refresh()?;
+                // Two syncs started together would otherwise collide again at once.
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+        }
+    }
+    bail!("gave up after {PUSH_ATTEMPTS} rejected pushes: the ops repo's branch keeps moving; nothing was pushed")
+}
+
+fn load_environment(root: &Path, args: &OverlayArgs) -> Result<Environment> {
+    let file = if args.config.is_absolute() { args.config.clone() } else { root.join(&args.config) };
+    let overrides = Overrides { image_tag: args.image_tag.clone(), recipients: args.recipients.clone(), context: None };
+    config::load(&file, args.env.as_deref(), &overrides)
+}
+
+/// The operator's identities, from a file that must not be readable by others.
+fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
+    let Some(file) = file else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!("reading the age identity file {} (--identity / SOPS_AGE_KEY_FILE)", file.display())
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the age identity file {} is readable by others (mode {:o}): `chmod 600` it",
+                file.display(),
+                mode & 0o777
+            );
+        }
+    }
+    sops::parse_identities(&text).with_context(|| format!("the age identity file {}", file.display()))
+}
+
+async fn resolve_host(global: &Global, env: &Environment, args: &OverlayArgs) -> Result<String> {
+    if let Some(host) = &args.host {
+        validate_host(host)?;
+        return Ok(host.clone());
+    }
+    let context = global.context.as_deref().or(env.context.as_deref());
+    let client = cluster::connect(global.kubeconfig.as_deref(), context).await?;
+    let found = cluster::traefik::discover(&client, &env.traefik, args.timeout, !global.quiet).await?;
+    Ok(found.address)
+}
+
+/// A host is a DNS name or an IP: no scheme, path, port or space (it becomes part of every Dify URL).
+fn validate_host(host: &str) -> Result<()> {
+    let valid = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if valid { Ok(()) } else { bail!("--host '{host}' is not a host name or IP address (no scheme, path or port)") }
+}
+
+fn plan_in(
+    root: &Path,
+    env: &Environment,
+    host: &str,
+    identities: &[age::x25519::Identity],
+    rotate: &[String],
+) -> Result<Plan> {
+    let read = |name: &str| -> Result<Option<String>> {
+        let path = root.join(&env.directory).join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    };
+    let existing = Existing { values_file: read(overlay::VALUES_FILE)?, secrets_file: read(overlay::SECRETS_FILE)? };
+    overlay::plan(env, &existing, &Request { host, identities, rotate, now: SystemTime::now() })
+}
+
+fn files<'a>(env: &Environment, plan: &'a Plan) -> Vec<(PathBuf, &'a str)> {
+    vec![
+        (env.directory.join(overlay::VALUES_FILE), plan.values_file.as_str()),
+        (env.directory.join(overlay::SECRETS_FILE), plan.secrets_file.as_str()),
+    ]
+}
+
+fn outcome(
+    env: &Environment,
+    host: &str,
+    plan: &Plan,
+    commit: Option<git2::Oid>,
+    branch: Option<&str>,
+    pushed: bool,
+) -> Outcome {
+    Outcome {
+        environment: env.name.clone(),
+        directory: env.directory.clone(),
+        host: host.to_string(),
+        changed: !plan.is_unchanged(),
+        changes: plan.changes.iter().map(Change::to_string).collect(),
+        commit: commit.map(|c| c.to_string()),
+        branch: branch.map(str::to_string),
+        pushed,
+    }
+}
