@@ -107,6 +107,10 @@ Call with dict root mode. */}}
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
 - name: SSRF_PROXY_HTTPS_URL
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
+{{- if include "dify.collaboration" $root }}
+- name: ENABLE_COLLABORATION_MODE
+  value: "true"
+{{- end }}
 {{- if $v1 }}
 # Plugin daemon
 - name: PLUGIN_DAEMON_URL

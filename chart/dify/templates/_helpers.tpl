@@ -54,6 +54,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if semverCompare (printf ">=%s-0" .min) (include "dify.version" .root) -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when the api-websocket component runs: collaboration.enabled, or by default from Dify 1.15. */}}
+{{- define "dify.collaboration" -}}
+{{- $on := .Values.collaboration.enabled -}}
+{{- if eq (toString $on) "" }}{{ $on = include "dify.atLeast" (dict "root" . "min" "1.15.0") }}{{ end -}}
+{{- if $on }}true{{ end -}}
+{{- end -}}
+
+{{/* ws(s)://host/path: where browsers open the collaboration WebSocket. */}}
+{{- define "dify.socketUrl" -}}
+{{- include "dify.publicUrl" . | replace "https://" "wss://" | replace "http://" "ws://" -}}
+{{- end -}}
+
 {{- define "dify.v1" -}}{{ include "dify.atLeast" (dict "root" . "min" "1.0.0") }}{{- end -}}
 
 {{/* Pinned companion images per Dify minor, newest row first; a row applies from its version up.

@@ -25,6 +25,9 @@
 {{- if and (eq $v.storage.files.type "pvc") (gt (int $v.api.replicas) 1) (eq $v.storage.files.accessMode "ReadWriteOnce") -}}
 {{- /* Allowed: the pods share the node of the volume (pod affinity); noted here so nobody removes that rule. */ -}}
 {{- end -}}
+{{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.15.0"))) -}}
+{{- fail (printf "collaboration.enabled=true needs Dify 1.15 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
+{{- end -}}
 {{- if not $v.postgresql.enabled -}}
 {{- range list "host" "username" "existingSecret" -}}
 {{- if not (index $v.externalDatabase .) }}{{ fail (printf "externalDatabase.%s is required when postgresql.enabled is false" .) }}{{ end -}}

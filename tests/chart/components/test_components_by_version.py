@@ -155,3 +155,31 @@ def test_helm_test_pod_checks_every_service():
     for url in ("http://dify-api:5001/health", "http://dify-web:3000/", "http://dify-sandbox:8194/health",
                 "http://dify-plugin-daemon:5002/health/check", "http://dify-ssrf-proxy:3128"):
         assert url in script
+
+
+def test_should_run_api_websocket_for_collaboration_if_dify_is_1_15_or_later(helm):
+    objects = render_chart(scenario("v1.17.1"), helm=helm)
+    ws = get(objects, "Deployment", "api-websocket")
+    assert ws["spec"]["replicas"] == 1
+    env = env_of(pod_spec(ws)["containers"][0])
+    assert env["SERVER_WORKER_CLASS"]["value"] == "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+    assert env["MIGRATION_ENABLED"]["value"] == "false"
+    assert env["SECRET_KEY"] == main_env(objects, "Deployment", "api")["SECRET_KEY"]
+    for name in ("api", "worker", "api-websocket"):
+        assert main_env(objects, "Deployment", name)["ENABLE_COLLABORATION_MODE"]["value"] == "true"
+    assert main_env(objects, "Deployment", "web")["NEXT_PUBLIC_SOCKET_URL"]["value"] == "wss://192.0.2.10/dify"
+    get(objects, "Service", "api-websocket")
+
+
+@pytest.mark.parametrize("name, values", [("v1.13.3", {}), ("v1.17.1", {"collaboration": {"enabled": False}})])
+def test_should_not_run_api_websocket_if_collaboration_is_off(name, values):
+    objects = render_chart(merge(scenario(name), values))
+    assert not find(objects, "Deployment", "api-websocket")
+    assert "ENABLE_COLLABORATION_MODE" not in main_env(objects, "Deployment", "api")
+    assert "NEXT_PUBLIC_SOCKET_URL" not in main_env(objects, "Deployment", "web")
+
+
+def test_should_refuse_collaboration_if_dify_is_older_than_1_15(helm):
+    from conftest import render_error
+    message = render_error(merge(scenario("v1.13.3"), {"collaboration": {"enabled": True}}), helm=helm)
+    assert "collaboration.enabled=true needs Dify 1.15" in message
