@@ -1,0 +1,548 @@
+//! The ops-repo templates of `gitops/` on real Flux: source-, kustomize- and helm-controller (built from their Go
+//! modules: `scripts/test-tools install flux`) run as local processes against the local kube-apiserver, and a local
+//! git smart-HTTP server serves the ops repo and this repository's chart.
+//!
+//! Scenario: the ops repo holds `clusters/test/dify.yaml` and the overlay in `apps/test/dify/` (templates filled
+//! as `dify-gitops init` will, plus the overlay `dify-gitops sync` writes, its Secret SOPS/age-encrypted); the cluster
+//! holds what `flux bootstrap` leaves (GitRepository + Kustomization `flux-system` over `clusters/test/`, without
+//! decryption) and the `sops-age` Secret with a freshly generated age identity. Flux must then: apply
+//! `clusters/test/` without touching the encrypted file, decrypt the overlay in the `dify` Kustomization, install
+//! the chart from git, and put the Traefik LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the
+//! api's Secret. A new LB IP → a new overlay commit → Flux upgrades the release → the new IP is in the env.
+//!
+//! The controllers missing is a FAILURE naming the install command, never a skip.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::flux::{self, Flux, GitHttpServer, fill, git, wait_for};
+use support::{Testbed, nkp_fixture};
+
+const ENV: &str = "test";
+const NAMESPACE: &str = "dify";
+const OVERLAY_DIR: &str = "apps/test/dify";
+const TRAEFIK: (&str, &str) = ("kon-workspace-test", "kommander-traefik");
+/// The keys of the overlay Secret (the contract between `dify-gitops sync`, the chart and the HelmRelease).
+const SECRET_KEYS: [&str; 7] = [
+    "dify-secret-key",
+    "postgres-password",
+    "redis-password",
+    "weaviate-api-key",
+    "plugin-daemon-key",
+    "inner-api-key",
+    "sandbox-api-key",
+];
+
+fn gitops() -> PathBuf {
+    flux::repo_root().join("gitops")
+}
+
+/// `kubectl` that returns None instead of panicking (objects that do not exist yet).
+fn kubectl_try(testbed: &Testbed, args: &[&str]) -> Option<String> {
+    let output = Command::new("kubectl").arg("--kubeconfig").arg(&testbed.kubeconfig).args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+fn kubectl_stdin(testbed: &Testbed, args: &[&str], input: &str) {
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&testbed.kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+// ---- the ops repo ----------------------------------------------------------------------------------------------
+
+/// The operator's side: a work tree of the ops repo, its bare remote (served over HTTP), and the age identity.
+struct OpsRepo {
+    work: PathBuf,
+    remote: PathBuf,
+    identity: PathBuf,
+    recipient: String,
+}
+
+impl OpsRepo {
+    fn overlay(&self) -> PathBuf {
+        self.work.join(OVERLAY_DIR)
+    }
+
+    /// The overlay Secret as `sops -d` reads it (which also verifies the MAC): key → plaintext.
+    fn decrypted_secrets(&self) -> BTreeMap<String, String> {
+        let output = Command::new("sops")
+            .args(["-d", "--input-type", "yaml", "--output-type", "json"])
+            .arg(self.overlay().join("dify-secrets.sops.yaml"))
+            .env("SOPS_AGE_KEY_FILE", &self.identity)
+            .output()
+            .expect("running sops (is it on PATH? scripts/test-tools path)");
+        assert!(output.status.success(), "sops -d failed: {}", String::from_utf8_lossy(&output.stderr));
+        let secret: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        serde_json::from_value(secret["stringData"].clone()).expect("stringData of the overlay Secret")
+    }
+
+    fn commit_and_push(&self, message: &str) {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+        git(&self.work, &["push", "-q", "origin", "main"]);
+    }
+}
+
+/// What `dify-gitops init` will write: the templates of gitops/ with the placeholders filled.
+fn init_ops_repo(work: &Path, remote: &Path, chart_url: &str, identity: PathBuf, recipient: String) -> OpsRepo {
+    let values = [
+        ("DIFY_ENV", ENV),
+        ("DIFY_NAMESPACE", NAMESPACE),
+        ("OVERLAY_DIR", OVERLAY_DIR),
+        ("CHART_GIT_URL", chart_url),
+        ("CHART_GIT_BRANCH", "main"),
+    ];
+    let copy = |template: &str, target: &str| {
+        let text = std::fs::read_to_string(gitops().join(template)).unwrap();
+        let path = work.join(target);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, fill(&text, &values)).unwrap();
+    };
+    copy("clusters/ENV/dify.yaml", &format!("clusters/{ENV}/dify.yaml"));
+    for file in ["kustomization.yaml", "namespace.yaml", "chart-source.yaml", "helmrelease.yaml"] {
+        copy(&format!("apps/ENV/dify/{file}"), &format!("{OVERLAY_DIR}/{file}"));
+    }
+    // The only test-only change: no readiness wait and no hooks, because no pod ever runs here.
+    std::fs::copy(
+        flux::repo_root().join("tests/fixtures/flux/helmrelease-no-wait.yaml"),
+        work.join(OVERLAY_DIR).join("helmrelease-no-wait.yaml"),
+    )
+    .unwrap();
+    let kustomization = work.join(OVERLAY_DIR).join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    std::fs::write(&kustomization, format!("{text}patches:\n  - path: helmrelease-no-wait.yaml\n")).unwrap();
+
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    std::fs::create_dir_all(remote).unwrap();
+    git(remote, &["init", "-q", "--bare", "-b", "main"]);
+    OpsRepo { work: work.to_path_buf(), remote: remote.to_path_buf(), identity, recipient }
+}
+
+/// THE OVERLAY STEP — stands in for `dify-gitops sync` until it exists; switch this body to
+/// `testbed.dify_gitops(&["sync", ...])` then. Same contract: discover the Traefik LB IP on the cluster, render the
+/// values ConfigMap and the Secret (secrets generated once, carried over from the existing overlay by decrypting it
+/// with the operator's identity), encrypt with the real `sops -e` for the age recipient, commit, push.
+fn sync(testbed: &Testbed, ops: &OpsRepo) {
+    let ip = testbed.kubectl(&[
+        "-n",
+        TRAEFIK.0,
+        "get",
+        "service",
+        TRAEFIK.1,
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ]);
+    assert!(!ip.is_empty(), "Traefik has no LB address");
+    let existing = ops.overlay().join("dify-secrets.sops.yaml");
+    let secrets: BTreeMap<String, String> = if existing.exists() {
+        ops.decrypted_secrets()
+    } else {
+        SECRET_KEYS.iter().map(|k| (k.to_string(), random_hex(32))).collect()
+    };
+
+    let labels = "  labels:\n    reconcile.fluxcd.io/watch: Enabled\n    app.kubernetes.io/managed-by: dify-gitops\n";
+    let values = format!(
+        "expose:\n  ingressClassName: kommander-traefik\n  path: /dify\nexternal:\n  scheme: https\n  host: {ip}\n\
+         images:\n  dify:\n    repository: langgenius/dify\n    tag: 1.13.3\n\
+         storage:\n  storageClassName: nutanix-volume\nsecrets:\n  existingSecret: dify-secrets\n"
+    );
+    let indented: String = values.lines().map(|l| format!("    {l}\n")).collect();
+    let config_map = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dify-values\n  namespace: {NAMESPACE}\n{labels}\
+         data:\n  values.yaml: |\n{indented}"
+    );
+    std::fs::create_dir_all(ops.overlay()).unwrap();
+    std::fs::write(ops.overlay().join("dify-values.yaml"), config_map).unwrap();
+
+    let string_data: String = secrets.iter().map(|(k, v)| format!("  {k}: \"{v}\"\n")).collect();
+    let plain = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: dify-secrets\n  namespace: {NAMESPACE}\n{labels}\
+         type: Opaque\nstringData:\n{string_data}"
+    );
+    let mut child = Command::new("sops")
+        .args(["-e", "--encrypted-regex", "^(data|stringData)$", "--age", &ops.recipient])
+        .args(["--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"])
+        .current_dir(ops.overlay())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running sops");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(plain.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "sops -e failed: {}", String::from_utf8_lossy(&output.stderr));
+    // Plaintext never reaches disk: sops read it from the pipe; only ciphertext is written.
+    std::fs::write(existing, output.stdout).unwrap();
+
+    if !git(&ops.work, &["status", "--porcelain"]).is_empty() {
+        ops.commit_and_push(&format!("dify/{ENV}: external.host {ip}"));
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).unwrap();
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh age identity (file outside the ops repo, never committed) and its recipient.
+fn age_keygen(dir: &Path) -> (PathBuf, String) {
+    let identity = dir.join("age.agekey");
+    let output = Command::new("age-keygen").arg("-o").arg(&identity).output().expect("running age-keygen");
+    assert!(output.status.success(), "age-keygen: {}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).expect("public key line").to_string();
+    (identity, recipient)
+}
+
+/// This repository's chart, as committed, in a bare git repo of its own (what github.com/…/dify-gitops serves).
+fn chart_repo(work: &Path, remote: &Path) {
+    std::fs::create_dir_all(work).unwrap();
+    let archive = Command::new("git")
+        .arg("-C")
+        .arg(flux::repo_root())
+        .args(["archive", "--format=tar", "HEAD", "chart/"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = Command::new("tar").arg("-x").arg("-C").arg(work).stdin(archive.stdout.unwrap()).status().unwrap();
+    assert!(status.success(), "extracting chart/ from git archive");
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "chart"]);
+    std::fs::create_dir_all(remote).unwrap();
+    git(remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(work, &["push", "-q", remote.to_str().unwrap(), "main"]);
+}
+
+// ---- cluster observations ----------------------------------------------------------------------------------------
+
+fn ready(testbed: &Testbed, kind: &str, namespace: &str, name: &str) -> Option<()> {
+    let status = kubectl_try(
+        testbed,
+        &["-n", namespace, "get", kind, name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
+    )?;
+    (status == "True").then_some(())
+}
+
+/// Flux objects' status and the controllers' logs, for a failure message (no Secret is printed).
+fn diagnostics(testbed: &Testbed, flux: &Flux) -> String {
+    let objects = kubectl_try(
+        testbed,
+        &[
+            "get",
+            "gitrepositories,helmcharts,kustomizations,helmreleases",
+            "-A",
+            "-o",
+            "custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name,\
+             READY:.status.conditions[?(@.type==\"Ready\")].status,\
+             MESSAGE:.status.conditions[?(@.type==\"Ready\")].message",
+        ],
+    )
+    .unwrap_or_default();
+    format!("{objects}\n{}", flux.logs(40))
+}
+
+/// The env of a Deployment's first container: name → (value or "secretKeyRef:<secret>/<key>").
+fn deployment_env(testbed: &Testbed, name: &str) -> BTreeMap<String, String> {
+    let json = testbed.kubectl(&["-n", NAMESPACE, "get", "deployment", name, "-o", "json"]);
+    let deployment: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+    env.iter()
+        .map(|e| {
+            let value = match (&e["value"], &e["valueFrom"]["secretKeyRef"]) {
+                (serde_json::Value::String(v), _) => v.clone(),
+                (_, serde_json::Value::Object(r)) => {
+                    format!("secretKeyRef:{}/{}", r["name"].as_str().unwrap(), r["key"].as_str().unwrap())
+                }
+                _ => String::new(),
+            };
+            (e["name"].as_str().unwrap().to_string(), value)
+        })
+        .collect()
+}
+
+fn secret_value(testbed: &Testbed, name: &str, key: &str) -> String {
+    let json = testbed.kubectl(&["-n", NAMESPACE, "get", "secret", name, "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let encoded = secret["data"][key].as_str().unwrap_or_else(|| panic!("Secret {name} has no key {key}"));
+    use base64::Engine;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
+fn request_reconcile(testbed: &Testbed, kind: &str, namespace: &str, name: &str) {
+    let now = format!("{:?}", std::time::SystemTime::now());
+    testbed.kubectl(&[
+        "-n",
+        namespace,
+        "annotate",
+        "--overwrite",
+        kind,
+        name,
+        &format!("reconcile.fluxcd.io/requestedAt={}", now.replace(' ', "")),
+    ]);
+}
+
+/// Every plaintext secret searched for in the ops repo's whole history and in the controllers' logs.
+fn assert_no_plaintext(ops: &OpsRepo, flux: &Flux, secrets: &BTreeMap<String, String>) {
+    let history = git(&ops.remote, &["log", "-p", "--all", "--format=%H %s"]);
+    let logs = flux.logs(usize::MAX);
+    for (key, value) in secrets {
+        assert!(!history.contains(value.as_str()), "{key} in plain text in the ops repo history");
+        assert!(!logs.contains(value.as_str()), "{key} in plain text in a controller log");
+    }
+}
+
+// ---- tests -------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
+    let started = Instant::now();
+    flux::controller_binaries(); // fails here, with the install command, when they are not built
+    let testbed = Testbed::start(&[nkp_fixture()]);
+    let client = testbed.client().await;
+    let work = tempfile::Builder::new().prefix("dify-gitops-flux-e2e.").tempdir().unwrap();
+
+    for dir in flux::crd_dirs() {
+        testbed.kubectl(&["apply", "--server-side", "-f", dir.to_str().unwrap()]);
+    }
+    testbed.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+
+    let served = work.path().join("served");
+    let server = GitHttpServer::start(&served);
+    chart_repo(&work.path().join("chart"), &served.join("dify-gitops.git"));
+    let (identity, recipient) = age_keygen(work.path());
+    let ops = init_ops_repo(
+        &work.path().join("ops"),
+        &served.join("ops.git"),
+        &format!("{}/dify-gitops.git", server.url),
+        identity,
+        recipient,
+    );
+
+    support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.10").await;
+    sync(&testbed, &ops);
+    let secrets = ops.decrypted_secrets();
+
+    // The cluster side of the bootstrap: the age identity as the sops-age Secret, then what `flux bootstrap` applies.
+    testbed.kubectl(&["create", "namespace", "flux-system"]);
+    testbed.kubectl(&[
+        "-n",
+        "flux-system",
+        "create",
+        "secret",
+        "generic",
+        "sops-age",
+        &format!("--from-file=age.agekey={}", ops.identity.display()),
+    ]);
+    let mut flux = Flux::start(&testbed.kubeconfig);
+    let setup = started.elapsed();
+    let bootstrap = std::fs::read_to_string(flux::repo_root().join("tests/fixtures/flux/bootstrap.yaml")).unwrap();
+    let bootstrap = fill(&bootstrap, &[("OPS_GIT_URL", &format!("{}/ops.git", server.url)), ("DIFY_ENV", ENV)]);
+    kubectl_stdin(&testbed, &["apply", "-f", "-"], &bootstrap);
+
+    let install = Instant::now();
+    let timeout = Duration::from_secs(180);
+    for (kind, namespace, name) in [
+        ("kustomization", "flux-system", "flux-system"),
+        ("kustomization", "flux-system", "dify"),
+        ("helmrelease", NAMESPACE, "dify"),
+    ] {
+        flux.assert_running();
+        wait_for(
+            &format!("{kind} {namespace}/{name} Ready"),
+            timeout,
+            || ready(&testbed, kind, namespace, name),
+            || diagnostics(&testbed, &flux),
+        );
+    }
+    let installed = install.elapsed();
+
+    // The bootstrap Kustomization applied clusters/test/ only: the Kustomization `dify`, not the encrypted Secret.
+    let inventory = testbed.kubectl(&["-n", "flux-system", "get", "kustomization", "flux-system", "-o", "json"]);
+    assert!(!inventory.contains("dify-secrets"), "flux-system must not apply the overlay: {inventory}");
+
+    // kustomize-controller decrypted the Secret: the cluster holds the plaintext the operator encrypted.
+    for key in SECRET_KEYS {
+        assert_eq!(secret_value(&testbed, "dify-secrets", key), secrets[key], "dify-secrets/{key} decrypted");
+    }
+
+    let assert_release = |ip: &str| {
+        let url = format!("https://{ip}/dify");
+        let web = deployment_env(&testbed, "dify-web");
+        assert_eq!(web.get("CONSOLE_API_URL"), Some(&url), "dify-web env: {web:?}");
+        let api = deployment_env(&testbed, "dify-api");
+        for var in ["CONSOLE_API_URL", "CONSOLE_WEB_URL", "APP_WEB_URL", "FILES_URL"] {
+            assert_eq!(api.get(var), Some(&url), "dify-api {var}");
+        }
+        // SECRET_KEY comes from a Secret whose value is the overlay's dify-secret-key.
+        let reference = api["SECRET_KEY"].strip_prefix("secretKeyRef:").expect("SECRET_KEY from a Secret").to_string();
+        let (name, key) = reference.split_once('/').unwrap();
+        assert_eq!(secret_value(&testbed, name, key), secrets["dify-secret-key"], "SECRET_KEY is the overlay's");
+        // The internal keys come straight from the overlay Secret (secrets.existingSecret).
+        assert!(api.values().any(|v| v == "secretKeyRef:dify-secrets/postgres-password"), "api env: {api:?}");
+    };
+    assert_release("192.0.2.10");
+
+    // The LB IP changes → sync commits a new overlay → Flux upgrades → the new IP is in the env.
+    let upgrade = Instant::now();
+    support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.20").await;
+    sync(&testbed, &ops);
+    assert_eq!(ops.decrypted_secrets(), secrets, "sync carried the secrets over");
+    request_reconcile(&testbed, "gitrepository", "flux-system", "flux-system"); // `flux reconcile source git`
+    wait_for(
+        "the new LB IP in dify-web's CONSOLE_API_URL",
+        timeout,
+        || {
+            let env = kubectl_try(&testbed, &["-n", NAMESPACE, "get", "deployment", "dify-web", "-o", "json"])?;
+            env.contains("https://192.0.2.20/dify").then_some(())
+        },
+        || diagnostics(&testbed, &flux),
+    );
+    wait_for(
+        "HelmRelease Ready after the upgrade",
+        timeout,
+        || ready(&testbed, "helmrelease", NAMESPACE, "dify"),
+        || diagnostics(&testbed, &flux),
+    );
+    assert_release("192.0.2.20");
+    let history = testbed.kubectl(&["-n", NAMESPACE, "get", "helmrelease", "dify", "-o", "jsonpath={.status.history}"]);
+    let history: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+    assert_eq!(history.len(), 2, "one install and one upgrade: {history:?}");
+    let upgraded = upgrade.elapsed();
+
+    assert_no_plaintext(&ops, &flux, &secrets);
+    eprintln!(
+        "flux e2e: setup {:.1}s (testbed, CRDs, repos, controllers), install {:.1}s, upgrade {:.1}s, total {:.1}s",
+        setup.as_secs_f64(),
+        installed.as_secs_f64(),
+        upgraded.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The v2beta2 variant (Flux 2.2 / NKP 2.12) is the v2 HelmRelease with another apiVersion, nothing else, so that
+/// both stay within the fields every supported Flux has.
+#[test]
+fn the_v2beta2_helmrelease_differs_from_v2_in_api_version_only() {
+    let body = |path: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(gitops().join(path)).unwrap();
+        text.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+    };
+    let v2 = body("apps/ENV/dify/helmrelease.yaml");
+    let v2beta2 = body("variants/helmrelease.v2beta2.yaml");
+    assert_eq!(v2[0], "apiVersion: helm.toolkit.fluxcd.io/v2");
+    assert_eq!(v2beta2[0], "apiVersion: helm.toolkit.fluxcd.io/v2beta2");
+    assert_eq!(v2[1..], v2beta2[1..]);
+}
+
+/// The ops-repo workflow templates live outside .github/workflows (they must not run here): lint them too.
+#[test]
+fn ops_repo_workflow_templates_pass_actionlint() {
+    let templates: Vec<PathBuf> = std::fs::read_dir(gitops().join("workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    assert_eq!(templates.len(), 2, "reconcile.yml and review.yml: {templates:?}");
+    let output = Command::new("actionlint")
+        .args(&templates)
+        .current_dir(flux::repo_root())
+        .output()
+        .expect("running actionlint (on PATH through `scripts/test-tools path`)");
+    assert!(
+        output.status.success(),
+        "actionlint: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The filled templates are valid for the pinned Flux CRDs and the API server, checked strictly (unknown fields are
+/// errors): `kubectl kustomize` of the overlay (without the two files sync writes) and clusters/<env>/, then a
+/// server-side dry-run apply.
+#[test]
+fn the_filled_templates_pass_strict_server_side_validation() {
+    let testbed = Testbed::start(&[nkp_fixture()]);
+    for dir in flux::crd_dirs() {
+        testbed.kubectl(&["apply", "--server-side", "-f", dir.to_str().unwrap()]);
+    }
+    testbed.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    let work = tempfile::tempdir().unwrap();
+    let ops = init_ops_repo(
+        &work.path().join("ops"),
+        &work.path().join("ops.git"),
+        "https://github.com/dify-gitops/dify-gitops",
+        work.path().join("unused.agekey"),
+        String::new(),
+    );
+    let kustomization = ops.overlay().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let without_sync_files = text.replace("  - dify-values.yaml\n", "").replace("  - dify-secrets.sops.yaml\n", "");
+    assert_ne!(text, without_sync_files, "the overlay kustomization lists the files sync writes");
+    std::fs::write(&kustomization, without_sync_files).unwrap();
+    // A dry run creates nothing, so the namespaces the objects go into must exist already.
+    testbed.kubectl(&["create", "namespace", "flux-system"]);
+    testbed.kubectl(&["create", "namespace", NAMESPACE]);
+    let built = testbed.kubectl(&["kustomize", ops.overlay().to_str().unwrap()]);
+    kubectl_stdin(&testbed, &["apply", "--dry-run=server", "--validate=strict", "-f", "-"], &built);
+    // clusters/<env>/ has no kustomization.yaml: Flux generates one over its files, as `kubectl apply -f <dir>` reads.
+    let clusters = ops.work.join(format!("clusters/{ENV}"));
+    testbed.kubectl(&["apply", "--dry-run=server", "--validate=strict", "-f", clusters.to_str().unwrap()]);
+    // Strictness check: a field no Flux version has is rejected.
+    let built = testbed.kubectl(&["kustomize", ops.overlay().to_str().unwrap()]);
+    let bad = built.replace("  releaseName: dify\n", "  releaseName: dify\n  noSuchField: true\n");
+    assert_ne!(bad, built);
+    let rejected = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&testbed.kubeconfig)
+        .args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bad.as_bytes()).unwrap();
+            c.wait_with_output().unwrap()
+        })
+        .unwrap();
+    assert!(!rejected.status.success());
+    assert!(String::from_utf8_lossy(&rejected.stderr).contains("noSuchField"));
+}
+
+/// The local git server answers git's smart-HTTP protocol (the same one source-controller's go-git speaks).
+#[test]
+fn the_local_git_server_serves_a_clone() {
+    let work = tempfile::tempdir().unwrap();
+    let served = work.path().join("served");
+    chart_repo(&work.path().join("chart"), &served.join("dify-gitops.git"));
+    let server = GitHttpServer::start(&served);
+    let clone = work.path().join("clone");
+    let output = Command::new("git")
+        .args(["clone", "-q", &format!("{}/dify-gitops.git", server.url)])
+        .arg(&clone)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git clone: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(clone.join("chart/dify/Chart.yaml").is_file());
+}
