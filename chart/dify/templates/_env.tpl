@@ -120,4 +120,10 @@ Call with dict root mode. */}}
 - name: MARKETPLACE_ENABLED
   value: "true"
 {{- end }}
+{{- if include "dify.agent" $root }}
+# Agent node runtime
+- name: AGENT_BACKEND_BASE_URL
+  value: {{ include "dify.internalUrl" (dict "root" $root "component" "agent-backend" "port" 5050) | quote }}
+{{ include "dify.secretEnv" (dict "name" "AGENT_BACKEND_API_TOKEN" "secret" $internal "key" "agent-api-token") }}
+{{- end }}
 {{- end -}}

@@ -66,6 +66,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "dify.publicUrl" . | replace "https://" "wss://" | replace "http://" "ws://" -}}
 {{- end -}}
 
+{{/* "true" when the Agent node runtime (agent-backend, local-sandbox, agent SSRF proxy) is deployed. */}}
+{{- define "dify.agent" -}}{{ if .Values.agent.enabled }}true{{ end }}{{- end -}}
+
 {{- define "dify.v1" -}}{{ include "dify.atLeast" (dict "root" . "min" "1.0.0") }}{{- end -}}
 
 {{/* Pinned companion images per Dify minor, newest row first; a row applies from its version up.
@@ -99,9 +102,10 @@ beat and migration run the api image. */}}
 {{- $img := index .root.Values.images $component -}}
 {{- $repo := $img.repository -}}
 {{- $tag := $img.tag -}}
-{{- if has $component (list "api" "web") -}}
+{{- $suffixes := dict "api" "api" "web" "web" "agentBackend" "agent-backend" "agentLocalSandbox" "agent-local-sandbox" -}}
+{{- if hasKey $suffixes $component -}}
 {{- $prefix := required "images.dify.repository is required: the prefix of the Dify images, e.g. --set images.dify.repository=langgenius/dify" .root.Values.images.dify.repository -}}
-{{- $repo = $repo | default (printf "%s-%s" $prefix $component) -}}
+{{- $repo = $repo | default (printf "%s-%s" $prefix (get $suffixes $component)) -}}
 {{- $tag = $tag | default .root.Values.images.dify.tag -}}
 {{- else if has $component (list "sandbox" "pluginDaemon") -}}
 {{- $tag = $tag | default (include "dify.pinned" (dict "root" .root "key" $component)) -}}

@@ -28,6 +28,9 @@
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.15.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.15 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
+{{- if and $v.agent.enabled (not (include "dify.atLeast" (dict "root" . "min" "1.16.0"))) -}}
+{{- fail (printf "agent.enabled=true needs Dify 1.16 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
+{{- end -}}
 {{- if not $v.postgresql.enabled -}}
 {{- range list "host" "username" "existingSecret" -}}
 {{- if not (index $v.externalDatabase .) }}{{ fail (printf "externalDatabase.%s is required when postgresql.enabled is false" .) }}{{ end -}}

@@ -183,3 +183,44 @@ def test_should_refuse_collaboration_if_dify_is_older_than_1_15(helm):
     from conftest import render_error
     message = render_error(merge(scenario("v1.13.3"), {"collaboration": {"enabled": True}}), helm=helm)
     assert "collaboration.enabled=true needs Dify 1.15" in message
+
+
+def test_should_run_the_agent_runtime_if_agent_is_enabled(helm):
+    objects = render_chart(scenario("v1.17.1-agent"), helm=helm)
+    for name in ("agent-backend", "agent-local-sandbox", "agent-ssrf-proxy"):
+        get(objects, "Deployment", name)
+        get(objects, "Service", name)
+    get(objects, "PersistentVolumeClaim", "agent-local-sandbox")
+    api, worker = main_env(objects, "Deployment", "api"), main_env(objects, "Deployment", "worker")
+    agent = main_env(objects, "Deployment", "agent-backend")
+    sandbox = main_env(objects, "Deployment", "agent-local-sandbox")
+    assert api["AGENT_BACKEND_BASE_URL"]["value"] == "http://dify-agent-backend:5050"
+    assert api["AGENT_BACKEND_API_TOKEN"] == worker["AGENT_BACKEND_API_TOKEN"]
+    assert api["AGENT_BACKEND_API_TOKEN"]["valueFrom"] == agent["DIFY_AGENT_API_TOKEN"]["valueFrom"]
+    assert agent["DIFY_AGENT_LOCAL_SANDBOX_AUTH_TOKEN"]["valueFrom"] == sandbox["SHELLCTL_AUTH_TOKEN"]["valueFrom"]
+    assert agent["DIFY_AGENT_INNER_API_KEY"]["valueFrom"] == api["INNER_API_KEY_FOR_PLUGIN"]["valueFrom"]
+    assert agent["DIFY_AGENT_REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@dify-redis:6379/2"
+    assert agent["DIFY_AGENT_LOCAL_SANDBOX_ENDPOINT"]["value"] == "http://dify-agent-local-sandbox:5004"
+    assert sandbox["HTTPS_PROXY"]["value"] == "http://dify-agent-ssrf-proxy:3128"
+
+
+def test_agent_local_sandbox_reaches_only_its_proxy_agent_backend_api_and_dns():
+    policy = get(render_chart(scenario("v1.17.1-agent")), "NetworkPolicy", "agent-local-sandbox")
+    targets = [(r["to"][0].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component"),
+                [p["port"] for p in r["ports"]]) for r in policy["spec"]["egress"]]
+    assert targets == [("agent-ssrf-proxy", [3128]), ("agent-backend", [5050]), ("api", [5001]), (None, [53, 53])]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "agent-backend"
+
+
+@pytest.mark.parametrize("name", ["v1.17.1", "v1.13.3"])
+def test_should_not_run_the_agent_runtime_by_default(name):
+    objects = render_chart(scenario(name))
+    assert not [o for o in objects if o["metadata"]["name"].startswith("dify-agent")]
+    assert "AGENT_BACKEND_BASE_URL" not in main_env(objects, "Deployment", "api")
+
+
+def test_should_refuse_the_agent_runtime_if_dify_is_older_than_1_16(helm):
+    from conftest import render_error
+    message = render_error(merge(scenario("v1.13.3"), {"agent": {"enabled": True}}), helm=helm)
+    assert "agent.enabled=true needs Dify 1.16" in message

@@ -9,7 +9,7 @@ from conftest import find, get, pod_spec, render_chart, scenario, workloads
 
 SENSITIVE = re.compile(r"(PASSWORD|SECRET|_KEY|KEYS|TOKEN|INNER_API_KEY_FOR_PLUGIN)$")
 INTERNAL_KEYS = {"postgres-password", "redis-password", "weaviate-api-key", "plugin-daemon-key", "inner-api-key",
-                 "sandbox-api-key"}
+                 "sandbox-api-key", "agent-api-token", "agent-local-sandbox-token", "agent-server-secret-key"}
 
 
 def containers(objects):
