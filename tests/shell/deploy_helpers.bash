@@ -136,7 +136,7 @@ check_values_and_idempotent_rerun() {
     storage: {storageClassName: "nutanix-volume"},
     secrets: {difySecretKey: $secret, openaiApiKey: $openai}}')
   [ "$(release_values dify "$app")" = "$expected" ] || { echo "values differ from the expected ones"; return 1; }
-  # The Service selector of the release's objects landed in the namespace.
+  # The release's objects landed in the namespace.
   [ -n "$(kubectl -n "$app" get secret -l app.kubernetes.io/instance=dify -o name)" ]
 
   # Same command again: a clean upgrade to revision 2 with the same values and the same objects.
