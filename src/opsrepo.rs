@@ -138,6 +138,23 @@ impl OpsRepo {
             refused = status.map(str::to_string);
             Ok(())
         });
+        // libgit2's local transport checks fast-forward and updates the ref in two steps: two local pushes can
+        // interleave and the second overwrites the first. For a remote on this machine we do what a git server
+        // does: lock, compare the remote's head with the one we started from, then push.
+        let _lock = match local_git_dir(url) {
+            Some(git_dir) => {
+                let lock = lock_file(&git_dir.join("dify-gitops-push.lock"))?;
+                let remote_head = Repository::open(&git_dir)
+                    .ok()
+                    .and_then(|r| r.refname_to_id(&format!("refs/heads/{}", self.branch)).ok());
+                let started_from = self.repo.refname_to_id(&format!("refs/remotes/{REMOTE}/{}", self.branch)).ok();
+                if remote_head != started_from {
+                    return Ok(Pushed::Rejected("the remote branch moved since it was fetched".into()));
+                }
+                Some(lock)
+            }
+            None => None,
+        };
         let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
         let result = remote.push(&[refspec.as_str()], Some(PushOptions::new().remote_callbacks(callbacks)));
         match result {
@@ -196,6 +213,31 @@ impl OpsRepo {
             Err(_) => Signature::now("dify-gitops", "dify-gitops@localhost").context("making a commit signature"),
         }
     }
+}
+
+/// The git directory of a remote on this machine (a path or file:// URL), if it is one.
+fn local_git_dir(url: &str) -> Option<PathBuf> {
+    let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if url.contains("://") && !url.starts_with("file://") {
+        return None;
+    }
+    Repository::open(path).ok().map(|r| r.path().to_path_buf())
+}
+
+/// An exclusive advisory lock, released when the file is closed.
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the push lock {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(file)
 }
 
 /// Errors that mean "someone else pushed first" (or holds the ref lock right now).
