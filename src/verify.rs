@@ -78,12 +78,14 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Self> {
-        let uri: Uri = url.trim().parse().with_context(|| format!("'{url}' is not a URL: use e.g. https://192.0.2.10/dify"))?;
+        let uri: Uri =
+            url.trim().parse().with_context(|| format!("'{url}' is not a URL: use e.g. https://192.0.2.10/dify"))?;
         let scheme = uri.scheme_str().unwrap_or_default();
         if scheme != "https" && scheme != "http" {
             bail!("'{url}' must start with https:// or http:// (e.g. https://192.0.2.10/dify)");
         }
-        let authority = uri.authority().with_context(|| format!("'{url}' has no host: use e.g. https://192.0.2.10/dify"))?;
+        let authority =
+            uri.authority().with_context(|| format!("'{url}' has no host: use e.g. https://192.0.2.10/dify"))?;
         if uri.query().is_some() {
             bail!("'{url}' has a query string: give only the address Dify is served at, e.g. https://192.0.2.10/dify");
         }
@@ -202,7 +204,14 @@ fn pass(name: &'static str, answer: &Answer, reason: String) -> Check {
 }
 
 /// The failure for an answer from the wrong place; `expected` names the component and `route` the Ingress.
-fn misrouted(name: &'static str, answer: &Answer, origin: &Origin, expected: &str, route: &str, trust_fix: bool) -> Check {
+fn misrouted(
+    name: &'static str,
+    answer: &Answer,
+    origin: &Origin,
+    expected: &str,
+    route: &str,
+    trust_fix: bool,
+) -> Check {
     let fix = match origin {
         Origin::Unreachable if trust_fix => "the server's certificate is not trusted: pass --ca-file with the CA that \
              signed it (on NKP the kommander-ca certificate: kubectl get secret -n cert-manager kommander-ca -o \
@@ -285,7 +294,10 @@ pub fn judge_web(target: &Target, answer: &Answer) -> Check {
         fail(
             NAME,
             answer,
-            format!("the page asks for its assets at {other}/_next/: a web image built for {other}, served at {}", target.shown_base()),
+            format!(
+                "the page asks for its assets at {other}/_next/: a web image built for {other}, served at {}",
+                target.shown_base()
+            ),
             build_fix("the web image's base path must be the path it is served at"),
         )
     }
@@ -405,9 +417,7 @@ impl Prober {
         for _ in 0..=MAX_REDIRECTS {
             let answer = self.get_once(&url).await;
             match &answer {
-                Answer::Response { status, location: Some(location), .. }
-                    if follow && (300..400).contains(status) =>
-                {
+                Answer::Response { status, location: Some(location), .. } if follow && (300..400).contains(status) => {
                     url = resolve(&url, location);
                 }
                 _ => return answer,
@@ -476,7 +486,12 @@ pub async fn run(target: &Target, prober: &Prober) -> Report {
     let hook = target.url(&format!("/e/{PROBE_HOOK}/ping"));
     checks.push(judge_plugin_hook(target, &prober.get(&hook, false).await));
     let passed = checks.iter().all(|c| c.status != Status::Fail);
-    Report { url: format!("{}{}", target.origin, target.base), base_path: target.shown_base().to_string(), passed, checks }
+    Report {
+        url: format!("{}{}", target.origin, target.base),
+        base_path: target.shown_base().to_string(),
+        passed,
+        checks,
+    }
 }
 
 /// Resolves a `Location` header against the URL that sent it.
@@ -609,7 +624,8 @@ mod tests {
 
     #[test]
     fn origins_are_told_by_the_shape_of_the_answer() {
-        let api_error = r#"{"code": "unauthorized", "message": "Authorization header must be provided", "status": 401}"#;
+        let api_error =
+            r#"{"code": "unauthorized", "message": "Authorization header must be provided", "status": 401}"#;
         assert_eq!(origin(&response(401, "application/json", api_error)), Origin::Api);
         assert_eq!(origin(&response(200, "application/json", r#"{"step": "finished"}"#)), Origin::Api);
         let daemon = r#"{"code": -404, "message": "{\"message\":\"endpoint not found\"}", "data": null}"#;
@@ -625,7 +641,11 @@ mod tests {
         let html = r#"<link rel="stylesheet" href="/dify/_next/static/css/app.css"/><script src="https://192.0.2.10/dify/_next/static/chunks/main.js" async></script><script>self.__next_f.push([1,"HL[\"/dify/_next/static/media/font.woff2\",\"font\"]"])</script>"#;
         assert_eq!(
             next_assets(html),
-            ["/dify/_next/static/css/app.css", "/dify/_next/static/chunks/main.js", "/dify/_next/static/media/font.woff2"]
+            [
+                "/dify/_next/static/css/app.css",
+                "/dify/_next/static/chunks/main.js",
+                "/dify/_next/static/media/font.woff2"
+            ]
         );
     }
 
@@ -660,12 +680,18 @@ mod tests {
         assert!(check.fix.unwrap().contains("plugin-daemon Ingress"));
 
         let api = response(404, "application/json", r#"{"code": "not_found", "message": "x", "status": 404}"#);
-        assert_eq!(judge_plugin_hook(&target(), &api).reason, "answered by api (JSON) with HTTP 404, expected plugin-daemon");
+        assert_eq!(
+            judge_plugin_hook(&target(), &api).reason,
+            "answered by api (JSON) with HTTP 404, expected plugin-daemon"
+        );
 
         let none = response(404, "text/plain", "404 page not found");
         assert!(judge_service_api(&target(), &none).fix.unwrap().contains("ingressClassName"));
 
-        let tls = Answer::Unreachable { url: "https://x/dify/v1/info".into(), error: "invalid peer certificate: UnknownIssuer".into() };
+        let tls = Answer::Unreachable {
+            url: "https://x/dify/v1/info".into(),
+            error: "invalid peer certificate: UnknownIssuer".into(),
+        };
         assert!(judge_service_api(&target(), &tls).fix.unwrap().contains("--ca-file"));
     }
 

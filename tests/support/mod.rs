@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod flux;
+pub mod traefik;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
