@@ -115,7 +115,9 @@ def dry_run_pod(kube, pod):
 def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm, name):
     ns = namespace(kube, "restricted")
     values = scenario(name)
-    helm_run(kube, helm, "install", ns, values)
+    notes = helm_run(kube, helm, "install", ns, values).stdout
+    path = "" if values["expose"]["path"] == "/" else values["expose"]["path"]
+    assert f"Open: {values['external']['scheme']}://{values['external']['host']}{path}/install" in notes
     objects = manifest(kube, helm, ns)
     # Every object of the release exists on the server (kubectl get -f fetches each by kind and name).
     listed = kubectl(kube, "get", "-n", ns, "-o", "name", "-f", "-",
@@ -138,7 +140,9 @@ def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm
 
 def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     ns = namespace(kube, "restricted")
-    helm_run(kube, helm, "install", ns, scenario("v1.13.3"))
+    notes = helm_run(kube, helm, "install", ns, scenario("v1.13.3")).stdout
+    assert "WARNING: Dify is served under /dify with the stock web image" in notes
+    assert "--build-arg NEXT_PUBLIC_BASE_PATH=/dify" in notes
     before = secret_data(kube, ns, "dify-internal")
     proc = helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
     assert secret_data(kube, ns, "dify-internal") == before
