@@ -357,6 +357,27 @@ fn every_dify_path_reaches_its_component_through_nkp_traefik() {
 }
 
 #[test]
+fn prefixes_match_by_characters_as_in_difys_own_nginx() {
+    // NKP's Traefik has no strictPrefixMatching: an Ingress Prefix path is a character prefix, like the
+    // `location /api` blocks of Dify's nginx the chart mirrors. Dify's web has no page under these names.
+    let door = front_door();
+    let rows = [
+        ("/dify/apix", Some(("api", "/apix"))),
+        ("/dify/v1beta/x", Some(("api", "/v1beta/x"))),
+        ("/dify/filesystem", Some(("api", "/filesystem"))),
+        ("/dify/e", Some(("web", "/dify/e"))), // only /e/ is the plugin daemon's, as nginx's `location /e/`
+        ("/dify/console", Some(("web", "/dify/console"))),
+        ("/dify//console/api/setup", Some(("api", "/console/api/setup"))), // Traefik cleans the path first
+        ("/DIFY/apps", None),                                              // paths are case-sensitive
+    ];
+    for (path, expected) in rows {
+        let reply = door.https(path);
+        let got = reply.component.as_deref().zip(reply.seen_path.as_deref());
+        assert_eq!(got, expected, "{path}: {reply:?}");
+    }
+}
+
+#[test]
 fn plain_http_is_redirected_to_https_as_on_nkp() {
     let door = front_door();
     let reply = door.http("/dify/apps");
