@@ -74,7 +74,8 @@ pub enum Command {
         Checks: web (the page under the path loads its /_next/ assets from under the path: a stock web image \
         under a sub-path fails here, fixed by building it with NEXT_PUBLIC_BASE_PATH), web-assets, console-api \
         (<path>/console/api/setup answers JSON from api), service-api (<path>/v1 reaches api; 401 is fine), \
-        plugin-hook (<path>/e/<id>/ reaches the plugin daemon). Exit code 0 when nothing fails, 5 otherwise.")]
+        plugin-hook (<path>/e/<id>/ reaches the plugin daemon), websocket (<path>/socket.io/ reaches \
+        api-websocket; skipped when collaboration is off). Exit code 0 when nothing fails, 5 otherwise.")]
     Verify(VerifyArgs),
     /// Write the environment overlay (values ConfigMap + SOPS-encrypted Secret) into a local ops repo checkout.
     #[command(after_help = "Examples:\n  \

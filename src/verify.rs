@@ -129,6 +129,8 @@ pub enum Origin {
     Web,
     Api,
     PluginDaemon,
+    /// An Engine.IO (Socket.IO) handshake: Dify's api-websocket (collaboration, Dify 1.15+).
+    EngineIo,
     OtherJson,
     /// Traefik's own `404 page not found`: no router matched.
     NoRoute,
@@ -150,6 +152,9 @@ pub fn origin(answer: &Answer) -> Origin {
             _ => Origin::OtherJson,
         };
     }
+    if body.starts_with("0{") && body.contains("\"sid\"") {
+        return Origin::EngineIo;
+    }
     let start = body.trim_start().get(..15).unwrap_or_default().to_ascii_lowercase();
     if content_type.starts_with("text/html") || start.starts_with("<!doctype html") || start.starts_with("<html") {
         return Origin::Web;
@@ -166,6 +171,7 @@ fn describe(origin: &Origin) -> &'static str {
         Origin::Web => "web (HTML)",
         Origin::Api => "api (JSON)",
         Origin::PluginDaemon => "the plugin daemon",
+        Origin::EngineIo => "a Socket.IO server",
         Origin::OtherJson => "something answering JSON that is neither Dify's api nor its plugin daemon",
         Origin::NoRoute => "Traefik, with no route for it (404 page not found)",
         Origin::NoBackend => "Traefik, with no ready backend behind the route",
@@ -382,6 +388,30 @@ pub fn judge_plugin_hook(target: &Target, answer: &Answer) -> Check {
     check
 }
 
+/// `<base>/socket.io/` reaches api-websocket (collaboration): an Engine.IO handshake. Skipped when web answers,
+/// as it does when collaboration is off (the path then falls to the web catch-all).
+pub fn judge_websocket(target: &Target, answer: &Answer) -> Check {
+    const NAME: &str = "websocket";
+    let origin = origin(answer);
+    match origin {
+        Origin::EngineIo => pass(NAME, answer, "Socket.IO handshake from api-websocket".to_string()),
+        Origin::Web | Origin::NoRoute => Check {
+            status: Status::Skip,
+            ..pass(
+                NAME,
+                answer,
+                format!(
+                    "no Socket.IO server behind {}/socket.io/ ({} answered): collaboration is off, or its Ingress is \
+                     missing",
+                    target.base,
+                    describe(&origin)
+                ),
+            )
+        },
+        _ => misrouted(NAME, answer, &origin, "api-websocket", &format!("{}/socket.io/", target.base), false),
+    }
+}
+
 /// An HTTP(S) client with the given trust, HTTP/1.1 only.
 pub struct Prober {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
@@ -485,6 +515,8 @@ pub async fn run(target: &Target, prober: &Prober) -> Report {
     checks.push(judge_service_api(target, &prober.get(&target.url("/v1/info"), false).await));
     let hook = target.url(&format!("/e/{PROBE_HOOK}/ping"));
     checks.push(judge_plugin_hook(target, &prober.get(&hook, false).await));
+    let socket = target.url("/socket.io/?EIO=4&transport=polling");
+    checks.push(judge_websocket(target, &prober.get(&socket, false).await));
     let passed = checks.iter().all(|c| c.status != Status::Fail);
     Report {
         url: format!("{}{}", target.origin, target.base),
@@ -634,6 +666,8 @@ mod tests {
         assert_eq!(origin(&response(404, "text/plain; charset=utf-8", "404 page not found\n")), Origin::NoRoute);
         assert_eq!(origin(&response(503, "text/plain", "Service Unavailable")), Origin::NoBackend);
         assert_eq!(origin(&response(200, "application/json", r#"{"ok": true}"#)), Origin::OtherJson);
+        let handshake = r#"0{"sid":"x","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}"#;
+        assert_eq!(origin(&response(200, "text/plain; charset=UTF-8", handshake)), Origin::EngineIo);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! process watching it as NKP configures Kommander's Traefik, and the chart installed twice with `helm install`:
 //! - namespace `dify` at `/dify` (Dify 1.17.1, collaboration on when the chart has it), its web stub answering like
 //!   a web image built with `NEXT_PUBLIC_BASE_PATH=/dify`;
-//! - namespace `dify-stock` at `/stock`, its web stub answering like the stock web image (assets at `/_next/`).
+//! - namespace `dify-stock` at `/stock`, its web stub answering like the stock web image (assets at `/_next/`);
+//! - namespace `dify-broken` at `/broken`, whose api Ingress is then given another IngressClass.
 //!
 //! Every Service an Ingress routes to is backed by a stub (see `support/traefik.rs` for why they live in a network
 //! namespace behind EndpointSlices) that answers like its Dify component and reports, in `X-Stub-*` headers, which
@@ -69,8 +70,18 @@ fn set_up() -> FrontDoor {
         let net = StubNet::create();
         let websocket = install(&testbed, &net, "dify", "/dify", WebBuild::BasePath("/dify"));
         install(&testbed, &net, "dify-stock", "/stock", WebBuild::Stock);
+        install(&testbed, &net, "dify-broken", "/broken", WebBuild::BasePath("/broken"));
+        let class = r#"{"spec": {"ingressClassName": "nginx"}}"#;
+        testbed.kubectl(&["patch", "ingress", "dify-api", "-n", "dify-broken", "--type", "merge", "-p", class]);
         let door = FrontDoor { testbed, traefik, websocket, setup: Duration::ZERO };
-        for (path, component) in [("/dify/", "web"), ("/stock/", "web"), ("/dify/console/api/setup", "api")] {
+        let ready = [
+            ("/dify/", "web"),
+            ("/stock/", "web"),
+            ("/dify/console/api/setup", "api"),
+            ("/broken/e/x", "plugin-daemon"),
+            ("/broken/console/api/setup", "web"),
+        ];
+        for (path, component) in ready {
             door.traefik.wait_until(Duration::from_secs(60), &format!("routed {path} to {component}"), || {
                 door.https(path).component.as_deref() == Some(component)
             });
@@ -197,6 +208,12 @@ fn stub(component: &str, web: WebBuild) -> Handler {
                 404,
                 json!({"code": -404, "message": "{\"message\":\"endpoint not found\"}", "data": null, "path": path}),
             ),
+            "api-websocket" if path.starts_with("/socket.io/") => StubResponse {
+                status: 200,
+                content_type: "text/plain; charset=UTF-8",
+                headers: vec![],
+                body: r#"0{"sid":"stub","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}"#.into(),
+            },
             _ => StubResponse::json(200, json!({"component": component, "path": path})),
         }
     })
@@ -409,10 +426,11 @@ fn verify_passes_on_a_base_path_install() {
         report["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c)).collect();
     assert_eq!(
         checks.keys().copied().collect::<Vec<_>>(),
-        ["console-api", "plugin-hook", "service-api", "web", "web-assets"]
+        ["console-api", "plugin-hook", "service-api", "web", "web-assets", "websocket"]
     );
     for (name, check) in &checks {
-        assert_eq!(check["status"], "pass", "{name}: {check}");
+        let expected = if *name == "websocket" && !door.websocket { "skip" } else { "pass" };
+        assert_eq!(check["status"], expected, "{name}: {check}");
     }
     assert_eq!(
         checks["web"]["url"],
@@ -425,7 +443,11 @@ fn verify_passes_on_a_base_path_install() {
 
     let text = door.verify("/dify/", &["--ca-file", ca]);
     assert_eq!(text.code, 0, "{text:?}");
-    assert!(text.stdout.lines().skip(1).all(|l| l.starts_with("PASS")), "{}", text.stdout);
+    assert!(
+        text.stdout.lines().skip(1).all(|l| l.starts_with("PASS") || l.starts_with("SKIP  websocket")),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -447,7 +469,8 @@ fn verify_detects_the_stock_web_image_and_names_the_build_argument() {
             ("web-assets", "skip"),
             ("console-api", "pass"),
             ("service-api", "pass"),
-            ("plugin-hook", "pass")
+            ("plugin-hook", "pass"),
+            ("websocket", if door.websocket { "pass" } else { "skip" }),
         ])
     );
     let web = &report["checks"][0];
@@ -473,12 +496,34 @@ fn verify_fails_every_route_of_a_path_nothing_serves() {
     let out = door.verify("/nothing", &["--insecure", "--output", "json"]);
     assert_eq!(out.code, 5, "{out:?}");
     for check in out.json()["checks"].as_array().unwrap() {
-        if check["name"] == "web-assets" {
-            assert_eq!(check["status"], "skip");
+        if check["name"] == "web-assets" || check["name"] == "websocket" {
+            assert_eq!(check["status"], "skip", "{check}");
             continue;
         }
         assert_eq!(check["status"], "fail", "{check}");
         assert!(check["reason"].as_str().unwrap().contains("no route for it (404 page not found)"), "{check}");
         assert!(check["fix"].as_str().unwrap().contains("ingressClassName"), "{check}");
     }
+}
+
+#[test]
+fn verify_shows_api_paths_falling_to_web_when_the_api_ingress_has_another_class() {
+    // /broken's api Ingress was switched to class `nginx`: NKP's Traefik ignores it, so web's catch-all takes
+    // /broken/console/api and /broken/v1, while web and the plugin daemon still work.
+    let door = front_door();
+    let out = door.verify("/broken", &["--insecure", "--output", "json"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    let report = out.json();
+    let checks: BTreeMap<&str, &Value> =
+        report["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c)).collect();
+    for name in ["web", "web-assets", "plugin-hook"] {
+        assert_eq!(checks[name]["status"], "pass", "{name}: {}", checks[name]);
+    }
+    for name in ["console-api", "service-api"] {
+        let check = checks[name];
+        assert_eq!(check["status"], "fail", "{name}: {check}");
+        assert_eq!(check["reason"], "answered by web (HTML) with HTTP 404, expected api", "{name}");
+        assert!(check["fix"].as_str().unwrap().contains("same ingressClassName"), "{name}: {check}");
+    }
+    assert!(out.stderr.contains("verify failed: console-api, service-api"), "{}", out.stderr);
 }
