@@ -35,3 +35,17 @@ def test_names_fit_63_characters_with_a_long_release_name():
     objects = render_chart(scenario("seed-https"), name="a-very-long-release-name-for-testing-limits-ok")
     for o in objects:
         assert len(o["metadata"]["name"]) <= 63, o["metadata"]["name"]
+
+
+def test_the_install_command_of_the_issue_renders(helm):
+    # The documented command, flag for flag (helm template instead of upgrade --install: no cluster here).
+    sets = ["expose.ingressClassName=kommander-traefik", "expose.path=/dify", "external.scheme=https",
+            "external.host=192.0.2.10", "secrets.difySecretKey=" + "ab" * 32, "secrets.openaiApiKey=sk-xxxxxx",
+            "images.dify.repository=langgenius/dify", "images.dify.tag=1.13.3",
+            "storage.storageClassName=nutanix-volume"]
+    cmd = [helm_binary(helm), "template", "dify", "./dify", "-n", "dify", "--kube-version", KUBE_VERSION]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, cwd=CHART.parent, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "image: langgenius/dify-api:1.13.3" in proc.stdout
