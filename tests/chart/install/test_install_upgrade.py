@@ -138,6 +138,29 @@ def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm
     assert secret_data(kube, ns, "dify") == release_secret
 
 
+@pytest.mark.parametrize("old, new", [("v0.14.3", "v1.13.3")])
+def test_upgrade_across_dify_versions_keeps_generated_secrets(kube, helm, old, new):
+    ns = namespace(kube, "restricted")
+    helm_run(kube, helm, "install", ns, scenario(old))
+    before = secret_data(kube, ns, "dify-internal")
+    helm_run(kube, helm, "upgrade", ns, scenario(new))
+    assert secret_data(kube, ns, "dify-internal") == before
+    kubectl(kube, "get", "deployment/dify-plugin-daemon", "deployment/dify-beat", "pvc/dify-plugin-daemon", "-n", ns)
+
+
+def test_uninstall_keeps_data_and_keys_and_a_reinstall_reuses_them(kube, helm):
+    ns = namespace(kube, "restricted")
+    values = scenario("seed-https")
+    helm_run(kube, helm, "install", ns, values)
+    before = secret_data(kube, ns, "dify-internal")
+    run(kube, helm_binary(helm), "uninstall", "dify", "--namespace", ns)
+    kubectl(kube, "get", "pvc/dify-files", "pvc/dify-plugin-daemon", "secret/dify-internal", "-n", ns)
+    assert kubectl(kube, "get", "deployment/dify-api", "-n", ns, check=False).returncode != 0
+    # The kept objects still carry the release's ownership metadata: Helm adopts them, lookup reads the keys.
+    helm_run(kube, helm, "install", ns, values)
+    assert secret_data(kube, ns, "dify-internal") == before
+
+
 def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     ns = namespace(kube, "restricted")
     notes = helm_run(kube, helm, "install", ns, scenario("v1.13.3")).stdout
