@@ -242,7 +242,7 @@ affinity: {{- toYaml . | nindent 2 }}
 {{/* Affinity for api and worker: the user's, or (RWO files volume) to the node of any pod mounting it. The rule
 matches the pod itself, so the first such pod schedules anywhere and the others follow it. */}}
 {{- define "dify.filesAffinity" -}}
-{{- $c := index .root.Values .component -}}
+{{- $c := required (printf "dify.filesAffinity: no values for %s" .component) (index .root.Values .component) -}}
 {{- if $c.affinity -}}
 affinity: {{- toYaml $c.affinity | nindent 2 }}
 {{- else if include "dify.filesColocated" .root -}}

@@ -224,3 +224,13 @@ def test_should_refuse_the_agent_runtime_if_dify_is_older_than_1_16(helm):
     from conftest import render_error
     message = render_error(merge(scenario("v1.13.3"), {"agent": {"enabled": True}}), helm=helm)
     assert "agent.enabled=true needs Dify 1.16" in message
+
+
+def test_only_api_and_worker_follow_the_files_volume():
+    objects = render_chart(scenario("v1.17.1-agent"))
+    for o in objects:
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            spec = pod_spec(o)
+            labels = o["spec"]["template"]["metadata"]["labels"]
+            follows = "affinity" in spec or "dify.gitops/files-volume" in labels
+            assert follows == (o["metadata"]["name"] in ("dify-api", "dify-worker")), o["metadata"]["name"]

@@ -23,7 +23,7 @@ spec:
       {{- include "dify.podCommon" . | nindent 6 }}
       # uid 70 is "postgres" in the alpine image; the entrypoint skips its root-only steps when started as it.
       securityContext: {{- include "dify.podSecurityContext" (dict "uid" 70) | nindent 8 }}
-      {{- include "dify.scheduling" $v | nindent 6 }}
+      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
       containers:
         - name: postgresql
           image: {{ printf "%s:%s" $v.image.repository $v.image.tag }}

@@ -21,7 +21,7 @@ spec:
       {{- include "dify.podCommon" . | nindent 6 }}
       # uid 999 / gid 1000 are "redis" in the alpine image.
       securityContext: {{- include "dify.podSecurityContext" (dict "uid" 999 "override" (dict "runAsGroup" 1000 "fsGroup" 1000)) | nindent 8 }}
-      {{- include "dify.scheduling" $v | nindent 6 }}
+      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
       containers:
         - name: redis
           image: {{ printf "%s:%s" $v.image.repository $v.image.tag }}

@@ -48,7 +48,7 @@ spec:
       {{- include "dify.podCommon" . | nindent 6 }}
       # The image runs as root by default but needs nothing root-only: any uid owning the data volume works.
       securityContext: {{- include "dify.podSecurityContext" (dict "uid" 1000) | nindent 8 }}
-      {{- include "dify.scheduling" $v | nindent 6 }}
+      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
       containers:
         - name: weaviate
           image: {{ printf "%s:%s" $v.image.repository (include "dify-weaviate.tag" .) }}
