@@ -62,15 +62,17 @@ fn front_door() -> &'static FrontDoor {
 fn set_up() -> FrontDoor {
     {
         let started = Instant::now();
-        support::traefik::traefik_binary(); // fails first, with the install command, when Traefik is missing
+        // Fails first, with the install command, when Traefik is missing.
+        let version = support::traefik::traefik_version(&support::traefik::traefik_binary());
+        let major: u32 = version.split('.').next().unwrap().parse().unwrap();
         let crds = tempfile::Builder::new().suffix(".yaml").tempfile().expect("CRD file");
-        std::fs::write(crds.path(), traefik_crds()).expect("writing Traefik's CRDs");
+        std::fs::write(crds.path(), traefik_crds(major)).expect("writing Traefik's CRDs");
         let testbed = Testbed::start(&[nkp_fixture(), crds.path().to_path_buf()]);
         let traefik = Traefik::start(&testbed);
         let net = StubNet::create();
-        let websocket = install(&testbed, &net, "dify", "/dify", WebBuild::BasePath("/dify"));
-        install(&testbed, &net, "dify-stock", "/stock", WebBuild::Stock);
-        install(&testbed, &net, "dify-broken", "/broken", WebBuild::BasePath("/broken"));
+        let websocket = install(&testbed, &net, "dify", "/dify", WebBuild::BasePath("/dify"), major == 2);
+        install(&testbed, &net, "dify-stock", "/stock", WebBuild::Stock, major == 2);
+        install(&testbed, &net, "dify-broken", "/broken", WebBuild::BasePath("/broken"), major == 2);
         let class = r#"{"spec": {"ingressClassName": "nginx"}}"#;
         testbed.kubectl(&["patch", "ingress", "dify-api", "-n", "dify-broken", "--type", "merge", "-p", class]);
         let door = FrontDoor { testbed, traefik, websocket, setup: Duration::ZERO };
@@ -87,9 +89,10 @@ fn set_up() -> FrontDoor {
             });
         }
         eprintln!(
-            "front door ready in {:.1} s (kube-apiserver {:.1} s, Traefik {:.1} s); net namespace stubs kept by pid {}",
+            "front door ready in {:.1} s (kube-apiserver {:.1} s, Traefik {} {:.1} s); net namespace stubs kept by pid {}",
             started.elapsed().as_secs_f64(),
             door.testbed.startup_seconds,
+            door.traefik.version,
             door.traefik.startup.as_secs_f64(),
             std::process::id()
         );
@@ -100,7 +103,14 @@ fn set_up() -> FrontDoor {
 
 /// `helm install` of the chart into `namespace` at `path`, then a stub and an EndpointSlice for every Service an
 /// Ingress routes to. Returns whether the release has an api-websocket Service.
-fn install(testbed: &Testbed, net: &StubNet, namespace: &str, path: &str, web: WebBuild) -> bool {
+fn install(
+    testbed: &Testbed,
+    net: &StubNet,
+    namespace: &str,
+    path: &str,
+    web: WebBuild,
+    legacy_endpoints: bool,
+) -> bool {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("chart/dify");
     testbed.kubectl(&["create", "namespace", namespace]);
     let values = chart.join("ci/v1.17.1-values.yaml");
@@ -183,6 +193,16 @@ fn install(testbed: &Testbed, net: &StubNet, namespace: &str, path: &str, web: W
             "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true, "serving": true}}],
         });
         slices.push_str(&format!("---\n{slice}\n"));
+        if legacy_endpoints {
+            // Traefik 2.x reads Endpoints, not EndpointSlices.
+            let endpoints = json!({
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": namespace},
+                "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": ports}],
+            });
+            slices.push_str(&format!("---\n{endpoints}\n"));
+        }
     }
     let file = testbed.dir.join(format!("endpointslices-{namespace}.yaml"));
     std::fs::write(&file, slices).unwrap();

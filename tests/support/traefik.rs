@@ -258,12 +258,20 @@ pub struct Traefik {
     /// The CA that signed Traefik's default certificate (valid for 127.0.0.1 and 192.0.2.10).
     pub ca_file: PathBuf,
     pub startup: Duration,
+    /// e.g. `3.6.12`
+    pub version: String,
     child: Mutex<Child>,
     log: PathBuf,
 }
 
-/// The `traefik` binary on PATH; panics with the install command when it is not there.
+/// Which Traefik: `$DIFY_GITOPS_TRAEFIK` when set (e.g. a v2.11 build, as NKP 2.12–2.13 ship), else `traefik` on
+/// PATH; panics with the install command when there is none.
 pub fn traefik_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("DIFY_GITOPS_TRAEFIK") {
+        let binary = PathBuf::from(binary);
+        assert!(binary.is_file(), "DIFY_GITOPS_TRAEFIK={} is not a file", binary.display());
+        return binary;
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|dir| dir.join("traefik")).find(|c| c.is_file()).unwrap_or_else(|| {
         panic!(
@@ -273,13 +281,24 @@ pub fn traefik_binary() -> PathBuf {
     })
 }
 
+/// `traefik version`'s version, e.g. `3.6.12`.
+pub fn traefik_version(binary: &Path) -> String {
+    let output = Command::new(binary).arg("version").output().unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(|v| v.trim().trim_start_matches('v').to_string())
+        .unwrap_or_else(|| panic!("no version in `{} version`: {text}", binary.display()))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("binding a free port").local_addr().unwrap().port()
 }
 
-/// The CRDs Traefik's CRD provider lists besides Middleware (which the NKP fixture serves): it waits for every
-/// informer to sync, so each kind must be served. Open schemas: the tests create none of these objects.
-pub fn traefik_crds() -> String {
+/// The CRDs Traefik's CRD provider lists besides traefik.io Middleware (which the NKP fixture serves): it waits
+/// for every informer to sync, so each kind must be served (Traefik 2.11 also lists the old traefik.containo.us
+/// group). Open schemas: the tests create none of these objects.
+pub fn traefik_crds(major: u32) -> String {
     let kinds = [
         ("IngressRoute", "ingressroutes"),
         ("IngressRouteTCP", "ingressroutetcps"),
@@ -291,13 +310,17 @@ pub fn traefik_crds() -> String {
         ("ServersTransportTCP", "serverstransporttcps"),
         ("TraefikService", "traefikservices"),
     ];
-    kinds
-        .iter()
-        .map(|(kind, plural)| {
+    let mut crds: Vec<(&str, &str, &str)> = kinds.iter().map(|(k, p)| ("traefik.io", *k, *p)).collect();
+    if major == 2 {
+        crds.extend(kinds.iter().map(|(k, p)| ("traefik.containo.us", *k, *p)));
+        crds.push(("traefik.containo.us", "Middleware", "middlewares"));
+    }
+    crds.iter()
+        .map(|(group, kind, plural)| {
             format!(
                 "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
-                 metadata: {{name: {plural}.traefik.io}}\n\
-                 spec:\n  group: traefik.io\n  scope: Namespaced\n\
+                 metadata: {{name: {plural}.{group}}}\n\
+                 spec:\n  group: {group}\n  scope: Namespaced\n\
                  \x20 names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {singular}}}\n\
                  \x20 versions:\n  - name: v1alpha1\n    served: true\n    storage: true\n\
                  \x20   schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n",
@@ -321,6 +344,7 @@ impl Traefik {
     /// Starts Traefik against `testbed` and waits until it answers its ping.
     pub fn start(testbed: &Testbed) -> Traefik {
         let binary = traefik_binary();
+        let version = traefik_version(&binary);
         let started = Instant::now();
         let dir = testbed.dir.join("traefik");
         std::fs::create_dir_all(&dir).expect("creating the Traefik directory");
@@ -354,12 +378,13 @@ impl Traefik {
              \x20 websecure:\n    address: 127.0.0.1:{websecure}\n    http: {{tls: {{}}}}\n\
              \x20 ping:\n    address: 127.0.0.1:{ping}\n\
              ping: {{entryPoint: ping}}\n\
-             log: {{level: DEBUG, noColor: true}}\n\
+             log: {{level: DEBUG{no_color}}}\n\
              providers:\n\
              \x20 kubernetesIngress:\n{kube}    ingressClass: kommander-traefik\n    throttleDuration: 0s\n\
              \x20 kubernetesCRD:\n{kube}    throttleDuration: 0s\n\
              \x20 file:\n    filename: {}\n",
-            dynamic.display()
+            dynamic.display(),
+            no_color = if version.starts_with("2.") { "" } else { ", noColor: true" },
         );
         let config_file = dir.join("traefik.yaml");
         std::fs::write(&config_file, config).unwrap();
@@ -383,8 +408,17 @@ impl Traefik {
             command.spawn()
         });
         let child = child.unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let mut traefik =
-            Traefik { web, websecure, ping, dir, ca_file, startup: Duration::ZERO, child: Mutex::new(child), log };
+        let mut traefik = Traefik {
+            web,
+            websecure,
+            ping,
+            dir,
+            ca_file,
+            startup: Duration::ZERO,
+            version,
+            child: Mutex::new(child),
+            log,
+        };
         traefik.wait_until(Duration::from_secs(30), "answered its ping", || {
             http_get(ping, "/ping").is_some_and(|r| r.split_whitespace().nth(1) == Some("200"))
         });
