@@ -15,7 +15,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import CHART, REPO, allow_skip, helm_binary, merge, pod_spec, render_chart, scenario
+from conftest import CHART, REPO, allow_skip, helm_binary, merge, render_chart, scenario
 
 pytestmark = pytest.mark.install
 
