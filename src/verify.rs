@@ -218,6 +218,14 @@ fn misrouted(
     route: &str,
     trust_fix: bool,
 ) -> Check {
+    if let Answer::Response { url, status: status @ 300..=399, location: Some(location), .. } = answer {
+        let fix = if url.starts_with("http://") && location.starts_with("https://") {
+            "Traefik redirects HTTP to HTTPS (NKP's does): verify the https:// URL".to_string()
+        } else {
+            format!("{route} must be answered by {expected}, not redirected: check the Ingresses and middlewares")
+        };
+        return fail(name, answer, format!("redirected to {location} (HTTP {status}), expected {expected}"), fix);
+    }
     let fix = match origin {
         Origin::Unreachable if trust_fix => "the server's certificate is not trusted: pass --ca-file with the CA that \
              signed it (on NKP the kommander-ca certificate: kubectl get secret -n cert-manager kommander-ca -o \
@@ -718,6 +726,17 @@ mod tests {
             judge_plugin_hook(&target(), &api).reason,
             "answered by api (JSON) with HTTP 404, expected plugin-daemon"
         );
+
+        let redirect = Answer::Response {
+            url: "http://192.0.2.10/dify/v1/info".into(),
+            status: 308,
+            content_type: "text/plain".into(),
+            location: Some("https://192.0.2.10/dify/v1/info".into()),
+            body: "Permanent Redirect".into(),
+        };
+        let check = judge_service_api(&target(), &redirect);
+        assert_eq!(check.reason, "redirected to https://192.0.2.10/dify/v1/info (HTTP 308), expected api");
+        assert!(check.fix.unwrap().contains("verify the https:// URL"));
 
         let none = response(404, "text/plain", "404 page not found");
         assert!(judge_service_api(&target(), &none).fix.unwrap().contains("ingressClassName"));

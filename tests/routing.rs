@@ -547,3 +547,21 @@ fn verify_shows_api_paths_falling_to_web_when_the_api_ingress_has_another_class(
     }
     assert!(out.stderr.contains("verify failed: console-api, service-api"), "{}", out.stderr);
 }
+
+#[test]
+fn verify_over_plain_http_names_the_https_url() {
+    // NKP's Traefik redirects web to websecure: the page follows the redirect, the API probes report it.
+    let door = front_door();
+    let url = format!("http://127.0.0.1:{}/dify", door.traefik.web);
+    let out = door.testbed.dify_gitops(&["verify", "--url", &url, "--insecure", "--output", "json"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    let report = out.json();
+    let checks: BTreeMap<&str, &Value> =
+        report["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c)).collect();
+    assert_eq!(checks["web"]["status"], "pass", "{}", checks["web"]);
+    assert_eq!(checks["web"]["url"], format!("https://127.0.0.1:{}/dify/apps", door.traefik.websecure));
+    let console = checks["console-api"];
+    assert_eq!(console["status"], "fail");
+    assert!(console["reason"].as_str().unwrap().starts_with("redirected to https://"), "{console}");
+    assert!(console["fix"].as_str().unwrap().contains("verify the https:// URL"), "{console}");
+}
