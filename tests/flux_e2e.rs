@@ -68,6 +68,7 @@ fn kubectl_stdin(testbed: &Testbed, args: &[&str], input: &str) {
 /// The operator's side: a work tree of the ops repo, its bare remote (served over HTTP), and the age identity.
 struct OpsRepo {
     work: PathBuf,
+    overlay_dir: String,
     remote: PathBuf,
     identity: PathBuf,
     recipient: String,
@@ -75,7 +76,7 @@ struct OpsRepo {
 
 impl OpsRepo {
     fn overlay(&self) -> PathBuf {
-        self.work.join(OVERLAY_DIR)
+        self.work.join(&self.overlay_dir)
     }
 
     /// The overlay Secret as `sops -d` reads it (which also verifies the MAC): key → plaintext.
@@ -99,11 +100,18 @@ impl OpsRepo {
 }
 
 /// What `dify-gitops init` will write: the templates of gitops/ with the placeholders filled.
-fn init_ops_repo(work: &Path, remote: &Path, chart_url: &str, identity: PathBuf, recipient: String) -> OpsRepo {
+fn init_ops_repo(
+    work: &Path,
+    overlay_dir: &str,
+    remote: &Path,
+    chart_url: &str,
+    identity: PathBuf,
+    recipient: String,
+) -> OpsRepo {
     let values = [
         ("DIFY_ENV", ENV),
         ("DIFY_NAMESPACE", NAMESPACE),
-        ("OVERLAY_DIR", OVERLAY_DIR),
+        ("OVERLAY_DIR", overlay_dir),
         ("CHART_GIT_URL", chart_url),
         ("CHART_GIT_BRANCH", "main"),
     ];
@@ -115,15 +123,15 @@ fn init_ops_repo(work: &Path, remote: &Path, chart_url: &str, identity: PathBuf,
     };
     copy("clusters/ENV/dify.yaml", &format!("clusters/{ENV}/dify.yaml"));
     for file in ["kustomization.yaml", "namespace.yaml", "chart-source.yaml", "helmrelease.yaml"] {
-        copy(&format!("apps/ENV/dify/{file}"), &format!("{OVERLAY_DIR}/{file}"));
+        copy(&format!("apps/ENV/dify/{file}"), &format!("{overlay_dir}/{file}"));
     }
     // The only test-only change: no readiness wait and no hooks, because no pod ever runs here.
     std::fs::copy(
         flux::repo_root().join("tests/fixtures/flux/helmrelease-no-wait.yaml"),
-        work.join(OVERLAY_DIR).join("helmrelease-no-wait.yaml"),
+        work.join(overlay_dir).join("helmrelease-no-wait.yaml"),
     )
     .unwrap();
-    let kustomization = work.join(OVERLAY_DIR).join("kustomization.yaml");
+    let kustomization = work.join(overlay_dir).join("kustomization.yaml");
     let text = std::fs::read_to_string(&kustomization).unwrap();
     std::fs::write(&kustomization, format!("{text}patches:\n  - path: helmrelease-no-wait.yaml\n")).unwrap();
 
@@ -131,7 +139,13 @@ fn init_ops_repo(work: &Path, remote: &Path, chart_url: &str, identity: PathBuf,
     git(work, &["remote", "add", "origin", remote.to_str().unwrap()]);
     std::fs::create_dir_all(remote).unwrap();
     git(remote, &["init", "-q", "--bare", "-b", "main"]);
-    OpsRepo { work: work.to_path_buf(), remote: remote.to_path_buf(), identity, recipient }
+    OpsRepo {
+        work: work.to_path_buf(),
+        overlay_dir: overlay_dir.to_string(),
+        remote: remote.to_path_buf(),
+        identity,
+        recipient,
+    }
 }
 
 /// THE OVERLAY STEP — stands in for `dify-gitops sync` until it exists; switch this body to
@@ -312,8 +326,18 @@ fn assert_no_plaintext(ops: &OpsRepo, flux: &Flux, secrets: &BTreeMap<String, St
 
 // ---- tests -------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
+/// A cluster as `flux bootstrap` leaves it, Flux running, and an ops repo with a first overlay pushed.
+struct FluxCluster {
+    testbed: Testbed,
+    flux: Flux,
+    ops: OpsRepo,
+    client: kube::Client,
+    setup: Duration,
+    _server: GitHttpServer,
+    _work: tempfile::TempDir,
+}
+
+async fn flux_cluster(overlay_dir: &str) -> FluxCluster {
     let started = Instant::now();
     flux::controller_binaries(); // fails here, with the install command, when they are not built
     let testbed = Testbed::start(&[nkp_fixture()]);
@@ -331,6 +355,7 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
     let (identity, recipient) = age_keygen(work.path());
     let ops = init_ops_repo(
         &work.path().join("ops"),
+        overlay_dir,
         &served.join("ops.git"),
         &format!("{}/dify-gitops.git", server.url),
         identity,
@@ -339,7 +364,6 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
 
     support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.10").await;
     sync(&testbed, &ops);
-    let secrets = ops.decrypted_secrets();
 
     // The cluster side of the bootstrap: the age identity as the sops-age Secret, then what `flux bootstrap` applies.
     testbed.kubectl(&["create", "namespace", "flux-system"]);
@@ -352,11 +376,19 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         "sops-age",
         &format!("--from-file=age.agekey={}", ops.identity.display()),
     ]);
-    let mut flux = Flux::start(&testbed.kubeconfig);
-    let setup = started.elapsed();
+    let flux = Flux::start(&testbed.kubeconfig);
     let bootstrap = std::fs::read_to_string(flux::repo_root().join("tests/fixtures/flux/bootstrap.yaml")).unwrap();
     let bootstrap = fill(&bootstrap, &[("OPS_GIT_URL", &format!("{}/ops.git", server.url)), ("DIFY_ENV", ENV)]);
     kubectl_stdin(&testbed, &["apply", "-f", "-"], &bootstrap);
+    FluxCluster { testbed, flux, ops, client, setup: started.elapsed(), _server: server, _work: work }
+}
+
+#[tokio::test]
+async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
+    let started = Instant::now();
+    // `_server` and `_work` are bound (not `..`) so that the git server's repositories live until the end.
+    let FluxCluster { testbed, mut flux, ops, client, setup, _server, _work } = flux_cluster(OVERLAY_DIR).await;
+    let secrets = ops.decrypted_secrets();
 
     let install = Instant::now();
     let timeout = Duration::from_secs(180);
@@ -488,6 +520,7 @@ fn the_filled_templates_pass_strict_server_side_validation() {
     let work = tempfile::tempdir().unwrap();
     let ops = init_ops_repo(
         &work.path().join("ops"),
+        OVERLAY_DIR,
         &work.path().join("ops.git"),
         "https://github.com/dify-gitops/dify-gitops",
         work.path().join("unused.agekey"),
@@ -545,4 +578,36 @@ fn the_local_git_server_serves_a_clone() {
         .unwrap();
     assert!(output.status.success(), "git clone: {}", String::from_utf8_lossy(&output.stderr));
     assert!(clone.join("chart/dify/Chart.yaml").is_file());
+}
+
+/// Why the overlay is not under clusters/<env>/: there the bootstrap Kustomization, which has no decryption, picks up
+/// the overlay too and applies the Secret as it is in git. Both Kustomizations then own dify-secrets with the same
+/// field manager, and whichever reconciles last decides its content: after flux-system, SECRET_KEY is ciphertext.
+#[tokio::test]
+async fn an_overlay_under_the_bootstrap_path_gets_applied_encrypted() {
+    let FluxCluster { testbed, flux, ops, _server, _work, .. } = flux_cluster(&format!("clusters/{ENV}/dify")).await;
+    let timeout = Duration::from_secs(120);
+    for name in ["flux-system", "dify"] {
+        wait_for(
+            &format!("Kustomization {name} Ready"),
+            timeout,
+            || ready(&testbed, "kustomization", "flux-system", name),
+            || diagnostics(&testbed, &flux),
+        );
+    }
+    let inventory = testbed.kubectl(&["-n", "flux-system", "get", "kustomization", "flux-system", "-o", "json"]);
+    assert!(inventory.contains("dify_dify-secrets__Secret"), "flux-system took in the overlay: {inventory}");
+
+    // flux-system reconciles last (its interval, or any push): the cluster gets the ciphertext.
+    request_reconcile(&testbed, "kustomization", "flux-system", "flux-system");
+    let value = wait_for(
+        "flux-system to apply the Secret as committed",
+        timeout,
+        || {
+            let value = secret_value(&testbed, "dify-secrets", "dify-secret-key");
+            value.starts_with("ENC[AES256_GCM,").then_some(value)
+        },
+        || diagnostics(&testbed, &flux),
+    );
+    assert_ne!(value, ops.decrypted_secrets()["dify-secret-key"]);
 }
