@@ -98,6 +98,34 @@ pub enum Command {
         dify-gitops diff --host 192.0.2.10 --output json\n\n\
         Exit codes: 0 no difference, 6 differences, 1 error.")]
     Diff(SyncArgs),
+    /// Scan an ops repo for plaintext Secrets, passwords and keys in ConfigMaps or values, committed age identities
+    /// or private keys, and SOPS files whose MAC does not verify.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops audit                                  # the working copy in the current directory\n  \
+        dify-gitops audit --repo-dir ~/ops --history       # also every commit reachable from HEAD\n  \
+        dify-gitops audit --identity ~/.config/sops/age/keys.txt   # also verify each SOPS file's MAC\n  \
+        dify-gitops audit --output json                    # {\"clean\",\"files\",\"commits\",\"findings\":[…]}\n\n\
+        Finds: a Secret (kind: Secret, in any *.yaml/*.yml, multi-document) that is not SOPS-encrypted; a value \
+        under a password/secret/token/apiKey/privateKey key in a ConfigMap, manifest or values file (references \
+        such as existingSecret, secretKeyRef and ${VAR} are fine); an OpenAI-style key (sk-…), an age identity \
+        (AGE-SECRET-KEY-1…) or a PEM private key in any file; with --identity, a SOPS file that does not decrypt \
+        or whose MAC does not verify. Each finding names the file and line (history: commit and path), the key \
+        and the fix; the value itself is never printed. Files ignored by git are skipped.\n\n\
+        Exit codes: 0 clean (warnings allowed), 7 problems found, 1 error.")]
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Root of the ops repo: a working copy (its files), or a bare repository (its HEAD).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub repo_dir: PathBuf,
+    /// Also scan every commit reachable from HEAD: what was committed and later deleted is still readable there.
+    #[arg(long)]
+    pub history: bool,
+    /// An age identity file: verify the MAC of every SOPS file encrypted for it.
+    #[arg(long, env = "SOPS_AGE_KEY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 /// What every overlay command needs: which environment, and the inputs that are not in the config file.

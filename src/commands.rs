@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Render(args) => report(&cli.global, crate::sync::render(&cli.global, args).await?),
         Command::Sync(args) => report(&cli.global, crate::sync::sync(&cli.global, args, args.dry_run).await?),
         Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
+        Command::Audit(args) => audit(&cli.global, args),
     }
 }
 
@@ -113,4 +114,20 @@ fn preflight_table(report: &preflight::Report) -> String {
         }
     }
     out
+}
+
+/// `audit`: scans the ops repo; exit 7 when it holds a problem.
+fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
+    let identities = crate::audit::load_identities(args.identity.as_deref())?;
+    let options = crate::audit::Options { root: &args.repo_dir, history: args.history, identities: &identities };
+    let report = crate::audit::run(&options)?;
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
+        Output::Text => print!("{}", crate::audit::table(&report)),
+    }
+    if report.clean {
+        return Ok(Exit::Ok);
+    }
+    let errors = report.findings.iter().filter(|f| f.severity == crate::audit::Severity::Error).count();
+    Err(Failure::error(Exit::AuditFailed, format!("audit found {errors} problem(s) in {}", args.repo_dir.display())))
 }

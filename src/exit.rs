@@ -19,6 +19,8 @@ pub enum Exit {
     VerifyFailed = 5,
     /// `render`, `sync`, `diff`: the overlay changed (sync: a commit was made and pushed).
     Changed = 6,
+    /// `audit`: the ops repo holds a plaintext secret, a key or identity, or a SOPS file that does not verify.
+    AuditFailed = 7,
 }
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -29,7 +31,8 @@ Exit codes:
   3  preflight: at least one check failed
   4  discover: no load-balancer address within --timeout
   5  verify: at least one probe of the live install failed
-  6  render/sync/diff: the overlay changed (sync: committed and pushed); 0 means nothing changed";
+  6  render/sync/diff: the overlay changed (sync: committed and pushed); 0 means nothing changed
+  7  audit: the ops repo holds a plaintext secret, a key or identity, or a SOPS file that does not verify";
 
 /// An error that carries its exit code through `anyhow`, so commands can fail with a specific code.
 #[derive(Debug)]
