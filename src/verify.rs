@@ -276,7 +276,7 @@ pub fn judge_web(target: &Target, answer: &Answer) -> Check {
     let build_fix = |what: &str| {
         format!(
             "{what}: build the web image with NEXT_PUBLIC_BASE_PATH={base} (docker build --build-arg \
-             NEXT_PUBLIC_BASE_PATH={base} -t <registry>/dify-web:<tag> web/ in a Dify checkout, 1.11 or newer) and \
+             NEXT_PUBLIC_BASE_PATH={base} -t <registry>/dify-web:<tag> web/ in a checkout of Dify at the same tag) and \
              set images.web.repository and images.web.tag to it",
             base = target.base
         )
