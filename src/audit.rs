@@ -30,6 +30,7 @@ static PRIVATE_KEY: LazyLock<Regex> =
 static OPENAI_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[^A-Za-z0-9_-])(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})").expect("valid regex")
 });
+static LINE_NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"line (\d+)").expect("valid regex"));
 static LINE_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"^\s*(?:-\s+)?["']?([^"':#\s][^"':]*)["']?\s*[:=]"#).expect("valid regex"));
 
@@ -61,11 +62,13 @@ pub enum Rule {
     SecretInConfig,
     /// A SOPS file that could not be verified: it is not encrypted for the given identity.
     SopsUnverified,
+    /// A YAML document that does not parse, so it could not be checked.
+    InvalidYaml,
 }
 
 impl Rule {
     fn severity(self) -> Severity {
-        if self == Rule::SopsUnverified { Severity::Warning } else { Severity::Error }
+        if matches!(self, Rule::SopsUnverified | Rule::InvalidYaml) { Severity::Warning } else { Severity::Error }
     }
 
     fn fix(self, history: bool) -> String {
@@ -92,8 +95,9 @@ impl Rule {
                  dify-secrets.sops.yaml) and reference it (secretKeyRef / existingSecret); rotate it"
             }
             Rule::SopsUnverified => "pass --identity with a key this file is encrypted for to verify its MAC",
+            Rule::InvalidYaml => "fix the YAML (kubectl and Flux would refuse it too), then audit again",
         };
-        if history && self != Rule::SopsUnverified && self != Rule::SopsMac {
+        if history && !matches!(self, Rule::SopsUnverified | Rule::SopsMac | Rule::InvalidYaml) {
             format!(
                 "{fix}; it stays readable in the history: treat it as leaked (rotate it), then purge it with \
                  `git filter-repo` if your policy requires"
@@ -387,7 +391,22 @@ fn documents(text: &str) -> Vec<(usize, &str)> {
 
 fn scan_document(start: usize, chunk: &str, identities: &[age::x25519::Identity], push: &mut Push) {
     let locate = |path: &str, value: &str| Some(start + locate_line(chunk, path, value) + 1);
-    let Ok(doc) = serde_saphyr::from_str::<Value>(chunk) else { return };
+    let doc = match serde_saphyr::from_str::<Value>(chunk) {
+        Ok(doc) => doc,
+        Err(error) => {
+            // The parser's message may quote the document: keep only where it failed.
+            let at = error.to_string().lines().find(|l| l.contains("line")).map(str::to_string).unwrap_or_default();
+            let line = LINE_NUMBER.captures(&at).and_then(|c| c[1].parse::<usize>().ok()).map(|l| start + l);
+            push(
+                Rule::InvalidYaml,
+                line.or(Some(start + 1)),
+                None,
+                "not parsed".into(),
+                "a YAML document that does not parse: not checked".into(),
+            );
+            return;
+        }
+    };
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     if sops::is_sops(chunk) {
         for (key, value) in payload(&doc) {
