@@ -60,6 +60,9 @@ impl Ops {
     }
 }
 
+/// (rule, path, key, line, commit) of a finding.
+type Found = (String, String, String, Option<u64>, Option<String>);
+
 struct Audit {
     code: i32,
     stdout: String,
@@ -72,7 +75,7 @@ impl Audit {
     }
 
     /// (rule, path, key, line, commit) of each finding.
-    fn findings(&self) -> Vec<(String, String, String, Option<u64>, Option<String>)> {
+    fn findings(&self) -> Vec<Found> {
         let report = self.json();
         report["findings"]
             .as_array()
