@@ -53,7 +53,7 @@ fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
     match global.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?),
         Output::Text if !outcome.changed => {
-            println!("dify/{}: unchanged ({} = {})", outcome.environment, "external.host", outcome.host)
+            println!("dify/{}: unchanged (external.host = {})", outcome.environment, outcome.host)
         }
         Output::Text => {
             println!(
@@ -93,8 +93,7 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
     if report.passed {
         return Ok(Exit::Ok);
     }
-    let failed: Vec<&str> =
-        report.checks.iter().filter(|c| c.status == verify::Status::Fail).map(|c| c.name).collect();
+    let failed: Vec<&str> = report.checks.iter().filter(|c| c.status == verify::Status::Fail).map(|c| c.name).collect();
     Err(Failure::error(Exit::VerifyFailed, format!("verify failed: {}", failed.join(", "))))
 }
 
