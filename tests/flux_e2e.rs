@@ -99,10 +99,19 @@ impl OpsRepo {
     }
 }
 
+/// Where the overlay goes and which HelmRelease API version `init` chose.
+#[derive(Clone, Copy)]
+struct Layout<'a> {
+    overlay_dir: &'a str,
+    helmrelease_api: &'a str,
+}
+
+const DEFAULT_LAYOUT: Layout = Layout { overlay_dir: OVERLAY_DIR, helmrelease_api: "v2" };
+
 /// What `dify-gitops init` will write: the templates of gitops/ with the placeholders filled.
 fn init_ops_repo(
     work: &Path,
-    overlay_dir: &str,
+    layout: Layout,
     remote: &Path,
     chart_url: &str,
     identity: PathBuf,
@@ -111,7 +120,7 @@ fn init_ops_repo(
     let values = [
         ("DIFY_ENV", ENV),
         ("DIFY_NAMESPACE", NAMESPACE),
-        ("OVERLAY_DIR", overlay_dir),
+        ("OVERLAY_DIR", layout.overlay_dir),
         ("CHART_GIT_URL", chart_url),
         ("CHART_GIT_BRANCH", "main"),
     ];
@@ -122,15 +131,23 @@ fn init_ops_repo(
         std::fs::write(path, fill(&text, &values)).unwrap();
     };
     copy("clusters/ENV/dify.yaml", &format!("clusters/{ENV}/dify.yaml"));
-    for file in ["kustomization.yaml", "namespace.yaml", "chart-source.yaml", "helmrelease.yaml"] {
+    let overlay_dir = layout.overlay_dir;
+    for file in ["kustomization.yaml", "namespace.yaml", "chart-source.yaml"] {
         copy(&format!("apps/ENV/dify/{file}"), &format!("{overlay_dir}/{file}"));
     }
+    // `init` writes the variant the cluster serves as helmrelease.yaml.
+    let helmrelease = match layout.helmrelease_api {
+        "v2" => "apps/ENV/dify/helmrelease.yaml",
+        "v2beta2" => "variants/helmrelease.v2beta2.yaml",
+        other => panic!("no HelmRelease template for {other}"),
+    };
+    copy(helmrelease, &format!("{overlay_dir}/helmrelease.yaml"));
     // The only test-only change: no readiness wait and no hooks, because no pod ever runs here.
-    std::fs::copy(
-        flux::repo_root().join("tests/fixtures/flux/helmrelease-no-wait.yaml"),
-        work.join(overlay_dir).join("helmrelease-no-wait.yaml"),
-    )
-    .unwrap();
+    let patch =
+        std::fs::read_to_string(flux::repo_root().join("tests/fixtures/flux/helmrelease-no-wait.yaml")).unwrap();
+    let patch =
+        patch.replace("helm.toolkit.fluxcd.io/v2\n", &format!("helm.toolkit.fluxcd.io/{}\n", layout.helmrelease_api));
+    std::fs::write(work.join(overlay_dir).join("helmrelease-no-wait.yaml"), patch).unwrap();
     let kustomization = work.join(overlay_dir).join("kustomization.yaml");
     let text = std::fs::read_to_string(&kustomization).unwrap();
     std::fs::write(&kustomization, format!("{text}patches:\n  - path: helmrelease-no-wait.yaml\n")).unwrap();
@@ -229,15 +246,15 @@ fn age_keygen(dir: &Path) -> (PathBuf, String) {
 /// This repository's chart, as committed, in a bare git repo of its own (what github.com/…/dify-gitops serves).
 fn chart_repo(work: &Path, remote: &Path) {
     std::fs::create_dir_all(work).unwrap();
-    let archive = Command::new("git")
+    let mut archive = Command::new("git")
         .arg("-C")
         .arg(flux::repo_root())
         .args(["archive", "--format=tar", "HEAD", "chart/"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = Command::new("tar").arg("-x").arg("-C").arg(work).stdin(archive.stdout.unwrap()).status().unwrap();
-    assert!(status.success(), "extracting chart/ from git archive");
+    let tar = Command::new("tar").arg("-x").arg("-C").arg(work).stdin(archive.stdout.take().unwrap()).status();
+    assert!(archive.wait().unwrap().success() && tar.unwrap().success(), "extracting chart/ from git archive");
     git(work, &["init", "-q", "-b", "main"]);
     git(work, &["add", "-A"]);
     git(work, &["commit", "-q", "-m", "chart"]);
@@ -337,7 +354,7 @@ struct FluxCluster {
     _work: tempfile::TempDir,
 }
 
-async fn flux_cluster(overlay_dir: &str) -> FluxCluster {
+async fn flux_cluster(layout: Layout<'_>) -> FluxCluster {
     let started = Instant::now();
     flux::controller_binaries(); // fails here, with the install command, when they are not built
     let testbed = Testbed::start(&[nkp_fixture()]);
@@ -355,7 +372,7 @@ async fn flux_cluster(overlay_dir: &str) -> FluxCluster {
     let (identity, recipient) = age_keygen(work.path());
     let ops = init_ops_repo(
         &work.path().join("ops"),
-        overlay_dir,
+        layout,
         &served.join("ops.git"),
         &format!("{}/dify-gitops.git", server.url),
         identity,
@@ -387,7 +404,7 @@ async fn flux_cluster(overlay_dir: &str) -> FluxCluster {
 async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
     let started = Instant::now();
     // `_server` and `_work` are bound (not `..`) so that the git server's repositories live until the end.
-    let FluxCluster { testbed, mut flux, ops, client, setup, _server, _work } = flux_cluster(OVERLAY_DIR).await;
+    let FluxCluster { testbed, mut flux, ops, client, setup, _server, _work } = flux_cluster(DEFAULT_LAYOUT).await;
     let secrets = ops.decrypted_secrets();
 
     let install = Instant::now();
@@ -509,7 +526,9 @@ fn ops_repo_workflow_templates_pass_actionlint() {
 
 /// The filled templates are valid for the pinned Flux CRDs and the API server, checked strictly (unknown fields are
 /// errors): `kubectl kustomize` of the overlay (without the two files sync writes) and clusters/<env>/, then a
-/// server-side dry-run apply.
+/// server-side dry-run apply — with the v2 HelmRelease and with the v2beta2 variant for Flux 2.2 (the pinned
+/// helm-controller serves both). The variant's fields were also checked by hand against Flux 2.2's own v2beta2
+/// schema (helm-controller v0.37.4), which the module proxy here does not serve.
 #[test]
 fn the_filled_templates_pass_strict_server_side_validation() {
     let testbed = Testbed::start(&[nkp_fixture()]);
@@ -517,48 +536,65 @@ fn the_filled_templates_pass_strict_server_side_validation() {
         testbed.kubectl(&["apply", "--server-side", "-f", dir.to_str().unwrap()]);
     }
     testbed.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-    let work = tempfile::tempdir().unwrap();
-    let ops = init_ops_repo(
-        &work.path().join("ops"),
-        OVERLAY_DIR,
-        &work.path().join("ops.git"),
-        "https://github.com/dify-gitops/dify-gitops",
-        work.path().join("unused.agekey"),
-        String::new(),
+    let served = testbed.kubectl(&[
+        "get",
+        "crd",
+        "helmreleases.helm.toolkit.fluxcd.io",
+        "-o",
+        "jsonpath={.spec.versions[?(@.served==true)].name}",
+    ]);
+    assert!(
+        served.split_whitespace().any(|v| v == "v2beta2"),
+        "the pinned helm-controller serves only {served}: the v2beta2 variant (Flux 2.2 / NKP 2.12) is not validated; \
+         pin a helm-controller that still serves v2beta2 (1.4.x does) or validate it against another CRD"
     );
-    let kustomization = ops.overlay().join("kustomization.yaml");
-    let text = std::fs::read_to_string(&kustomization).unwrap();
-    let without_sync_files = text.replace("  - dify-values.yaml\n", "").replace("  - dify-secrets.sops.yaml\n", "");
-    assert_ne!(text, without_sync_files, "the overlay kustomization lists the files sync writes");
-    std::fs::write(&kustomization, without_sync_files).unwrap();
     // A dry run creates nothing, so the namespaces the objects go into must exist already.
     testbed.kubectl(&["create", "namespace", "flux-system"]);
     testbed.kubectl(&["create", "namespace", NAMESPACE]);
-    let built = testbed.kubectl(&["kustomize", ops.overlay().to_str().unwrap()]);
-    kubectl_stdin(&testbed, &["apply", "--dry-run=server", "--validate=strict", "-f", "-"], &built);
-    // clusters/<env>/ has no kustomization.yaml: Flux generates one over its files, as `kubectl apply -f <dir>` reads.
-    let clusters = ops.work.join(format!("clusters/{ENV}"));
-    testbed.kubectl(&["apply", "--dry-run=server", "--validate=strict", "-f", clusters.to_str().unwrap()]);
-    // Strictness check: a field no Flux version has is rejected.
-    let built = testbed.kubectl(&["kustomize", ops.overlay().to_str().unwrap()]);
-    let bad = built.replace("  releaseName: dify\n", "  releaseName: dify\n  noSuchField: true\n");
-    assert_ne!(bad, built);
-    let rejected = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&testbed.kubeconfig)
-        .args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(bad.as_bytes()).unwrap();
-            c.wait_with_output().unwrap()
-        })
-        .unwrap();
-    assert!(!rejected.status.success());
-    assert!(String::from_utf8_lossy(&rejected.stderr).contains("noSuchField"));
+    let dry_run = |manifests: &str| -> std::process::Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&testbed.kubeconfig)
+            .args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(manifests.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for api in ["v2", "v2beta2"] {
+        let work = tempfile::tempdir().unwrap();
+        let ops = init_ops_repo(
+            &work.path().join("ops"),
+            Layout { helmrelease_api: api, ..DEFAULT_LAYOUT },
+            &work.path().join("ops.git"),
+            "https://github.com/dify-gitops/dify-gitops",
+            work.path().join("unused.agekey"),
+            String::new(),
+        );
+        let kustomization = ops.overlay().join("kustomization.yaml");
+        let text = std::fs::read_to_string(&kustomization).unwrap();
+        let without_sync_files = text.replace("  - dify-values.yaml\n", "").replace("  - dify-secrets.sops.yaml\n", "");
+        assert_ne!(text, without_sync_files, "the overlay kustomization lists the files sync writes");
+        std::fs::write(&kustomization, without_sync_files).unwrap();
+        let built = testbed.kubectl(&["kustomize", ops.overlay().to_str().unwrap()]);
+        assert!(built.contains(&format!("apiVersion: helm.toolkit.fluxcd.io/{api}\n")), "{built}");
+        let output = dry_run(&built);
+        assert!(output.status.success(), "{api}: {}", String::from_utf8_lossy(&output.stderr));
+        // clusters/<env>/ has no kustomization.yaml: Flux generates one over its files, as `kubectl apply -f` reads.
+        let clusters = ops.work.join(format!("clusters/{ENV}"));
+        testbed.kubectl(&["apply", "--dry-run=server", "--validate=strict", "-f", clusters.to_str().unwrap()]);
+
+        // Strictness check: a field the schema does not have is rejected.
+        let bad = built.replace("  releaseName: dify\n", "  releaseName: dify\n  noSuchField: true\n");
+        assert_ne!(bad, built);
+        let rejected = dry_run(&bad);
+        assert!(!rejected.status.success());
+        assert!(String::from_utf8_lossy(&rejected.stderr).contains("noSuchField"));
+    }
 }
 
 /// The local git server answers git's smart-HTTP protocol (the same one source-controller's go-git speaks).
@@ -585,7 +621,8 @@ fn the_local_git_server_serves_a_clone() {
 /// field manager, and whichever reconciles last decides its content: after flux-system, SECRET_KEY is ciphertext.
 #[tokio::test]
 async fn an_overlay_under_the_bootstrap_path_gets_applied_encrypted() {
-    let FluxCluster { testbed, flux, ops, _server, _work, .. } = flux_cluster(&format!("clusters/{ENV}/dify")).await;
+    let FluxCluster { testbed, flux, ops, _server, _work, .. } =
+        flux_cluster(Layout { overlay_dir: "clusters/test/dify", ..DEFAULT_LAYOUT }).await;
     let timeout = Duration::from_secs(120);
     for name in ["flux-system", "dify"] {
         wait_for(
@@ -610,4 +647,22 @@ async fn an_overlay_under_the_bootstrap_path_gets_applied_encrypted() {
         || diagnostics(&testbed, &flux),
     );
     assert_ne!(value, ops.decrypted_secrets()["dify-secret-key"]);
+}
+
+/// The Flux 2.2 (NKP 2.12) variant: the v2beta2 HelmRelease installs the same release from the same overlay.
+#[tokio::test]
+async fn flux_installs_dify_with_the_v2beta2_helmrelease() {
+    let FluxCluster { testbed, flux, ops, _server, _work, .. } =
+        flux_cluster(Layout { helmrelease_api: "v2beta2", ..DEFAULT_LAYOUT }).await;
+    wait_for(
+        "HelmRelease (v2beta2) Ready",
+        Duration::from_secs(180),
+        || ready(&testbed, "helmreleases.v2beta2.helm.toolkit.fluxcd.io", NAMESPACE, "dify"),
+        || diagnostics(&testbed, &flux),
+    );
+    let web = deployment_env(&testbed, "dify-web");
+    assert_eq!(web.get("CONSOLE_API_URL").map(String::as_str), Some("https://192.0.2.10/dify"));
+    let api = deployment_env(&testbed, "dify-api");
+    let (name, key) = api["SECRET_KEY"].strip_prefix("secretKeyRef:").unwrap().split_once('/').unwrap();
+    assert_eq!(secret_value(&testbed, name, key), ops.decrypted_secrets()["dify-secret-key"]);
 }
