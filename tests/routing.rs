@@ -13,7 +13,8 @@
 //!
 //! Needs root (network namespace, veth) and the pinned tools including Traefik:
 //! `scripts/test-tools install traefik && export PATH="$(scripts/test-tools path):$PATH"`, then
-//! `cargo test --test routing -- --nocapture` (prints the timings).
+//! `cargo test --test routing -- --nocapture` (prints the timings). `DIFY_GITOPS_TRAEFIK=<binary>` runs the same
+//! tests on another Traefik, e.g. v2.11.9 as NKP 2.12–2.13 ship it (all pass; it only differs in not cleaning `//`).
 
 mod support;
 
@@ -398,14 +399,19 @@ fn prefixes_match_by_characters_as_in_difys_own_nginx() {
     // NKP's Traefik has no strictPrefixMatching: an Ingress Prefix path is a character prefix, like the
     // `location /api` blocks of Dify's nginx the chart mirrors. Dify's web has no page under these names.
     let door = front_door();
+    let double_slash = if door.traefik.version.starts_with("2.") {
+        Some(("web", "/dify//console/api/setup"))
+    } else {
+        Some(("api", "/console/api/setup"))
+    };
     let rows = [
         ("/dify/apix", Some(("api", "/apix"))),
         ("/dify/v1beta/x", Some(("api", "/v1beta/x"))),
         ("/dify/filesystem", Some(("api", "/filesystem"))),
         ("/dify/e", Some(("web", "/dify/e"))), // only /e/ is the plugin daemon's, as nginx's `location /e/`
         ("/dify/console", Some(("web", "/dify/console"))),
-        ("/dify//console/api/setup", Some(("api", "/console/api/setup"))), // Traefik cleans the path first
-        ("/DIFY/apps", None),                                              // paths are case-sensitive
+        ("/dify//console/api/setup", double_slash), // Traefik 3 cleans the path before matching; 2.11 does not
+        ("/DIFY/apps", None),                       // paths are case-sensitive
     ];
     for (path, expected) in rows {
         let reply = door.https(path);
