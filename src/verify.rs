@@ -749,6 +749,20 @@ mod tests {
     }
 
     #[test]
+    fn the_websocket_check_passes_on_a_handshake_and_is_skipped_when_web_answers() {
+        let handshake = response(200, "text/plain", r#"0{"sid":"x","upgrades":["websocket"]}"#);
+        assert_eq!(judge_websocket(&target(), &handshake).status, Status::Pass);
+        let web = response(404, "text/html", "<!DOCTYPE html><html></html>");
+        let check = judge_websocket(&target(), &web);
+        assert_eq!(check.status, Status::Skip);
+        assert!(check.reason.contains("collaboration is off"), "{}", check.reason);
+        let down = response(503, "text/plain", "Service Unavailable");
+        let check = judge_websocket(&target(), &down);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.fix.unwrap().contains("app.kubernetes.io/component=api-websocket"));
+    }
+
+    #[test]
     fn redirects_resolve_against_the_url_that_sent_them() {
         assert_eq!(resolve("https://h:8443/dify/", "/dify/apps"), "https://h:8443/dify/apps");
         assert_eq!(resolve("https://h/dify/x/y", "z"), "https://h/dify/x/z");
