@@ -2,13 +2,13 @@
 //! modules: `scripts/test-tools install flux`) run as local processes against the local kube-apiserver, and a local
 //! git smart-HTTP server serves the ops repo and this repository's chart.
 //!
-//! Scenario: the ops repo holds `clusters/test/dify.yaml` and the overlay in `apps/test/dify/` (templates filled
-//! as `dify-gitops init` will, plus the overlay `dify-gitops sync` writes, its Secret SOPS/age-encrypted); the cluster
-//! holds what `flux bootstrap` leaves (GitRepository + Kustomization `flux-system` over `clusters/test/`, without
-//! decryption) and the `sops-age` Secret with a freshly generated age identity. Flux must then: apply
-//! `clusters/test/` without touching the encrypted file, decrypt the overlay in the `dify` Kustomization, install
-//! the chart from git, and put the Traefik LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the
-//! api's Secret. A new LB IP → a new overlay commit → Flux upgrades the release → the new IP is in the env.
+//! Scenario: the ops repo holds `dify-gitops.yaml`, `clusters/test/dify.yaml` and the overlay in `apps/test/dify/`
+//! (templates filled as `dify-gitops init` will); `dify-gitops sync` discovers the Traefik LB IP and commits the
+//! values ConfigMap and the SOPS/age-encrypted Secret. The cluster holds what `flux bootstrap` leaves (GitRepository +
+//! Kustomization `flux-system` over `clusters/test/`, without decryption) and the `sops-age` Secret with a freshly
+//! generated age identity (never in git). Flux must then decrypt the overlay in the `dify` Kustomization, install the
+//! chart from git, and put the LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the api's
+//! Secret. A new LB IP → `sync` commits → Flux upgrades the release → the new IP is in the env.
 //!
 //! The controllers missing is a FAILURE naming the install command, never a skip.
 
@@ -69,6 +69,7 @@ fn kubectl_stdin(testbed: &Testbed, args: &[&str], input: &str) {
 struct OpsRepo {
     work: PathBuf,
     overlay_dir: String,
+    writer: Writer,
     remote: PathBuf,
     identity: PathBuf,
     recipient: String,
@@ -99,14 +100,23 @@ impl OpsRepo {
     }
 }
 
-/// Where the overlay goes and which HelmRelease API version `init` chose.
+/// Where the overlay goes, which HelmRelease API version `init` chose, and what writes the overlay.
 #[derive(Clone, Copy)]
 struct Layout<'a> {
     overlay_dir: &'a str,
     helmrelease_api: &'a str,
+    writer: Writer,
 }
 
-const DEFAULT_LAYOUT: Layout = Layout { overlay_dir: OVERLAY_DIR, helmrelease_api: "v2" };
+/// What produces the overlay: the real `dify-gitops sync`, or the same contract by hand with the `sops` CLI (an
+/// independent check that a Secret encrypted by the reference implementation works with Flux the same way).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    DifyGitops,
+    SopsCli,
+}
+
+const DEFAULT_LAYOUT: Layout = Layout { overlay_dir: OVERLAY_DIR, helmrelease_api: "v2", writer: Writer::DifyGitops };
 
 /// What `dify-gitops init` will write: the templates of gitops/ with the placeholders filled.
 fn init_ops_repo(
@@ -152,24 +162,52 @@ fn init_ops_repo(
     let text = std::fs::read_to_string(&kustomization).unwrap();
     std::fs::write(&kustomization, format!("{text}patches:\n  - path: helmrelease-no-wait.yaml\n")).unwrap();
 
+    // The dify-gitops config of the environment (what `init` writes; `sync` reads it).
+    let config = format!(
+        "environments:\n  {ENV}:\n    namespace: {NAMESPACE}\n    traefik: {{service: {}, namespace: {}}}\n\
+         \x20   ingressClass: kommander-traefik\n    path: /dify\n    scheme: https\n    storageClass: nutanix-volume\n\
+         \x20   imageRepository: langgenius/dify\n    imageTag: 1.13.3\n    recipients: [\"{recipient}\"]\n\
+         \x20   directory: {overlay_dir}\n",
+        TRAEFIK.1, TRAEFIK.0
+    );
+    std::fs::write(work.join("dify-gitops.yaml"), config).unwrap();
+
     git(work, &["init", "-q", "-b", "main"]);
     git(work, &["remote", "add", "origin", remote.to_str().unwrap()]);
     std::fs::create_dir_all(remote).unwrap();
     git(remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "dify-gitops init"]);
+    git(work, &["push", "-q", "origin", "main"]);
     OpsRepo {
         work: work.to_path_buf(),
         overlay_dir: overlay_dir.to_string(),
+        writer: layout.writer,
         remote: remote.to_path_buf(),
         identity,
         recipient,
     }
 }
 
-/// THE OVERLAY STEP — stands in for `dify-gitops sync` until it exists; switch this body to
-/// `testbed.dify_gitops(&["sync", ...])` then. Same contract: discover the Traefik LB IP on the cluster, render the
-/// values ConfigMap and the Secret (secrets generated once, carried over from the existing overlay by decrypting it
-/// with the operator's identity), encrypt with the real `sops -e` for the age recipient, commit, push.
+/// THE OVERLAY STEP: discover the Traefik LB IP on the cluster, render the values ConfigMap and the Secret (secrets
+/// generated once, carried over from the existing overlay with the operator's identity), encrypt for the age
+/// recipient, commit, push to the ops remote; the operator's work tree then follows the remote.
 fn sync(testbed: &Testbed, ops: &OpsRepo) {
+    match ops.writer {
+        Writer::DifyGitops => {
+            let remote = ops.remote.to_str().unwrap();
+            let identity = ops.identity.to_str().unwrap();
+            let output = testbed.dify_gitops(&["sync", "--repo", remote, "--env", ENV, "--identity", identity]);
+            // 0: nothing changed, 6: committed and pushed.
+            assert!(output.code == 0 || output.code == 6, "dify-gitops sync: {output:?}");
+            git(&ops.work, &["pull", "-q", "--ff-only", "origin", "main"]);
+        }
+        Writer::SopsCli => sync_with_sops_cli(testbed, ops),
+    }
+}
+
+/// The overlay contract by hand: the real `sops -e` encrypts the Secret (plaintext only through a pipe).
+fn sync_with_sops_cli(testbed: &Testbed, ops: &OpsRepo) {
     let ip = testbed.kubectl(&[
         "-n",
         TRAEFIK.0,
@@ -453,8 +491,14 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
     // The LB IP changes → sync commits a new overlay → Flux upgrades → the new IP is in the env.
     let upgrade = Instant::now();
     support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.20").await;
+    let commits = || git(&ops.remote, &["rev-list", "--count", "main"]).trim().parse::<u32>().unwrap();
+    let before = commits();
     sync(&testbed, &ops);
+    assert_eq!(commits(), before + 1, "one commit for the new address");
     assert_eq!(ops.decrypted_secrets(), secrets, "sync carried the secrets over");
+    // Nothing drifted since: a scheduled sync commits nothing (what reconcile.yml relies on).
+    sync(&testbed, &ops);
+    assert_eq!(commits(), before + 1, "no commit without drift");
     request_reconcile(&testbed, "gitrepository", "flux-system", "flux-system"); // `flux reconcile source git`
     wait_for(
         "the new LB IP in dify-web's CONSOLE_API_URL",
@@ -649,11 +693,12 @@ async fn an_overlay_under_the_bootstrap_path_gets_applied_encrypted() {
     assert_ne!(value, ops.decrypted_secrets()["dify-secret-key"]);
 }
 
-/// The Flux 2.2 (NKP 2.12) variant: the v2beta2 HelmRelease installs the same release from the same overlay.
+/// The Flux 2.2 (NKP 2.12) variant: the v2beta2 HelmRelease installs the same release from the same overlay
+/// contract, here written with the `sops` CLI instead of dify-gitops.
 #[tokio::test]
 async fn flux_installs_dify_with_the_v2beta2_helmrelease() {
     let FluxCluster { testbed, flux, ops, _server, _work, .. } =
-        flux_cluster(Layout { helmrelease_api: "v2beta2", ..DEFAULT_LAYOUT }).await;
+        flux_cluster(Layout { helmrelease_api: "v2beta2", writer: Writer::SopsCli, ..DEFAULT_LAYOUT }).await;
     wait_for(
         "HelmRelease (v2beta2) Ready",
         Duration::from_secs(180),
