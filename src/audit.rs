@@ -146,24 +146,6 @@ pub struct Options<'a> {
     pub identities: &'a [age::x25519::Identity],
 }
 
-/// The identities of an age key file for `--identity` (none without one); warns when others may read the file.
-pub fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(file) = file else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!("reading the age identity file {} (--identity / SOPS_AGE_KEY_FILE)", file.display())
-    })?;
-    let mode = std::fs::metadata(file).map(|m| m.permissions().mode()).unwrap_or(0);
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            "the age identity file {} is readable by others (mode {:o}): `chmod 600` it",
-            file.display(),
-            mode & 0o777
-        );
-    }
-    sops::parse_identities(&text).with_context(|| format!("the age identity file {}", file.display()))
-}
-
 /// Scans the working tree of `root` (a bare repository: its HEAD) and, with `history`, every commit reachable from
 /// HEAD. History reports only file versions that differ from the working tree, each with the commit that
 /// introduced it.

@@ -98,6 +98,12 @@ pub enum Command {
         dify-gitops diff --host 192.0.2.10 --output json\n\n\
         Exit codes: 0 no difference, 6 differences, 1 error.")]
     Diff(SyncArgs),
+    /// Print one secret of the overlay, decrypted with your age identity (e.g. the init password that Dify's
+    /// first-admin setup page asks for). Secrets are printed only by this command, only when named.
+    #[command(after_help = "Examples:\n  \
+        SOPS_AGE_KEY_FILE=~/.config/sops/age/keys.txt dify-gitops show-secret init-password --env prod\n  \
+        dify-gitops show-secret init-password --repo-dir ~/ops --identity ~/age.key")]
+    ShowSecret(ShowSecretArgs),
     /// Scan an ops repo for plaintext Secrets, passwords and keys in ConfigMaps or values, committed age identities
     /// or private keys, and SOPS files whose MAC does not verify.
     #[command(after_help = "Examples:\n  \
@@ -164,6 +170,24 @@ pub struct RenderArgs {
     /// Root of the ops repo's working copy.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub repo_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowSecretArgs {
+    /// The secret's name in the overlay, e.g. init-password.
+    pub name: String,
+    /// Environment of the config file (default: the only one).
+    #[arg(long, short = 'e', env = "DIFY_GITOPS_ENV", value_name = "NAME")]
+    pub env: Option<String>,
+    /// Config file, relative to the ops repo root unless absolute.
+    #[arg(long, default_value = "dify-gitops.yaml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Root of the ops repo's working copy.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub repo_dir: PathBuf,
+    /// The operator's age identity file.
+    #[arg(long, env = "SOPS_AGE_KEY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

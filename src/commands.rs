@@ -14,6 +14,10 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Render(args) => report(&cli.global, crate::sync::render(&cli.global, args).await?),
         Command::Sync(args) => report(&cli.global, crate::sync::sync(&cli.global, args, args.dry_run).await?),
         Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
+        Command::ShowSecret(args) => {
+            println!("{}", crate::sync::show_secret(args)?.as_str());
+            Ok(Exit::Ok)
+        }
         Command::Audit(args) => audit(&cli.global, args),
     }
 }
@@ -117,7 +121,7 @@ fn preflight_table(report: &preflight::Report) -> String {
 
 /// `audit`: scans the ops repo; exit 7 when it holds a problem.
 fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
-    let identities = crate::audit::load_identities(args.identity.as_deref())?;
+    let identities = crate::sync::load_identities(args.identity.as_deref())?;
     let options = crate::audit::Options { root: &args.repo_dir, history: args.history, identities: &identities };
     let report = crate::audit::run(&options)?;
     match global.output {

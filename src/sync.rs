@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{Global, OverlayArgs, RenderArgs, SyncArgs};
+use crate::cli::{Global, OverlayArgs, RenderArgs, ShowSecretArgs, SyncArgs};
 use crate::config::{self, Environment, Overrides};
 use crate::opsrepo::{OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
@@ -74,14 +74,37 @@ pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Out
     bail!("gave up after {PUSH_ATTEMPTS} rejected pushes: the ops repo's branch keeps moving; nothing was pushed")
 }
 
+/// One secret of the environment's overlay, decrypted (the MAC verified) with the operator's identity.
+pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> {
+    if !overlay::SECRET_NAMES.contains(&args.name.as_str()) {
+        bail!("no secret named '{}' in the overlay (have: {})", args.name, overlay::SECRET_NAMES.join(", "));
+    }
+    let env = config::load(&config_path(&args.repo_dir, &args.config), args.env.as_deref(), &Overrides::default())?;
+    let identities = load_identities(args.identity.as_deref())?;
+    if identities.is_empty() {
+        bail!("reading a secret needs the operator's age identity: set SOPS_AGE_KEY_FILE or pass --identity");
+    }
+    let path = args.repo_dir.join(&env.directory).join(overlay::SECRETS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (run `dify-gitops sync` first)", path.display()))?;
+    let decrypted = sops::decrypt(&text, &identities).with_context(|| format!("decrypting {}", path.display()))?;
+    let value = decrypted.manifest["stringData"][args.name.as_str()].as_str().with_context(|| {
+        format!("{} has no {}: run `dify-gitops sync` with your identity", path.display(), args.name)
+    })?;
+    Ok(zeroize::Zeroizing::new(value.to_string()))
+}
+
+fn config_path(root: &Path, config: &Path) -> PathBuf {
+    if config.is_absolute() { config.to_path_buf() } else { root.join(config) }
+}
+
 fn load_environment(root: &Path, args: &OverlayArgs) -> Result<Environment> {
-    let file = if args.config.is_absolute() { args.config.clone() } else { root.join(&args.config) };
     let overrides = Overrides { image_tag: args.image_tag.clone(), recipients: args.recipients.clone(), context: None };
-    config::load(&file, args.env.as_deref(), &overrides)
+    config::load(&config_path(root, &args.config), args.env.as_deref(), &overrides)
 }
 
 /// The operator's identities, from a file that must not be readable by others.
-fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
+pub(crate) fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
     let Some(file) = file else { return Ok(Vec::new()) };
     let text = std::fs::read_to_string(file).with_context(|| {
         format!("reading the age identity file {} (--identity / SOPS_AGE_KEY_FILE)", file.display())

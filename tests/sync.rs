@@ -116,7 +116,7 @@ fn the_first_sync_commits_an_overlay_that_sops_and_age_can_read() {
     assert_eq!(ops.commits(), 2);
     assert!(
         ops.head_message().starts_with(
-            "dify/prod: create overlay (external.host = 192.0.2.10, images.dify.tag = 1.13.3, 7 secrets generated)"
+            "dify/prod: create overlay (external.host = 192.0.2.10, images.dify.tag = 1.13.3, 11 secrets generated)"
         ),
         "{}",
         ops.head_message()
@@ -130,8 +130,9 @@ fn the_first_sync_commits_an_overlay_that_sops_and_age_can_read() {
     let secret = ops.decrypted_secrets();
     assert_eq!(secret["metadata"]["name"], "dify-secrets");
     let data = secret["stringData"].as_object().unwrap();
-    assert_eq!(data.len(), 7);
-    assert!(data.values().all(|v| v.as_str().unwrap().len() == 64));
+    assert_eq!(data.len(), dify_gitops::overlay::SECRET_NAMES.len());
+    assert!(data["dify-secret-key"].as_str().unwrap().len() == 64);
+    assert!(data["init-password"].as_str().unwrap().len() == 24, "INIT_PASSWORD guards the setup page");
 
     // The age CLI alone unwraps the data key from the file.
     let file = ops.show("clusters/prod/dify/dify-secrets.sops.yaml");
@@ -221,7 +222,7 @@ fn a_secret_encrypted_by_the_real_sops_is_carried_over() {
     let data = ops.decrypted_secrets()["stringData"].clone();
     assert_eq!(data["dify-secret-key"], "operator-chosen-secret-key");
     assert_eq!(data["postgres-password"], "pg-by-hand");
-    assert_eq!(data.as_object().unwrap().len(), 7, "the missing internal secrets are generated");
+    assert_eq!(data.as_object().unwrap().len(), 11, "the missing internal secrets are generated");
     assert!(stdout.contains("secret redis-password generated") && !stdout.contains("dify-secret-key generated"));
 }
 
@@ -349,7 +350,7 @@ fn no_secret_plaintext_in_history_stdout_or_stderr() {
         secrets.extend(data.as_object().unwrap().values().map(|v| v.as_str().unwrap().to_string()));
     }
     let history = git(&ops.remote(), &["log", "-p", "--all", "--format=%B"]);
-    assert!(secrets.len() >= 21);
+    assert!(secrets.len() >= 4 * 11);
     for secret in &secrets {
         assert!(!history.contains(secret.as_str()), "a secret value is in the ops repo history");
         assert!(!printed.contains(secret.as_str()), "a secret value was printed");

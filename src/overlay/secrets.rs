@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::Change;
 
 /// Every key of the overlay's Secret. `dify-secret-key` feeds `secrets.difySecretKey`; the others are the
-/// chart's `secrets.existingSecret` keys.
+/// chart's `secrets.existingSecret` keys (agent tokens included, so switching the Agent node on finds them).
 pub const SECRET_NAMES: &[&str] = &[
     "dify-secret-key",
     "postgres-password",
@@ -19,6 +19,10 @@ pub const SECRET_NAMES: &[&str] = &[
     "plugin-daemon-key",
     "inner-api-key",
     "sandbox-api-key",
+    "init-password",
+    "agent-api-token",
+    "agent-local-sandbox-token",
+    "agent-server-secret-key",
 ];
 
 /// Rotating SECRET_KEY would make every stored provider credential unreadable and log everybody out.
@@ -47,7 +51,7 @@ impl std::fmt::Debug for SecretSet {
 
 impl SecretSet {
     pub fn generate_all() -> Result<Self> {
-        SECRET_NAMES.iter().map(|name| Ok((*name, generate()?))).collect::<Result<_>>().map(Self)
+        SECRET_NAMES.iter().map(|name| Ok((*name, generate_for(name)?))).collect::<Result<_>>().map(Self)
     }
 
     /// The secrets of an existing plaintext Secret manifest: kept, except those named in `rotate`; missing ones
@@ -61,12 +65,12 @@ impl SecretSet {
             let value = match kept {
                 Some(_) if rotate.iter().any(|r| r == name) => {
                     changes.push(Change::SecretRotated(name));
-                    generate()?
+                    generate_for(name)?
                 }
                 Some(value) => Zeroizing::new(value.to_string()),
                 None => {
                     changes.push(Change::SecretGenerated(name));
-                    generate()?
+                    generate_for(name)?
                 }
             };
             set.insert(*name, value);
@@ -81,11 +85,32 @@ impl SecretSet {
     }
 }
 
-/// 32 bytes from the OS CSPRNG, hex-encoded (safe in URLs such as Redis and Celery broker URLs).
-fn generate() -> Result<Zeroizing<String>> {
+/// A new value in the shape its consumer accepts, from the OS CSPRNG.
+fn generate_for(name: &str) -> Result<Zeroizing<String>> {
+    let bytes = random_bytes()?;
+    Ok(Zeroizing::new(match name {
+        // Dify wants letters and digits in a password (and the chart generates the same shape).
+        "init-password" => {
+            let letters = bytes[..12]
+                .iter()
+                .map(|b| char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[usize::from(*b) % 52]));
+            let digits = bytes[12..24].iter().map(|b| char::from(b'0' + b % 10));
+            letters.chain(digits).collect()
+        }
+        // The agent backend requires unpadded base64url of exactly 32 bytes.
+        "agent-server-secret-key" => {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..])
+        }
+        // Hex is safe everywhere these end up, Redis and Celery broker URLs included.
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    }))
+}
+
+fn random_bytes() -> Result<Zeroizing<[u8; 32]>> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     getrandom::fill(bytes.as_mut()).map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
-    Ok(Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -102,15 +127,24 @@ mod tests {
         assert_ne!(data["redis-password"], "r");
         assert!(changes.contains(&Change::SecretRotated("redis-password")));
         assert!(changes.contains(&Change::SecretGenerated("sandbox-api-key")));
-        assert_eq!(changes.len(), 1 + 4);
+        assert_eq!(changes.len(), 1 + SECRET_NAMES.len() - 3);
     }
 
     #[test]
-    fn generated_secrets_are_distinct_64_hex_characters() {
+    fn generated_secrets_are_distinct_and_shaped_for_their_consumer() {
         let data = SecretSet::generate_all().unwrap().to_string_data();
-        let values: Vec<&str> = data.as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
-        assert!(values.iter().all(|v| v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit())));
-        let unique: std::collections::BTreeSet<_> = values.iter().collect();
+        let value = |name: &str| data[name].as_str().unwrap().to_string();
+        for name in SECRET_NAMES.iter().filter(|n| !["init-password", "agent-server-secret-key"].contains(n)) {
+            assert!(value(name).len() == 64 && value(name).chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        }
+        let init = value("init-password");
+        assert_eq!(init.len(), 24);
+        assert!(init[..12].chars().all(|c| c.is_ascii_alphabetic()) && init[12..].chars().all(|c| c.is_ascii_digit()));
+        use base64::Engine;
+        let agent = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value("agent-server-secret-key")).unwrap();
+        assert_eq!(agent.len(), 32);
+        let unique: std::collections::BTreeSet<&str> =
+            data.as_object().unwrap().values().filter_map(|v| v.as_str()).collect();
         assert_eq!(unique.len(), SECRET_NAMES.len());
     }
 

@@ -23,6 +23,9 @@ Call with dict root mode. */}}
   value: SELF_HOSTED
 {{- end }}
 {{ include "dify.secretEnv" (dict "name" "SECRET_KEY" "secret" (include "dify.userSecretName" $root) "key" "secret-key") }}
+{{- if eq .mode "api" }}
+{{ include "dify.secretEnv" (dict "name" "INIT_PASSWORD" "secret" $internal "key" "init-password") }}
+{{- end }}
 {{- range list "CONSOLE_API_URL" "CONSOLE_WEB_URL" "SERVICE_API_URL" "APP_API_URL" "APP_WEB_URL" "FILES_URL" "TRIGGER_URL" }}
 - name: {{ . }}
   value: {{ $url | quote }}

@@ -118,6 +118,7 @@ def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm
     notes = helm_run(kube, helm, "install", ns, values).stdout
     path = "" if values["expose"]["path"] == "/" else values["expose"]["path"]
     assert f"Open: {values['external']['scheme']}://{values['external']['host']}{path}/install" in notes
+    assert "jsonpath='{.data.init-password}' | base64 -d" in notes, "NOTES tell how to read INIT_PASSWORD"
     objects = manifest(kube, helm, ns)
     # Every object of the release exists on the server (kubectl get -f fetches each by kind and name).
     listed = kubectl(kube, "get", "-n", ns, "-o", "name", "-f", "-",

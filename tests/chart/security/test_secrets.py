@@ -1,5 +1,6 @@
 """Security > Secrets: every secret reaches pods through secretKeyRef, never as a literal or in a ConfigMap."""
 
+import base64
 import re
 
 import pytest
@@ -9,7 +10,7 @@ from conftest import find, get, pod_spec, render_chart, scenario, workloads
 
 SENSITIVE = re.compile(r"(PASSWORD|SECRET|_KEY|KEYS|TOKEN|INNER_API_KEY_FOR_PLUGIN)$")
 INTERNAL_KEYS = {"postgres-password", "redis-password", "weaviate-api-key", "plugin-daemon-key", "inner-api-key",
-                 "sandbox-api-key", "agent-api-token", "agent-local-sandbox-token", "agent-server-secret-key"}
+                 "sandbox-api-key", "init-password", "agent-api-token", "agent-local-sandbox-token", "agent-server-secret-key"}
 
 
 def containers(objects):
@@ -94,3 +95,22 @@ def test_every_dify_process_reads_the_same_secret_key(scenario_name):
             if e["name"] == "SECRET_KEY":
                 refs.add(yaml.safe_dump(e["valueFrom"]))
     assert len(refs) == 1
+
+
+def test_api_gets_the_init_password_from_the_internal_secret_and_nothing_else_does():
+    """Dify's setup page lets the first visitor become admin unless INIT_PASSWORD is set."""
+    objects = render_chart(scenario("seed-https"))
+    holders = []
+    for o, c in containers(objects):
+        for e in c.get("env", []):
+            if e["name"] == "INIT_PASSWORD":
+                holders.append(f"{o['metadata']['name']}/{c['name']}")
+                assert "value" not in e, "INIT_PASSWORD must never be a literal"
+                assert e["valueFrom"]["secretKeyRef"] == {"name": "dify-internal", "key": "init-password"}
+    assert holders == ["dify-api/api"], holders
+
+
+def test_generated_init_password_has_letters_and_digits():
+    secret = get(render_chart(scenario("seed-https")), "Secret", "dify-internal")
+    password = base64.b64decode(secret["data"]["init-password"]).decode()
+    assert len(password) == 24 and re.search(r"[A-Za-z]", password) and re.search(r"\d", password)

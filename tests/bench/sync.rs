@@ -1,0 +1,137 @@
+//! Benchmark: `dify-gitops sync` (a change, and a no-op) beside the shell pipeline doing the same work
+//! (clone, `kubectl get -o jsonpath`, `sops -d`/`sops -e`, `git commit`, `git push`), and SOPS encryption of the
+//! same Secret in-process beside `sops -e`. One run, one testbed, one bare ops repo; medians of N runs.
+//!
+//!     cargo bench --bench sync
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Instant, SystemTime};
+
+use support::{Testbed, apply_yaml, set_load_balancer_ip, unique_namespace};
+
+const RUNS: usize = 15;
+
+#[tokio::main]
+async fn main() {
+    let testbed = Testbed::shared();
+    let client = testbed.client().await;
+    let (namespace, service) = (unique_namespace("bench-ws"), unique_namespace("traefik-bench"));
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {{name: {service}, namespace: {namespace}}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n"
+        ),
+    )
+    .await;
+    set_load_balancer_ip(&client, &namespace, &service, "192.0.2.1").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let key = root.join("age.key");
+    sh(root, &format!("age-keygen -o {} 2>/dev/null && chmod 600 {0}", key.display()));
+    let recipient = sh(root, &format!("age-keygen -y {}", key.display())).trim().to_string();
+    sh(root, "git init -q --bare --initial-branch=main ops.git && git clone -q ops.git seed 2>/dev/null");
+    std::fs::write(
+        root.join("seed/dify-gitops.yaml"),
+        format!("environments:\n  prod:\n    imageTag: 1.13.3\n    traefik: {{service: {service}}}\n    recipients: [{recipient}]\n"),
+    )
+    .unwrap();
+    sh(&root.join("seed"), "git add . && git commit -qm config && git push -q origin HEAD:main");
+    let kubeconfig = testbed.kubeconfig.display().to_string();
+    let sync = || {
+        let start = Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+            .args(["--kubeconfig", &kubeconfig, "sync", "-q", "--repo", root.join("ops.git").to_str().unwrap()])
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        (start.elapsed().as_secs_f64() * 1000.0, status.code())
+    };
+    assert_eq!(sync().1, Some(6), "the first sync creates the overlay");
+
+    // The same work in shell: clone, read the address, decrypt and re-encrypt the Secret, write, commit, push.
+    let pipeline = format!(
+        r#"set -e
+d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+git clone -q {remote} "$d/ops"; cd "$d/ops/clusters/prod/dify"
+ip=$(kubectl --kubeconfig {kubeconfig} -n {namespace} get service {service} -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')
+sed -i "s/host: \".*\"/host: \"$ip\"/" dify-values.yaml
+if git diff --quiet; then exit 0; fi
+SOPS_AGE_KEY_FILE={key} sops -d dify-secrets.sops.yaml > "$d/plain.yaml"
+sops -e --encrypted-regex '^(data|stringData)$' --age {recipient} "$d/plain.yaml" > dify-secrets.sops.yaml
+git commit -qam "dify/prod: external.host -> $ip" && git push -q origin HEAD:main"#,
+        remote = root.join("ops.git").display(),
+        key = key.display(),
+    );
+    let run_pipeline = || {
+        let start = Instant::now();
+        sh(root, &pipeline);
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+
+    let (mut sync_change, mut sync_noop, mut shell_change, mut shell_noop) = (vec![], vec![], vec![], vec![]);
+    for run in 0..RUNS {
+        set_load_balancer_ip(&client, &namespace, &service, &format!("192.0.2.{}", 10 + run)).await;
+        sync_change.push(sync().0);
+        sync_noop.push(sync().0);
+        set_load_balancer_ip(&client, &namespace, &service, &format!("198.51.100.{}", 10 + run)).await;
+        shell_change.push(run_pipeline());
+        shell_noop.push(run_pipeline());
+    }
+
+    // SOPS encryption of the same document: in-process beside the sops CLI.
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dify-secrets", "namespace": "dify"},
+        "type": "Opaque",
+        "stringData": (0..7).map(|i| (format!("key-{i}"), serde_json::Value::String("x".repeat(64)))).collect::<serde_json::Map<_, _>>()
+    });
+    let recipients = dify_gitops::sops::Recipients::parse([recipient.as_str()]).unwrap();
+    let plain = root.join("plain.yaml");
+    std::fs::write(&plain, serde_json::to_string(&manifest).unwrap()).unwrap();
+    let (mut ours, mut cli) = (vec![], vec![]);
+    for _ in 0..20 {
+        let start = Instant::now();
+        dify_gitops::sops::encrypt(&manifest, &recipients, SystemTime::now()).unwrap();
+        ours.push(start.elapsed().as_secs_f64() * 1000.0);
+        let start = Instant::now();
+        sh(root, &format!("sops -e --input-type json --output-type yaml --encrypted-regex '^(data|stringData)$' --age {recipient} {} >/dev/null", plain.display()));
+        cli.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    println!("median wall time over {RUNS} runs (ms); one bare ops repo, one local kube-apiserver");
+    println!("{:<44} {:>10} {:>10} {:>8}", "", "dify-gitops", "shell", "ratio");
+    row("sync, address changed (commit + push)", &mut sync_change, &mut shell_change);
+    row("sync, nothing changed", &mut sync_noop, &mut shell_noop);
+    row("SOPS-encrypt the Secret (in-process vs sops -e)", &mut ours, &mut cli);
+    println!("goals: sync <= 300 ms warm, no-op <= 150 ms, >= 5x faster than the pipeline");
+}
+
+fn row(label: &str, ours: &mut [f64], theirs: &mut [f64]) {
+    let (a, b) = (median(ours), median(theirs));
+    println!("{label:<44} {a:>10.1} {b:>10.1} {:>7.1}x", b / a);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@localhost")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@localhost")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
