@@ -222,7 +222,11 @@ fn sync_with_sops_cli(testbed: &Testbed, ops: &OpsRepo) {
     let secrets: BTreeMap<String, String> = if existing.exists() {
         ops.decrypted_secrets()
     } else {
-        SECRET_KEYS.iter().map(|k| (k.to_string(), random_hex(32))).collect()
+        let mut secrets: BTreeMap<String, String> =
+            SECRET_KEYS.iter().map(|k| (k.to_string(), random_hex(32))).collect();
+        // The optional key too, so that its (optional) valuesFrom entry is exercised with a value.
+        secrets.insert("openai-api-key".into(), format!("sk-test-{}", random_hex(16)));
+        secrets
     };
 
     let labels = "  labels:\n    reconcile.fluxcd.io/watch: Enabled\n    app.kubernetes.io/managed-by: dify-gitops\n";
@@ -483,6 +487,8 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         let reference = api["SECRET_KEY"].strip_prefix("secretKeyRef:").expect("SECRET_KEY from a Secret").to_string();
         let (name, key) = reference.split_once('/').unwrap();
         assert_eq!(secret_value(&testbed, name, key), secrets["dify-secret-key"], "SECRET_KEY is the overlay's");
+        // Without openai-api-key in the overlay (optional: true) the release has none.
+        assert!(!testbed.kubectl(&["-n", NAMESPACE, "get", "secret", name, "-o", "json"]).contains("openai-api-key"));
         // The internal keys come straight from the overlay Secret (secrets.existingSecret).
         assert!(api.values().any(|v| v == "secretKeyRef:dify-secrets/postgres-password"), "api env: {api:?}");
     };
@@ -709,5 +715,8 @@ async fn flux_installs_dify_with_the_v2beta2_helmrelease() {
     assert_eq!(web.get("CONSOLE_API_URL").map(String::as_str), Some("https://192.0.2.10/dify"));
     let api = deployment_env(&testbed, "dify-api");
     let (name, key) = api["SECRET_KEY"].strip_prefix("secretKeyRef:").unwrap().split_once('/').unwrap();
-    assert_eq!(secret_value(&testbed, name, key), ops.decrypted_secrets()["dify-secret-key"]);
+    let secrets = ops.decrypted_secrets();
+    assert_eq!(secret_value(&testbed, name, key), secrets["dify-secret-key"]);
+    // openai-api-key (optional in the HelmRelease) reached the chart's Secret through secrets.openaiApiKey.
+    assert_eq!(secret_value(&testbed, name, "openai-api-key"), secrets["openai-api-key"]);
 }
