@@ -5,47 +5,36 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
+use support::ops::{OpsRemote, git, run};
+
 /// A bare ops remote with a `dify-gitops sync` overlay, the operator's age key, and a working copy of it.
 struct Ops {
-    dir: tempfile::TempDir,
+    remote: OpsRemote,
+    dir: PathBuf,
 }
 
 impl Ops {
     fn synced() -> Self {
-        let ops = Self { dir: tempfile::tempdir().unwrap() };
-        let key = ops.key();
-        run("age-keygen", &["-o", key.to_str().unwrap()], None);
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let recipient = run("age-keygen", &["-y", key.to_str().unwrap()], None).trim().to_string();
-        run("git", &["init", "-q", "--bare", "--initial-branch=main", ops.remote().to_str().unwrap()], None);
-        let work = ops.work();
-        run("git", &["clone", "-q", ops.remote().to_str().unwrap(), work.to_str().unwrap()], None);
-        let config = format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{recipient}]\n");
-        std::fs::write(work.join("dify-gitops.yaml"), config).unwrap();
-        git(&work, &["add", "."]);
-        git(&work, &["commit", "-q", "-m", "config"]);
-        git(&work, &["push", "-q", "origin", "HEAD:main"]);
-        let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
-            .args(["sync", "--host", "192.0.2.10", "--repo"])
-            .arg(ops.remote())
-            .env("SOPS_AGE_KEY_FILE", ops.key())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(6), "sync: {}", String::from_utf8_lossy(&out.stderr));
-        git(&work, &["pull", "-q", "origin", "main"]);
+        let remote = OpsRemote::new();
+        let (code, _, stderr) = remote.sync(&["sync", "--host", "192.0.2.10"]);
+        assert_eq!(code, 6, "sync: {stderr}");
+        let ops = Self { dir: remote.dir.path().to_path_buf(), remote };
+        run("git", &["clone", "-q", ops.remote().to_str().unwrap(), ops.work().to_str().unwrap()], None);
         ops
     }
 
     fn remote(&self) -> PathBuf {
-        self.dir.path().join("ops.git")
+        self.remote.remote()
     }
 
     fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
+        self.dir.join("work")
     }
 
     fn key(&self) -> PathBuf {
-        self.dir.path().join("age.key")
+        self.remote.key()
     }
 
     fn write(&self, path: &str, text: &str) {
@@ -109,22 +98,6 @@ fn audit(dir: &Path, args: &[&str]) -> Audit {
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
-}
-
-fn run(program: &str, args: &[&str], dir: Option<&Path>) -> String {
-    let mut command = Command::new(program);
-    command.args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t");
-    command.env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().unwrap_or_else(|e| panic!("{program} not runnable ({e}): scripts/test-tools install"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    run("git", args, Some(dir))
 }
 
 /// A random lowercase hex string: planted values are made at run time, never written in this file.
@@ -292,7 +265,7 @@ fn a_value_added_to_a_sops_file_after_encryption_is_found_without_an_identity() 
 #[test]
 fn a_sops_file_for_another_key_is_a_warning_and_git_ignored_files_are_skipped() {
     let ops = Ops::synced();
-    let other = ops.dir.path().join("other.key");
+    let other = ops.dir.join("other.key");
     run("age-keygen", &["-o", other.to_str().unwrap()], None);
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // The operator keeps the key in the working copy, ignored by git: it is never committed, so not a finding.

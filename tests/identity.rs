@@ -4,77 +4,26 @@
 //! file, no write(2) that carries one.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-struct Ops {
-    dir: tempfile::TempDir,
-    recipient: String,
-    identity: String,
+mod support;
+
+use support::ops::{OpsRemote as Ops, prod_config, run};
+
+/// A bare ops remote whose config lists `recipients(recipient, identity)`, and the operator's key (mode 0600).
+fn ops_remote(recipients: impl Fn(&str, &str) -> String) -> Ops {
+    Ops::with_config(|recipient, identity| prod_config(&recipients(recipient, identity)))
 }
 
-impl Ops {
-    /// A bare ops remote seeded with a config for `recipients`, and the operator's age key (mode 0600).
-    fn new(recipients: impl Fn(&str, &str) -> String) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("age.key");
-        run("age-keygen", &["-o", key.to_str().unwrap()], None);
-        std::fs::set_permissions(&key, PermissionsExt::from_mode(0o600)).unwrap();
-        let recipient = run("age-keygen", &["-y", key.to_str().unwrap()], None).trim().to_string();
-        let text = std::fs::read_to_string(&key).unwrap();
-        let identity = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap().to_string();
-        let ops = Self { dir, recipient, identity };
-        run("git", &["init", "-q", "--bare", "--initial-branch=main", ops.remote().to_str().unwrap()], None);
-        let seed = ops.dir.path().join("seed");
-        run("git", &["clone", "-q", ops.remote().to_str().unwrap(), seed.to_str().unwrap()], None);
-        let config = format!(
-            "environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{}]\n",
-            recipients(&ops.recipient, &ops.identity)
-        );
-        std::fs::write(seed.join("dify-gitops.yaml"), config).unwrap();
-        run("git", &["add", "."], Some(&seed));
-        run("git", &["commit", "-q", "-m", "config"], Some(&seed));
-        run("git", &["push", "-q", "origin", "HEAD:main"], Some(&seed));
-        ops
-    }
-
-    fn remote(&self) -> PathBuf {
-        self.dir.path().join("ops.git")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("age.key")
-    }
-
-    fn commits(&self) -> usize {
-        run("git", &["rev-list", "--count", "main"], Some(&self.remote())).trim().parse().unwrap()
-    }
-
-    /// The content of every object in the remote (commits, trees, blobs), uncompressed.
-    fn all_objects(&self) -> String {
-        let out = Command::new("git")
-            .args(["cat-file", "--batch-all-objects", "--batch"])
-            .current_dir(self.remote())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The decrypted Secret of main, via the real `sops -d`.
-    fn secret_values(&self) -> Vec<String> {
-        let text = run("git", &["show", "main:clusters/prod/dify/dify-secrets.sops.yaml"], Some(&self.remote()));
-        let file = self.dir.path().join("under-test.sops.yaml");
-        std::fs::write(&file, text).unwrap();
-        let out = Command::new("sops")
-            .args(["-d", "--output-type", "json", file.to_str().unwrap()])
-            .env("SOPS_AGE_KEY_FILE", self.key())
-            .output()
-            .expect("sops on PATH (scripts/test-tools install)");
-        std::fs::remove_file(&file).unwrap();
-        assert!(out.status.success(), "sops -d: {}", String::from_utf8_lossy(&out.stderr));
-        let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        secret["stringData"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_string()).collect()
-    }
+/// The content of every object in the remote (commits, trees, blobs), uncompressed.
+fn all_objects(ops: &Ops) -> String {
+    let out = Command::new("git")
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .current_dir(ops.remote())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `dify-gitops args…` with SOPS_AGE_KEY_FILE set to `identity` (or unset): (exit code, stdout, stderr).
@@ -91,18 +40,6 @@ fn cli(args: &[&str], identity: Option<&Path>, env: &[(&str, &Path)]) -> (i32, S
     (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
-fn run(program: &str, args: &[&str], dir: Option<&Path>) -> String {
-    let mut command = Command::new(program);
-    command.args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t");
-    command.env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().unwrap_or_else(|e| panic!("{program} not runnable ({e}): scripts/test-tools install"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The identity's key material without its prefix: a leak of any part of it must be caught.
 fn body(identity: &str) -> &str {
     &identity["AGE-SECRET-KEY-1".len()..]
@@ -111,7 +48,7 @@ fn body(identity: &str) -> &str {
 #[test]
 fn an_identity_given_as_a_recipient_is_refused_and_not_echoed() {
     // On the command line.
-    let ops = Ops::new(|recipient, _| recipient.to_string());
+    let ops = ops_remote(|recipient, _| recipient.to_string());
     let remote = ops.remote();
     let (code, stdout, stderr) = cli(
         &["sync", "--host", "192.0.2.10", "--recipient", &ops.identity, "--repo", remote.to_str().unwrap()],
@@ -125,7 +62,7 @@ fn an_identity_given_as_a_recipient_is_refused_and_not_echoed() {
     assert_eq!(ops.commits(), 1, "the ops repo is untouched");
 
     // In the config file, for render too.
-    let ops = Ops::new(|_, identity| identity.to_string());
+    let ops = ops_remote(|_, identity| identity.to_string());
     let work = ops.dir.path().join("work");
     run("git", &["clone", "-q", ops.remote().to_str().unwrap(), work.to_str().unwrap()], None);
     for args in [
@@ -143,7 +80,7 @@ fn an_identity_given_as_a_recipient_is_refused_and_not_echoed() {
 
 #[test]
 fn an_identity_file_readable_by_others_is_warned_about() {
-    let ops = Ops::new(|recipient, _| recipient.to_string());
+    let ops = ops_remote(|recipient, _| recipient.to_string());
     let remote = ops.remote();
     let sync = ["sync", "--host", "192.0.2.10", "--repo", remote.to_str().unwrap()];
 
@@ -165,7 +102,7 @@ fn an_identity_file_readable_by_others_is_warned_about() {
 
 #[test]
 fn sync_never_writes_the_identity_into_the_ops_repo() {
-    let ops = Ops::new(|recipient, _| recipient.to_string());
+    let ops = ops_remote(|recipient, _| recipient.to_string());
     // A working copy with the operator's key file lying in it, untracked and not ignored.
     let work = ops.dir.path().join("work");
     run("git", &["clone", "-q", ops.remote().to_str().unwrap(), work.to_str().unwrap()], None);
@@ -183,7 +120,7 @@ fn sync_never_writes_the_identity_into_the_ops_repo() {
         assert!(!format!("{stdout}{stderr}").contains(body(&ops.identity)));
     }
     assert_eq!(ops.commits(), 5);
-    let objects = ops.all_objects();
+    let objects = all_objects(&ops);
     assert!(objects.contains("ENC[AES256_GCM"), "the dump holds the overlay");
     assert!(!objects.contains(body(&ops.identity)), "the identity is in an object of the ops repo");
     assert!(!objects.contains("AGE-SECRET-KEY-"), "an identity is in an object of the ops repo");
@@ -195,7 +132,7 @@ fn sync_never_writes_the_identity_into_the_ops_repo() {
 
 #[test]
 fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
-    let ops = Ops::new(|recipient, _| recipient.to_string());
+    let ops = ops_remote(|recipient, _| recipient.to_string());
     let remote = ops.remote();
     let tmp = tempfile::tempdir().unwrap();
     let sync = |extra: &[&str]| {

@@ -7,6 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::ops::run;
 use support::{Testbed, apply_yaml, nkp_fixture, set_load_balancer_ip};
 
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:dify-gitops:dify-gitops-reconcile";
@@ -195,16 +196,4 @@ async fn services_scoped_to_the_traefik_namespace_need_traefik_namespace() {
     assert_eq!(failing(&checks), vec!["rbac"], "{checks:?}");
     let (ok, output) = kubectl(&as_sa, &["-n", "default", "get", "services"]);
     assert!(!ok && output.to_lowercase().contains("forbidden"), "Services elsewhere stay hidden: {output}");
-}
-
-fn run(program: &str, args: &[&str], dir: Option<&Path>) -> String {
-    let mut command = Command::new(program);
-    command.args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t");
-    command.env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().unwrap_or_else(|e| panic!("{program} not runnable ({e}): scripts/test-tools install"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }

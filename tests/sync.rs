@@ -3,108 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use support::ops::{OpsRemote as Ops, git, run};
 use support::{Testbed, set_load_balancer_ip, unique_namespace};
-
-/// An ops repo (a bare remote seeded with a config), the operator's age key, and a way to run the CLI.
-struct Ops {
-    dir: tempfile::TempDir,
-    recipient: String,
-}
-
-impl Ops {
-    fn new() -> Self {
-        Self::with_config(|recipient| {
-            format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{recipient}]\n")
-        })
-    }
-
-    fn with_config(config: impl Fn(&str) -> String) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("age.key");
-        run("age-keygen", &["-o", key.to_str().unwrap()], None);
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let recipient = run("age-keygen", &["-y", key.to_str().unwrap()], None).trim().to_string();
-        let ops = Self { dir, recipient };
-        run("git", &["init", "-q", "--bare", "--initial-branch=main", ops.remote().to_str().unwrap()], None);
-        let seed = ops.dir.path().join("seed");
-        run("git", &["clone", "-q", ops.remote().to_str().unwrap(), seed.to_str().unwrap()], None);
-        std::fs::write(seed.join("dify-gitops.yaml"), config(&ops.recipient)).unwrap();
-        git(&seed, &["add", "."]);
-        git(&seed, &["commit", "-q", "-m", "config"]);
-        git(&seed, &["push", "-q", "origin", "HEAD:main"]);
-        ops
-    }
-
-    fn remote(&self) -> PathBuf {
-        self.dir.path().join("ops.git")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("age.key")
-    }
-
-    /// `dify-gitops <args> --repo <remote>` with the identity, returning (exit code, stdout, stderr).
-    fn sync(&self, args: &[&str]) -> (i32, String, String) {
-        self.cli(args, Some(&self.key()))
-    }
-
-    fn cli(&self, args: &[&str], identity: Option<&Path>) -> (i32, String, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-        command.args(args).arg("--repo").arg(self.remote()).env_remove("SOPS_AGE_KEY_FILE");
-        if let Some(identity) = identity {
-            command.env("SOPS_AGE_KEY_FILE", identity);
-        }
-        let output = command.output().unwrap();
-        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
-    }
-
-    fn commits(&self) -> usize {
-        git(&self.remote(), &["rev-list", "--count", "main"]).trim().parse().unwrap()
-    }
-
-    fn head_message(&self) -> String {
-        git(&self.remote(), &["log", "-1", "--format=%B", "main"])
-    }
-
-    /// A file of the remote's main branch.
-    fn show(&self, path: &str) -> String {
-        git(&self.remote(), &["show", &format!("main:{path}")])
-    }
-
-    /// The decrypted Secret of the remote's main branch, via the real `sops -d` (which verifies the MAC).
-    fn decrypted_secrets(&self) -> serde_json::Value {
-        let file = self.dir.path().join("secrets-under-test.sops.yaml");
-        std::fs::write(&file, self.show("clusters/prod/dify/dify-secrets.sops.yaml")).unwrap();
-        let out = Command::new("sops")
-            .args(["-d", "--output-type", "json", file.to_str().unwrap()])
-            .env("SOPS_AGE_KEY_FILE", self.key())
-            .output()
-            .expect("sops on PATH (scripts/test-tools install)");
-        std::fs::remove_file(&file).unwrap();
-        assert!(out.status.success(), "sops -d failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-fn run(program: &str, args: &[&str], dir: Option<&Path>) -> String {
-    let mut command = Command::new(program);
-    command.args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t");
-    command.env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().unwrap_or_else(|e| panic!("{program} not runnable ({e}): scripts/test-tools install"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    run("git", args, Some(dir))
-}
 
 const HOST: [&str; 2] = ["--host", "192.0.2.10"];
 
@@ -372,7 +275,7 @@ async fn an_address_changed_on_the_cluster_becomes_one_commit() {
     )
     .await;
     set_load_balancer_ip(&client, &namespace, &service, "198.51.100.5").await;
-    let ops = Ops::with_config(|r| {
+    let ops = Ops::with_config(|r, _| {
         format!(
             "environments:\n  prod:\n    imageTag: 1.13.3\n    traefik: {{service: {service}}}\n    recipients: [{r}]\n"
         )
@@ -386,4 +289,31 @@ async fn an_address_changed_on_the_cluster_becomes_one_commit() {
     assert_eq!(code, 6, "{stdout}{stderr}");
     assert_eq!(ops.commits(), 3);
     assert!(ops.head_message().starts_with("dify/prod: external.host 198.51.100.5 -> 198.51.100.6\n"));
+}
+
+#[test]
+fn show_secret_prints_one_named_secret_only_with_the_identity() {
+    let ops = Ops::new();
+    ops.sync(&["sync", HOST[0], HOST[1]]);
+    let checkout = ops.dir.path().join("checkout");
+    run("git", &["clone", "-q", ops.remote().to_str().unwrap(), checkout.to_str().unwrap()], None);
+    let show = |identity: Option<&Path>, name: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
+        command.args(["show-secret", name, "--repo-dir"]).arg(&checkout).env_remove("SOPS_AGE_KEY_FILE");
+        if let Some(identity) = identity {
+            command.arg("--identity").arg(identity);
+        }
+        command.output().unwrap()
+    };
+    let out = show(Some(&ops.key()), "init-password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = ops.decrypted_secrets()["stringData"]["init-password"].as_str().unwrap().to_string();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{expected}\n"));
+
+    let without = show(None, "init-password");
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("needs the operator's age identity"));
+    assert!(without.stdout.is_empty());
+    let unknown = show(Some(&ops.key()), "root-password");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("have: dify-secret-key"));
 }

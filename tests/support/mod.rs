@@ -6,6 +6,8 @@
 //! The testbed watches this test process, so even a panicking or killed test run leaves nothing behind.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod ops;
+
 pub mod flux;
 pub mod traefik;
 
