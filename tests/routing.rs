@@ -1,11 +1,13 @@
 //! The chart's routing on a real Traefik v3 (NKP main's v3.6.12), and `dify-gitops verify` through it.
 //!
-//! One front door per test binary: the testbed kube-apiserver with the NKP fixture and Traefik's CRDs, a Traefik
+//! A front door: the testbed kube-apiserver with the NKP fixture and Traefik's CRDs, a Traefik
 //! process watching it as NKP configures Kommander's Traefik, and the chart installed twice with `helm install`:
 //! - namespace `dify` at `/dify` (Dify 1.17.1, collaboration on when the chart has it), its web stub answering like
 //!   a web image built with `NEXT_PUBLIC_BASE_PATH=/dify`;
 //! - namespace `dify-stock` at `/stock`, its web stub answering like the stock web image (assets at `/_next/`);
 //! - namespace `dify-broken` at `/broken`, whose api Ingress is then given another IngressClass.
+//!
+//! A second front door serves the chart's root-path scenario (`ci/root-path-values.yaml`) at `/`.
 //!
 //! Every Service an Ingress routes to is backed by a stub (see `support/traefik.rs` for why they live in a network
 //! namespace behind EndpointSlices) that answers like its Dify component and reports, in `X-Stub-*` headers, which
@@ -45,11 +47,30 @@ struct FrontDoor {
     setup: Duration,
 }
 
-/// The shared front door; set up once (a failed setup fails every test with its message, without retrying).
+/// Which releases a front door serves.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// `/dify` (base-path web), `/stock` (stock web), `/broken` (api Ingress of another class): Dify 1.17.1.
+    SubPaths,
+    /// The chart's root-path scenario (`ci/root-path-values.yaml`: Dify 1.13.3, stock images, `external.scheme`
+    /// http) at `/`, which would shadow the sub-path tests' "not Dify" rows, hence a door of its own.
+    Root,
+}
+
+/// The shared front doors; each is set up once (a failed setup fails its tests with its message, no retry).
 fn front_door() -> &'static FrontDoor {
-    static FRONT_DOOR: OnceLock<Result<FrontDoor, String>> = OnceLock::new();
-    let door = FRONT_DOOR.get_or_init(|| {
-        std::panic::catch_unwind(set_up).map_err(|panic| {
+    static DOOR: OnceLock<Result<FrontDoor, String>> = OnceLock::new();
+    shared(&DOOR, Layout::SubPaths)
+}
+
+fn root_front_door() -> &'static FrontDoor {
+    static DOOR: OnceLock<Result<FrontDoor, String>> = OnceLock::new();
+    shared(&DOOR, Layout::Root)
+}
+
+fn shared(door: &'static OnceLock<Result<FrontDoor, String>>, layout: Layout) -> &'static FrontDoor {
+    let door = door.get_or_init(|| {
+        std::panic::catch_unwind(|| set_up(layout)).map_err(|panic| {
             panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -57,49 +78,56 @@ fn front_door() -> &'static FrontDoor {
                 .unwrap_or_default()
         })
     });
-    door.as_ref().unwrap_or_else(|message| panic!("setting up the front door failed: {message}"))
+    door.as_ref().unwrap_or_else(|message| panic!("setting up the {layout:?} front door failed: {message}"))
 }
 
-fn set_up() -> FrontDoor {
-    {
-        let started = Instant::now();
-        // Fails first, with the install command, when Traefik is missing.
-        let version = support::traefik::traefik_version(&support::traefik::traefik_binary());
-        let major: u32 = version.split('.').next().unwrap().parse().unwrap();
-        let crds = tempfile::Builder::new().suffix(".yaml").tempfile().expect("CRD file");
-        std::fs::write(crds.path(), traefik_crds(major)).expect("writing Traefik's CRDs");
-        let testbed = Testbed::start(&[nkp_fixture(), crds.path().to_path_buf()]);
-        let traefik = Traefik::start(&testbed);
-        let net = StubNet::create();
-        let websocket = install(&testbed, &net, "dify", "/dify", WebBuild::BasePath("/dify"), major == 2);
-        install(&testbed, &net, "dify-stock", "/stock", WebBuild::Stock, major == 2);
-        install(&testbed, &net, "dify-broken", "/broken", WebBuild::BasePath("/broken"), major == 2);
-        let class = r#"{"spec": {"ingressClassName": "nginx"}}"#;
-        testbed.kubectl(&["patch", "ingress", "dify-api", "-n", "dify-broken", "--type", "merge", "-p", class]);
-        let door = FrontDoor { testbed, traefik, websocket, setup: Duration::ZERO };
-        let ready = [
-            ("/dify/", "web"),
-            ("/stock/", "web"),
-            ("/dify/console/api/setup", "api"),
-            ("/broken/e/x", "plugin-daemon"),
-            ("/broken/console/api/setup", "web"),
-        ];
-        for (path, component) in ready {
-            door.traefik.wait_until(Duration::from_secs(60), &format!("routed {path} to {component}"), || {
-                door.https(path).component.as_deref() == Some(component)
-            });
+fn set_up(layout: Layout) -> FrontDoor {
+    let started = Instant::now();
+    // Fails first, with the install command, when Traefik is missing.
+    let version = support::traefik::traefik_version(&support::traefik::traefik_binary());
+    let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+    let crds = tempfile::Builder::new().suffix(".yaml").tempfile().expect("CRD file");
+    std::fs::write(crds.path(), traefik_crds(major)).expect("writing Traefik's CRDs");
+    let testbed = Testbed::start(&[nkp_fixture(), crds.path().to_path_buf()]);
+    let traefik = Traefik::start(&testbed);
+    let net = StubNet::create();
+    let v2 = major == 2;
+    let (websocket, ready) = match layout {
+        Layout::SubPaths => {
+            let websocket = install(&testbed, &net, "dify", "v1.17.1", Some("/dify"), WebBuild::BasePath("/dify"), v2);
+            install(&testbed, &net, "dify-stock", "v1.17.1", Some("/stock"), WebBuild::Stock, v2);
+            install(&testbed, &net, "dify-broken", "v1.17.1", Some("/broken"), WebBuild::BasePath("/broken"), v2);
+            let class = r#"{"spec": {"ingressClassName": "nginx"}}"#;
+            testbed.kubectl(&["patch", "ingress", "dify-api", "-n", "dify-broken", "--type", "merge", "-p", class]);
+            let ready = vec![
+                ("/dify/", "web"),
+                ("/stock/", "web"),
+                ("/dify/console/api/setup", "api"),
+                ("/broken/e/x", "plugin-daemon"),
+                ("/broken/console/api/setup", "web"),
+            ];
+            (websocket, ready)
         }
-        eprintln!(
-            "front door ready in {:.1} s (kube-apiserver {:.1} s, Traefik {} {:.1} s); net namespace stubs kept by pid {}",
-            started.elapsed().as_secs_f64(),
-            door.testbed.startup_seconds,
-            door.traefik.version,
-            door.traefik.startup.as_secs_f64(),
-            std::process::id()
-        );
-        std::mem::forget(net); // its threads hold the namespace until the process ends
-        FrontDoor { setup: started.elapsed(), ..door }
+        Layout::Root => {
+            let websocket = install(&testbed, &net, "dify", "root-path", None, WebBuild::Stock, v2);
+            (websocket, vec![("/apps", "web"), ("/console/api/setup", "api"), ("/e/x", "plugin-daemon")])
+        }
+    };
+    let door = FrontDoor { testbed, traefik, websocket, setup: Duration::ZERO };
+    for (path, component) in ready {
+        door.traefik.wait_until(Duration::from_secs(60), &format!("routed {path} to {component}"), || {
+            door.https(path).component.as_deref() == Some(component)
+        });
     }
+    eprintln!(
+        "{layout:?} front door ready in {:.1} s (kube-apiserver {:.1} s, Traefik {} {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        door.testbed.startup_seconds,
+        door.traefik.version,
+        door.traefik.startup.as_secs_f64(),
+    );
+    std::mem::forget(net); // its threads hold the namespace until the process ends
+    FrontDoor { setup: started.elapsed(), ..door }
 }
 
 /// `helm install` of the chart into `namespace` at `path`, then a stub and an EndpointSlice for every Service an
@@ -108,29 +136,25 @@ fn install(
     testbed: &Testbed,
     net: &StubNet,
     namespace: &str,
-    path: &str,
+    scenario: &str,
+    path: Option<&str>,
     web: WebBuild,
     legacy_endpoints: bool,
 ) -> bool {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("chart/dify");
     testbed.kubectl(&["create", "namespace", namespace]);
-    let values = chart.join("ci/v1.17.1-values.yaml");
-    let mut args = vec![
-        "install".to_string(),
-        "dify".into(),
-        chart.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-        "--no-hooks".into(),
-        "--timeout".into(),
-        "60s".into(),
-        "--values".into(),
-        values.display().to_string(),
-        "--set".into(),
-        format!("expose.path={path}"),
-    ];
+    let values = chart.join(format!("ci/{scenario}-values.yaml"));
+    let mut args: Vec<String> = ["install", "dify", &chart.display().to_string(), "--namespace", namespace]
+        .into_iter()
+        .chain(["--no-hooks", "--timeout", "60s", "--values", &values.display().to_string()])
+        .map(str::to_string)
+        .collect();
+    if let Some(path) = path {
+        args.extend(["--set".into(), format!("expose.path={path}")]);
+    }
+    // Collaboration (api-websocket at <path>/socket.io/) where the chart has it and the scenario's Dify can run it.
     let chart_values = std::fs::read_to_string(chart.join("values.yaml")).expect("reading values.yaml");
-    if chart_values.lines().any(|l| l.starts_with("collaboration:")) {
+    if chart_values.lines().any(|l| l.starts_with("collaboration:")) && scenario == "v1.17.1" {
         args.extend(["--set".into(), "collaboration.enabled=true".into()]);
     }
     let output = Command::new("helm")
@@ -570,4 +594,66 @@ fn verify_over_plain_http_names_the_https_url() {
     assert_eq!(console["status"], "fail");
     assert!(console["reason"].as_str().unwrap().starts_with("redirected to https://"), "{console}");
     assert!(console["fix"].as_str().unwrap().contains("verify the https:// URL"), "{console}");
+}
+
+#[test]
+fn at_the_root_path_every_route_reaches_its_component_without_stripping() {
+    let door = root_front_door();
+    let rows = [
+        ("/", "web", "/"),
+        ("/apps", "web", "/apps"),
+        ("/explore/apps", "web", "/explore/apps"),
+        ("/_next/static/chunks/main-app.js", "web", "/_next/static/chunks/main-app.js"),
+        ("/console/api/setup", "api", "/console/api/setup"),
+        ("/api/meta", "api", "/api/meta"),
+        ("/v1/chat-messages", "api", "/v1/chat-messages"),
+        ("/files/x", "api", "/files/x"),
+        ("/mcp/x", "api", "/mcp/x"),
+        ("/triggers/x", "api", "/triggers/x"),
+        ("/e/hook", "plugin-daemon", "/e/hook"),
+    ];
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for (path, component, seen) in rows {
+        let reply = door.https(path);
+        let got = (reply.component.as_deref(), reply.seen_path.as_deref(), reply.prefix.as_deref());
+        if got != (Some(component), Some(seen), Some("")) {
+            failures.push(format!("{path}: expected {component} seeing {seen}, got {reply:?}"));
+        }
+    }
+    eprintln!(
+        "root routing table: {} requests, {} failed, in {:.2} s (front door setup {:.1} s)",
+        rows.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64(),
+        door.setup.as_secs_f64()
+    );
+    assert!(failures.is_empty(), "routing failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn an_http_scheme_install_is_still_redirected_to_https_on_nkp() {
+    // The root-path scenario has external.scheme=http, so its routers carry no entrypoint annotation and sit on
+    // both entrypoints; NKP's web entrypoint redirects every request to websecure all the same. On NKP the
+    // browser therefore always lands on https, while Dify's URLs (CONSOLE_API_URL …) would say http.
+    let door = root_front_door();
+    let reply = door.http("/console/api/setup");
+    assert!(matches!(reply.status, 301 | 308), "{reply:?}");
+    assert_eq!(reply.component, None, "{reply:?}");
+    assert_eq!(door.https("/console/api/setup").component.as_deref(), Some("api"));
+}
+
+#[test]
+fn verify_passes_at_the_root_path_with_the_stock_web_image() {
+    let door = root_front_door();
+    let url = format!("https://127.0.0.1:{}", door.traefik.websecure);
+    let ca = door.traefik.ca_file.to_str().unwrap();
+    let out = door.testbed.dify_gitops(&["verify", "--url", &url, "--ca-file", ca, "--output", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["base_path"], "/");
+    for check in report["checks"].as_array().unwrap() {
+        let expected = if check["name"] == "websocket" { "skip" } else { "pass" }; // Dify 1.13.3: no collaboration
+        assert_eq!(check["status"], expected, "{check}");
+    }
 }

@@ -125,10 +125,11 @@ impl StubResponse {
 
 pub type Handler = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
 
-/// The test's network namespace: a /26 of 198.18.0.0/15 (benchmarking space, never routed), `.1` on this host's
-/// end of the veth pair, `.2` and up for stubs.
+/// A network namespace of the test: a /26 of 198.18.0.0/15 (benchmarking space, never routed), `.1` on this
+/// host's end of the veth pair, `.2` and up for stubs. Up to two per test process.
 pub struct StubNet {
     worker: Worker,
+    ns_if: String,
     subnet: [u8; 3],
     last: u8,
     next: AtomicU8,
@@ -136,11 +137,14 @@ pub struct StubNet {
 
 impl StubNet {
     pub fn create() -> StubNet {
+        static CREATED: AtomicU8 = AtomicU8::new(0);
+        let n = CREATED.fetch_add(1, Ordering::Relaxed) as u32;
+        assert!(n < 2, "at most two stub networks per test process");
         let pid = std::process::id();
-        let block = (pid % 2048) * 64; // 2048 blocks of 64 addresses in 198.18.0.0/15
+        let block = ((pid % 1024) * 2 + n) * 64; // 2048 blocks of 64 addresses in 198.18.0.0/15
         let subnet = [198, 18 + (block >> 16) as u8, (block >> 8) as u8];
         let last = (block & 0xff) as u8;
-        let (host_if, ns_if) = (format!("dgt{pid}h"), format!("dgt{pid}n"));
+        let (host_if, ns_if) = (format!("dgt{pid}{n}h"), format!("dgt{pid}{n}n"));
         let (tid_tx, tid_rx) = mpsc::channel();
         let worker = Worker::spawn("test-netns", move || {
             // SAFETY: unshare(2) on this thread only; it changes no memory.
@@ -167,7 +171,7 @@ impl StubNet {
             run_ok("ip", &["addr", "add", &format!("{first}/26"), "dev", &inside]);
             run_ok("ip", &["link", "set", &inside, "up"]);
         });
-        StubNet { worker, subnet, last, next: AtomicU8::new(2) }
+        StubNet { worker, ns_if, subnet, last, next: AtomicU8::new(2) }
     }
 
     /// A fresh stub address (a pod IP, as it were), added to the namespace's interface.
@@ -176,7 +180,7 @@ impl StubNet {
         assert!(host < 63, "out of stub addresses");
         let ip = Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], self.last + host);
         if host > 2 {
-            let ns_if = format!("dgt{}n", std::process::id());
+            let ns_if = self.ns_if.clone();
             self.worker.run(move || run_ok("ip", &["addr", "add", &format!("{ip}/26"), "dev", &ns_if]));
         }
         ip
