@@ -15,7 +15,7 @@
 //!     imageRepository: langgenius/dify
 //!     imageTag: 1.13.3                # required
 //!     recipients: [age1...]           # required: who can decrypt the overlay's Secret
-//!     directory: clusters/prod/dify   # default: clusters/<env>/dify
+//!     directory: apps/prod/dify       # default: apps/<env>/dify (never under clusters/: see gitops/README.md)
 //! ```
 
 use std::collections::BTreeMap;
@@ -160,7 +160,7 @@ pub fn parse(text: &str, file: &Path, name: Option<&str>, overrides: &Overrides)
         );
     }
     let recipients = Recipients::parse(recipients_text.iter()).with_context(|| at("recipients"))?;
-    let directory = PathBuf::from(env.directory.clone().unwrap_or_else(|| format!("clusters/{name}/dify")));
+    let directory = PathBuf::from(env.directory.clone().unwrap_or_else(|| format!("apps/{name}/dify")));
     validate_directory(&directory).with_context(|| at("directory"))?;
     let traefik = env.traefik.as_ref();
     Ok(Environment {
@@ -238,7 +238,7 @@ mod tests {
         let env = parse_text(&format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{RECIPIENT}]\n"))
             .unwrap();
         assert_eq!(env.name, "prod");
-        assert_eq!(env.directory, PathBuf::from("clusters/prod/dify"));
+        assert_eq!(env.directory, PathBuf::from("apps/prod/dify"));
         assert_eq!(env.chart.path, "/dify");
         assert_eq!(env.chart.scheme, Scheme::Https);
         assert_eq!(env.chart.storage_class, "nutanix-volume");

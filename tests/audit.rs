@@ -170,7 +170,7 @@ fn every_planted_problem_is_found_with_its_file_line_and_key_and_no_value_is_pri
     run("openssl", &["genpkey", "-algorithm", "ed25519", "-out", pem.to_str().unwrap()], None);
     let pem_text = std::fs::read_to_string(&pem).unwrap();
     // A ciphertext of the overlay's Secret altered after encryption.
-    let secrets = ops.work().join("clusters/prod/dify/dify-secrets.sops.yaml");
+    let secrets = ops.work().join("apps/prod/dify/dify-secrets.sops.yaml");
     let text = std::fs::read_to_string(&secrets).unwrap();
     let marker = "redis-password: ENC[AES256_GCM,data:";
     let at = text.find(marker).unwrap() + marker.len();
@@ -209,7 +209,7 @@ fn every_planted_problem_is_found_with_its_file_line_and_key_and_no_value_is_pri
     assert_eq!(with_identity.code, 7);
     let mac: Vec<_> = with_identity.findings().into_iter().filter(|f| f.0 == "sops-mac").collect();
     assert_eq!(mac.len(), 1, "{mac:?}");
-    assert_eq!((mac[0].1.as_str(), mac[0].2.as_str()), ("clusters/prod/dify/dify-secrets.sops.yaml", "sops.mac"));
+    assert_eq!((mac[0].1.as_str(), mac[0].2.as_str()), ("apps/prod/dify/dify-secrets.sops.yaml", "sops.mac"));
 
     let history = audit(&ops.work(), &["--history", "--output", "json"]);
     assert_eq!(history.code, 7);
@@ -242,7 +242,7 @@ fn every_planted_problem_is_found_with_its_file_line_and_key_and_no_value_is_pri
 #[test]
 fn a_value_added_to_a_sops_file_after_encryption_is_found_without_an_identity() {
     let ops = Ops::synced();
-    let secrets = ops.work().join("clusters/prod/dify/dify-secrets.sops.yaml");
+    let secrets = ops.work().join("apps/prod/dify/dify-secrets.sops.yaml");
     let text = std::fs::read_to_string(&secrets).unwrap();
     let extra = random_hex(12);
     let text = text.replacen("stringData:\n", &format!("stringData:\n    added-later: {extra}\n"), 1);
@@ -253,7 +253,7 @@ fn a_value_added_to_a_sops_file_after_encryption_is_found_without_an_identity() 
         result.findings(),
         vec![(
             "unencrypted-sops-value".to_string(),
-            "clusters/prod/dify/dify-secrets.sops.yaml".to_string(),
+            "apps/prod/dify/dify-secrets.sops.yaml".to_string(),
             "stringData.added-later".to_string(),
             result.findings()[0].3,
             None

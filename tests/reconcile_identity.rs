@@ -133,7 +133,7 @@ async fn preflight_discover_and_sync_work_as_the_reconcile_identity_and_writes_a
     run("git", &["push", "-q", "origin", "HEAD:main"], Some(&seed));
     let sync = testbed.dify_gitops_with(&as_sa, &["sync", "--repo", remote.to_str().unwrap(), "--timeout", "10s"]);
     assert_eq!(sync.code, 6, "{sync:?}");
-    let values = run("git", &["show", "main:clusters/prod/dify/dify-values.yaml"], Some(&remote));
+    let values = run("git", &["show", "main:apps/prod/dify/dify-values.yaml"], Some(&remote));
     assert!(values.contains(&format!("host: \"{LB_IP}\"")), "{values}");
 
     assert_writes_forbidden(&as_sa);

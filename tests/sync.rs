@@ -25,7 +25,7 @@ fn the_first_sync_commits_an_overlay_that_sops_and_age_can_read() {
         ops.head_message()
     );
 
-    let values = ops.show("clusters/prod/dify/dify-values.yaml");
+    let values = ops.show("apps/prod/dify/dify-values.yaml");
     assert!(
         values.contains("host: \"192.0.2.10\"") && values.contains("reconcile.fluxcd.io/watch: Enabled"),
         "{values}"
@@ -38,7 +38,7 @@ fn the_first_sync_commits_an_overlay_that_sops_and_age_can_read() {
     assert!(data["init-password"].as_str().unwrap().len() == 24, "INIT_PASSWORD guards the setup page");
 
     // The age CLI alone unwraps the data key from the file.
-    let file = ops.show("clusters/prod/dify/dify-secrets.sops.yaml");
+    let file = ops.show("apps/prod/dify/dify-secrets.sops.yaml");
     let block = file.split("enc: |\n").nth(1).unwrap();
     let end = block.find("-----END AGE ENCRYPTED FILE-----").unwrap() + "-----END AGE ENCRYPTED FILE-----".len();
     let armored: String = block[..end].lines().map(|l| format!("{}\n", l.trim())).collect();
@@ -73,11 +73,11 @@ fn a_changed_address_is_one_commit_naming_the_change_and_secrets_are_carried_ove
     assert_eq!(ops.decrypted_secrets()["stringData"], before, "secrets never change with the address");
 
     // Without the identity the ciphertext is kept byte for byte and only the values change.
-    let secrets_before = ops.show("clusters/prod/dify/dify-secrets.sops.yaml");
+    let secrets_before = ops.show("apps/prod/dify/dify-secrets.sops.yaml");
     let (code, _, stderr) = ops.cli(&["sync", "--host", "192.0.2.12"], None);
     assert_eq!(code, 6, "{stderr}");
-    assert_eq!(ops.show("clusters/prod/dify/dify-secrets.sops.yaml"), secrets_before);
-    assert!(ops.show("clusters/prod/dify/dify-values.yaml").contains("192.0.2.12"));
+    assert_eq!(ops.show("apps/prod/dify/dify-secrets.sops.yaml"), secrets_before);
+    assert!(ops.show("apps/prod/dify/dify-values.yaml").contains("192.0.2.12"));
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn a_secret_encrypted_by_the_real_sops_is_carried_over() {
     // An operator wrote the overlay's Secret by hand with `sops -e`, with a SECRET_KEY of their own.
     let seed = ops.dir.path().join("hand");
     run("git", &["clone", "-q", ops.remote().to_str().unwrap(), seed.to_str().unwrap()], None);
-    let dir = seed.join("clusters/prod/dify");
+    let dir = seed.join("apps/prod/dify");
     std::fs::create_dir_all(&dir).unwrap();
     let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: dify-secrets\n  namespace: dify\ntype: Opaque\n\
                  stringData:\n  dify-secret-key: operator-chosen-secret-key\n  postgres-password: pg-by-hand\n";
@@ -155,7 +155,7 @@ fn a_review_branch_gets_the_change_and_main_stays() {
     let (code, stdout, _) = ops.sync(&["sync", "--host", "192.0.2.20", "--branch", "dify-update"]);
     assert_eq!(code, 6, "{stdout}");
     assert_eq!(ops.commits(), 2);
-    let branch = git(&ops.remote(), &["show", "dify-update:clusters/prod/dify/dify-values.yaml"]);
+    let branch = git(&ops.remote(), &["show", "dify-update:apps/prod/dify/dify-values.yaml"]);
     assert!(branch.contains("192.0.2.20"));
 }
 
@@ -221,7 +221,7 @@ fn bad_inputs_are_clear_errors_and_leave_the_ops_repo_untouched() {
     // A ciphertext changed in the repo: the MAC no longer verifies, so nothing is carried over or pushed.
     let seed = ops.dir.path().join("tamper");
     run("git", &["clone", "-q", ops.remote().to_str().unwrap(), seed.to_str().unwrap()], None);
-    let file = seed.join("clusters/prod/dify/dify-secrets.sops.yaml");
+    let file = seed.join("apps/prod/dify/dify-secrets.sops.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
     let (start, _) = text.match_indices("redis-password: ENC[AES256_GCM,data:").next().unwrap();
     let at = start + "redis-password: ENC[AES256_GCM,data:".len();

@@ -59,7 +59,7 @@ async fn main() {
     let pipeline = format!(
         r#"set -e
 d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
-git clone -q {remote} "$d/ops"; cd "$d/ops/clusters/prod/dify"
+git clone -q {remote} "$d/ops"; cd "$d/ops/apps/prod/dify"
 ip=$(kubectl --kubeconfig {kubeconfig} -n {namespace} get service {service} -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')
 sed -i "s/host: \".*\"/host: \"$ip\"/" dify-values.yaml
 if git diff --quiet; then exit 0; fi

@@ -103,7 +103,7 @@ impl OpsRemote {
     /// The decrypted Secret of the remote's main branch, via the real `sops -d` (which verifies the MAC).
     pub fn decrypted_secrets(&self) -> serde_json::Value {
         let file = self.dir.path().join("secrets-under-test.sops.yaml");
-        std::fs::write(&file, self.show("clusters/prod/dify/dify-secrets.sops.yaml")).unwrap();
+        std::fs::write(&file, self.show("apps/prod/dify/dify-secrets.sops.yaml")).unwrap();
         let out = Command::new("sops")
             .args(["-d", "--output-type", "json", file.to_str().unwrap()])
             .env("SOPS_AGE_KEY_FILE", self.key())
