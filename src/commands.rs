@@ -102,21 +102,12 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
 }
 
 fn preflight_table(report: &preflight::Report) -> String {
-    let width = report.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for check in &report.checks {
-        let status = match check.status {
-            preflight::Status::Pass => "PASS",
-            preflight::Status::Warn => "WARN",
-            preflight::Status::Fail => "FAIL",
-            preflight::Status::Skip => "SKIP",
-        };
-        out.push_str(&format!("{status}  {:<width$}  {}\n", check.name, check.reason));
-        if let Some(fix) = &check.fix {
-            out.push_str(&format!("      {:<width$}  fix: {fix}\n", ""));
-        }
-    }
-    out
+    crate::report::table(report.checks.iter().map(|c| crate::report::Row {
+        status: c.status,
+        name: c.name,
+        reason: c.reason.clone(),
+        fix: c.fix.as_deref(),
+    }))
 }
 
 /// `audit`: scans the ops repo; exit 7 when it holds a problem.

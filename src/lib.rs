@@ -10,6 +10,7 @@ pub mod config;
 pub mod exit;
 pub mod opsrepo;
 pub mod overlay;
+pub mod report;
 pub mod sops;
 pub mod sync;
 pub mod testbed;

@@ -39,14 +39,7 @@ pub enum Trust {
     Insecure,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-    Skip,
-}
+pub use crate::report::Status;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -617,23 +610,15 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// The text table: one line per check, the fix under a failing one.
+/// The text table: one line per check with the URL probed, the fix under a failing one.
 pub fn table(report: &Report) -> String {
-    let width = report.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    let mut out = format!("verify {}\n", report.url);
-    for check in &report.checks {
-        let status = match check.status {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        };
-        out.push_str(&format!("{status}  {:<width$}  {}  ({})\n", check.name, check.reason, check.url));
-        if let Some(fix) = &check.fix {
-            out.push_str(&format!("      {:<width$}  fix: {fix}\n", ""));
-        }
-    }
-    out
+    let rows = report.checks.iter().map(|c| crate::report::Row {
+        status: c.status,
+        name: c.name,
+        reason: format!("{}  ({})", c.reason, c.url),
+        fix: c.fix.as_deref(),
+    });
+    format!("verify {}\n{}", report.url, crate::report::table(rows))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::quantity;
 use super::traefik::{find_service, load_balancer_address};
 use crate::cli::PreflightArgs;
+pub use crate::report::Status;
 
 /// Kubernetes minors this release is tested against (NKP 2.12 ships 1.29; the test bed runs 1.36).
 const OLDEST_SUPPORTED_MINOR: u32 = 28;
@@ -21,15 +22,6 @@ const TRAEFIK_CONTROLLER: &str = "traefik.io/ingress-controller";
 /// The chart's default requests summed over every component and data store, rounded up.
 const DIFY_REQUESTS_MILLICPU: u64 = 2_000;
 const DIFY_REQUESTS_MEMORY: u64 = 6 * 1024 * 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-    Skip,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
