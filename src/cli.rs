@@ -10,7 +10,7 @@ use crate::exit::EXIT_CODES_HELP;
 #[derive(Parser, Debug)]
 #[command(
     name = "dify-gitops",
-    version,
+    version = env!("DIFY_GITOPS_VERSION"),
     about = "Run Dify CE on Nutanix Kubernetes Platform the GitOps way",
     long_about = "Preflight an NKP cluster, discover Kommander's Traefik load-balancer address, and keep an \
                   age-encrypted Dify environment overlay in sync in a private ops repo that Flux applies.",
