@@ -98,6 +98,12 @@ pub enum Command {
         dify-gitops diff --host 192.0.2.10 --output json\n\n\
         Exit codes: 0 no difference, 6 differences, 1 error.")]
     Diff(SyncArgs),
+    /// Lay out a new ops repo for an environment: config, Flux Kustomization, HelmRelease, chart source, workflows.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops init --env prod --image-tag 1.13.3 --recipient age1...     # asks the cluster for the HelmRelease API\n  \
+        dify-gitops init --repo-dir ~/ops --env lab --image-tag 1.17.1 --recipient age1... --helmrelease-api v2beta2\n\n\
+        Then: `dify-gitops sync --repo <ops repo>` writes the overlay; gitops/README.md bootstraps Flux.")]
+    Init(InitArgs),
     /// Print one secret of the overlay, decrypted with your age identity (e.g. the init password that Dify's
     /// first-admin setup page asks for). Secrets are printed only by this command, only when named.
     #[command(after_help = "Examples:\n  \
@@ -170,6 +176,37 @@ pub struct RenderArgs {
     /// Root of the ops repo's working copy.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub repo_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Root of the new ops repo's working copy.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub repo_dir: PathBuf,
+    /// Environment name (a DNS label): clusters/<env>/ and apps/<env>/dify/.
+    #[arg(long, short = 'e', value_name = "NAME")]
+    pub env: String,
+    /// Namespace Dify runs in.
+    #[arg(long, short = 'n', default_value = "dify", value_name = "NAMESPACE")]
+    pub namespace: String,
+    /// Dify release to run.
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: String,
+    /// Age recipient (public key) that may decrypt the overlay's Secret (repeatable; at least one).
+    #[arg(long = "recipient", required = true, value_name = "AGE1...")]
+    pub recipients: Vec<String>,
+    /// Git repository Flux takes chart/dify from.
+    #[arg(long, default_value = "https://github.com/dify-gitops/dify-gitops", value_name = "URL")]
+    pub chart_git_url: String,
+    /// Branch of that repository.
+    #[arg(long, default_value = "main", value_name = "BRANCH")]
+    pub chart_git_branch: String,
+    /// HelmRelease API to write (default: the one the cluster serves: v2 from Flux 2.3, v2beta2 on Flux 2.2).
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub helmrelease_api: Option<crate::init::HelmReleaseApi>,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

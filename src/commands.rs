@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Render(args) => report(&cli.global, crate::sync::render(&cli.global, args).await?),
         Command::Sync(args) => report(&cli.global, crate::sync::sync(&cli.global, args, args.dry_run).await?),
         Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
+        Command::Init(args) => init(&cli.global, args).await,
         Command::ShowSecret(args) => {
             println!("{}", crate::sync::show_secret(args)?.as_str());
             Ok(Exit::Ok)
@@ -99,6 +100,39 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
     }
     let failed: Vec<&str> = report.checks.iter().filter(|c| c.status == verify::Status::Fail).map(|c| c.name).collect();
     Err(Failure::error(Exit::VerifyFailed, format!("verify failed: {}", failed.join(", "))))
+}
+
+async fn init(global: &Global, args: &crate::cli::InitArgs) -> Result<Exit> {
+    let recipients = crate::sops::Recipients::parse(args.recipients.iter()).context("--recipient")?;
+    let api = match args.helmrelease_api {
+        Some(api) => api,
+        None => crate::init::served_helmrelease_api(&client(global).await?).await?,
+    };
+    let params = crate::init::Params {
+        env: &args.env,
+        namespace: &args.namespace,
+        image_tag: &args.image_tag,
+        recipients: &recipients,
+        chart_git_url: &args.chart_git_url,
+        chart_git_branch: &args.chart_git_branch,
+        helmrelease_api: api,
+    };
+    let files = crate::init::files(&params)?;
+    crate::init::write(&args.repo_dir, &files, args.force)?;
+    match global.output {
+        Output::Json => {
+            let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+            println!("{}", serde_json::json!({"environment": args.env, "helmrelease_api": api, "files": paths}));
+        }
+        Output::Text => {
+            println!("wrote the ops repo layout for {} into {}:", args.env, args.repo_dir.display());
+            for (path, _) in &files {
+                println!("  {}", path.display());
+            }
+            println!("next: commit, then `dify-gitops sync` writes the overlay; gitops/README.md bootstraps Flux");
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 fn preflight_table(report: &preflight::Report) -> String {

@@ -100,7 +100,13 @@ git commit -qam "dify/prod: external.host -> $ip" && git push -q origin HEAD:mai
         dify_gitops::sops::encrypt(&manifest, &recipients, SystemTime::now()).unwrap();
         ours.push(start.elapsed().as_secs_f64() * 1000.0);
         let start = Instant::now();
-        sh(root, &format!("sops -e --input-type json --output-type yaml --encrypted-regex '^(data|stringData)$' --age {recipient} {} >/dev/null", plain.display()));
+        sh(
+            root,
+            &format!(
+                "sops -e --input-type json --output-type yaml --encrypted-regex '^(data|stringData)$' --age {recipient} {} >/dev/null",
+                plain.display()
+            ),
+        );
         cli.push(start.elapsed().as_secs_f64() * 1000.0);
     }
 
