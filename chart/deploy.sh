@@ -266,8 +266,9 @@ wait_for_address() {
     if [[ -n $hostname ]]; then host=$hostname; break; fi
     elapsed=$((SECONDS - start))
     if ((elapsed >= timeout_s)); then
+      # The timeout asked for, not the seconds counted: a slow kubectl call must not change the message.
       printf '%s: error: Service %s has no load-balancer address after %d s (.status.loadBalancer.ingress is empty).\n  Inspect it with:\n    %s\n  Then re-run with a larger --timeout, or pass the public host with --host\n' \
-        "$prog" "$ref" "$elapsed" "$inspect" >&2
+        "$prog" "$ref" "$timeout_s" "$inspect" >&2
       exit 3
     fi
     if ((elapsed - last_report >= 10)); then
