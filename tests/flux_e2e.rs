@@ -26,16 +26,8 @@ const ENV: &str = "test";
 const NAMESPACE: &str = "dify";
 const OVERLAY_DIR: &str = "apps/test/dify";
 const TRAEFIK: (&str, &str) = ("kon-workspace-test", "kommander-traefik");
-/// The keys of the overlay Secret (the contract between `dify-gitops sync`, the chart and the HelmRelease).
-const SECRET_KEYS: [&str; 7] = [
-    "dify-secret-key",
-    "postgres-password",
-    "redis-password",
-    "weaviate-api-key",
-    "plugin-daemon-key",
-    "inner-api-key",
-    "sandbox-api-key",
-];
+/// The keys of the overlay Secret: the contract between `dify-gitops sync`, the chart and the HelmRelease.
+use dify_gitops::overlay::SECRET_NAMES as SECRET_KEYS;
 
 fn gitops() -> PathBuf {
     flux::repo_root().join("gitops")
@@ -472,7 +464,7 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
 
     // kustomize-controller decrypted the Secret: the cluster holds the plaintext the operator encrypted.
     for key in SECRET_KEYS {
-        assert_eq!(secret_value(&testbed, "dify-secrets", key), secrets[key], "dify-secrets/{key} decrypted");
+        assert_eq!(secret_value(&testbed, "dify-secrets", key), secrets[*key], "dify-secrets/{key} decrypted");
     }
 
     let assert_release = |ip: &str| {
