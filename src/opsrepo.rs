@@ -88,16 +88,6 @@ impl OpsRepo {
         &self.branch
     }
 
-    /// The text of a file of the work tree, if it exists.
-    pub fn read(&self, relative: &Path) -> Result<Option<String>> {
-        let path = self.workdir().join(relative);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
     /// Writes files (relative path, content) so that each is either old or new, never half-written.
     pub fn write(&self, files: &[(PathBuf, &str)]) -> Result<()> {
         write_atomically(self.workdir(), files)
@@ -248,6 +238,15 @@ fn is_race(error: &git2::Error) -> bool {
         || ["non-fast-forward", "fast-forward", "fetch first", "lock", "failed to update ref"]
             .iter()
             .any(|s| message.contains(s))
+}
+
+/// The text of a file, or None when it does not exist.
+pub fn read_if_exists(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Writes each file to a temp file beside it, then renames them all: a reader never sees half a file.

@@ -147,14 +147,7 @@ fn plan_in(
     identities: &[age::x25519::Identity],
     rotate: &[String],
 ) -> Result<Plan> {
-    let read = |name: &str| -> Result<Option<String>> {
-        let path = root.join(&env.directory).join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    };
+    let read = |name: &str| crate::opsrepo::read_if_exists(&root.join(&env.directory).join(name));
     let existing = Existing { values_file: read(overlay::VALUES_FILE)?, secrets_file: read(overlay::SECRETS_FILE)? };
     overlay::plan(env, &existing, &Request { host, identities, rotate, now: SystemTime::now() })
 }
