@@ -9,6 +9,7 @@
 pub mod ops;
 
 pub mod flux;
+pub mod sshd;
 pub mod traefik;
 
 use std::io::{BufRead, BufReader};
