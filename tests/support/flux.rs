@@ -1,16 +1,18 @@
 //! Real Flux for tests: source-, kustomize- and helm-controller (built from their Go modules by
 //! `scripts/test-tools install flux`) run as local processes against the testbed's kube-apiserver, their CRDs taken
-//! from the same modules, and a git smart-HTTP server (`git http-backend` behind a tiny in-process HTTP/1.1 server)
-//! for the repositories they clone. Everything dies with the test: the controllers are killed on drop and, through
-//! PR_SET_PDEATHSIG, when the thread that started them ends; the git server's threads end with the process.
+//! from the same modules, and the git smart-HTTP server (`super::git_server`, re-exported here) for the repositories
+//! they clone. Everything dies with the test: the controllers are killed on drop and, through PR_SET_PDEATHSIG, when
+//! the thread that started them ends; the git server's threads end with the process.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // flux_e2e's path to it; the other test binaries leave it unused
+pub use super::git_server::GitHttpServer;
 
 const CONTROLLERS: [&str; 3] = ["source-controller", "kustomize-controller", "helm-controller"];
 
@@ -208,126 +210,6 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// A git smart-HTTP server (read only) for the bare repositories under `root`: `http://127.0.0.1:<port>/<name>.git`.
-/// Each request runs `git http-backend` as a CGI program. Its threads end with the test process.
-pub struct GitHttpServer {
-    pub url: String,
-    pub root: PathBuf,
-}
-
-impl GitHttpServer {
-    pub fn start(root: &Path) -> GitHttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let project_root = root.to_path_buf();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let project_root = project_root.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve_one(stream, &project_root) {
-                        eprintln!("git http server: {e}");
-                    }
-                });
-            }
-        });
-        GitHttpServer { url, root: root.to_path_buf() }
-    }
-}
-
-fn serve_one(stream: TcpStream, project_root: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("GET").to_string(), parts.next().unwrap_or("/").to_string());
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let mut body = Vec::new();
-    if let Some(length) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(length, 0);
-        reader.read_exact(&mut body)?;
-    } else if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let mut cgi = Command::new("git");
-    cgi.arg("http-backend")
-        .env("GIT_PROJECT_ROOT", project_root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("REQUEST_METHOD", &method)
-        .env("PATH_INFO", path)
-        .env("QUERY_STRING", query)
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (header, var) in [
-        ("content-type", "CONTENT_TYPE"),
-        ("content-encoding", "HTTP_CONTENT_ENCODING"),
-        ("git-protocol", "GIT_PROTOCOL"),
-    ] {
-        if let Some(v) = headers.get(header) {
-            cgi.env(var, v);
-        }
-    }
-    let mut child = cgi.spawn()?;
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&body));
-    let output = child.wait_with_output()?;
-    let _ = writer.join();
-    let raw = output.stdout;
-    let split = find(&raw, b"\r\n\r\n").map(|i| (i, 4)).or_else(|| find(&raw, b"\n\n").map(|i| (i, 2)));
-    let (head, content) = match split {
-        Some((i, n)) => (String::from_utf8_lossy(&raw[..i]).to_string(), &raw[i + n..]),
-        None => (String::new(), &raw[..]),
-    };
-    let mut status = "200 OK".to_string();
-    let mut response = Vec::new();
-    let mut extra = String::new();
-    for line in head.lines() {
-        match line.split_once(':') {
-            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
-            Some(_) => extra.push_str(&format!("{}\r\n", line.trim_end())),
-            None => {}
-        }
-    }
-    if !output.status.success() && head.is_empty() {
-        status = "500 Internal Server Error".into();
-    }
-    response.extend_from_slice(
-        format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", content.len())
-            .as_bytes(),
-    );
-    response.extend_from_slice(content);
-    let mut stream = stream;
-    stream.write_all(&response)?;
-    stream.flush()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Runs git with a fixed identity and no user/system config; panics with stderr on failure.

@@ -9,6 +9,7 @@
 pub mod ops;
 
 pub mod flux;
+pub mod git_server;
 pub mod sshd;
 pub mod traefik;
 
