@@ -231,9 +231,19 @@ pub struct ShowSecretArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub overlay: OverlayArgs,
-    /// The ops repo: a working copy (used in place) or a remote (path to a bare repo, file:// URL), cloned.
+    /// The ops repo: a working copy (used in place) or a remote, cloned: a bare repo's path, file://, https://
+    /// (token in $DIFY_GITOPS_GIT_TOKEN) or ssh:// / git@host:path (host key in ~/.ssh/known_hosts).
     #[arg(long, default_value = ".", env = "DIFY_GITOPS_REPO", value_name = "URL|PATH")]
     pub repo: String,
+    /// User name sent with the HTTPS token (default: the URL's, else x-access-token).
+    #[arg(long, env = "DIFY_GITOPS_GIT_USERNAME", value_name = "NAME")]
+    pub git_username: Option<String>,
+    /// Private SSH key for an ssh:// remote (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    #[arg(long, env = "DIFY_GITOPS_SSH_KEY", value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Clone the remote afresh into a temp dir instead of reusing the cached clone under ~/.cache/dify-gitops.
+    #[arg(long, env = "DIFY_GITOPS_NO_CACHE")]
+    pub no_cache: bool,
     /// Push to this branch (e.g. for a pull request) instead of the default branch.
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::{Global, OverlayArgs, RenderArgs, ShowSecretArgs, SyncArgs};
 use crate::config::{self, Environment, Overrides};
-use crate::opsrepo::{OpsRepo, Pushed};
+use crate::opsrepo::{Access, OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
 use crate::{cluster, sops};
 
@@ -46,7 +46,8 @@ pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
 
 /// `sync`, or with `dry_run` (and for `diff`) only the report.
 pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Outcome> {
-    let mut repo = OpsRepo::open(&args.repo, args.branch.as_deref())?;
+    let access = Access::from_env(args.git_username.clone(), args.ssh_key.clone())?;
+    let mut repo = OpsRepo::open(&args.repo, args.branch.as_deref(), access, !args.no_cache)?;
     let env = load_environment(repo.workdir(), &args.overlay)?;
     let identities = load_identities(args.overlay.identity.as_deref())?;
     let host = resolve_host(global, &env, &args.overlay).await?;

@@ -168,11 +168,13 @@ fn two_racing_syncs_never_lose_an_update() {
         ops.sync(&["sync", HOST[0], HOST[1]]);
         let before = ops.decrypted_secrets()["stringData"].clone();
         let remote = ops.remote();
+        // Each racer has a cache of its own, as two CI runners would: they meet at the remote, not at a lock.
         let spawn = |secret: &str| {
             Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
                 .args(["sync", HOST[0], HOST[1], "--rotate", secret, "--repo"])
                 .arg(&remote)
                 .env("SOPS_AGE_KEY_FILE", ops.key())
+                .env("XDG_CACHE_HOME", ops.cache_home().join(secret))
                 .output()
                 .unwrap()
         };
@@ -211,6 +213,7 @@ fn bad_inputs_are_clear_errors_and_leave_the_ops_repo_untouched() {
 
     let unreachable = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
         .args(["sync", HOST[0], HOST[1], "--repo", "file:///nonexistent/ops.git"])
+        .env("XDG_CACHE_HOME", ops.cache_home())
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(1));

@@ -103,6 +103,8 @@ impl Testbed {
             .arg(kubeconfig)
             .args(args)
             .env_remove("DIFY_GITOPS_LOG")
+            // The clone cache of `sync` stays inside the testbed's directory, removed with it.
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
             .output()
             .expect("running dify-gitops");
         CliOutput {

@@ -66,6 +66,11 @@ impl OpsRemote {
         self.dir.path().join("ops.git")
     }
 
+    /// Where `sync` keeps its cached clone for this remote: one per test, removed with it.
+    pub fn cache_home(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
     pub fn key(&self) -> PathBuf {
         self.dir.path().join("age.key")
     }
@@ -74,6 +79,7 @@ impl OpsRemote {
     pub fn cli(&self, args: &[&str], identity: Option<&Path>) -> (i32, String, String) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
         command.args(args).arg("--repo").arg(self.remote()).env_remove("SOPS_AGE_KEY_FILE");
+        command.env("XDG_CACHE_HOME", self.cache_home());
         if let Some(identity) = identity {
             command.env("SOPS_AGE_KEY_FILE", identity);
         }

@@ -1,6 +1,6 @@
-//! The ops repo, through git2 only: open a working copy in place or clone a remote into a private temp dir,
-//! write files atomically, commit only when the tree changed, push, and on a rejected push start over from
-//! the remote's new head.
+//! The ops repo, through git2 only: open a working copy in place, or bring a remote (path, file://, https://,
+//! ssh://) into a cached clone (or a private temp dir); write files atomically, commit only when the tree
+//! changed, push, and on a rejected push start over from the remote's new head.
 //!
 //! Architecture invariant: this is the only module that runs git. The remote is changed by one thing only, a
 //! successful push of a complete commit; every error before it leaves the remote as it was.
@@ -8,9 +8,27 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use git2::{FetchOptions, IndexAddOption, PushOptions, RemoteCallbacks, Repository, ResetType, Signature};
+use git2::{FetchOptions, FetchPrune, IndexAddOption, PushOptions, Repository, ResetType, Signature};
+
+mod cache;
+mod files;
+pub mod transport;
+
+use files::{lock_file, try_lock_file};
+pub use files::{read_if_exists, write_atomically};
+pub use transport::Access;
 
 const REMOTE: &str = "origin";
+
+/// Where the work tree lives, which decides what a rejected push may do.
+enum Checkout {
+    /// The operator's working copy: never reset, never cleaned.
+    InPlace,
+    /// Our own clone in a temp dir, removed on drop.
+    Temporary(#[allow(dead_code)] tempfile::TempDir),
+    /// Our own clone in the cache, locked while we use it.
+    Cached(#[allow(dead_code)] cache::CachedClone),
+}
 
 pub struct OpsRepo {
     repo: Repository,
@@ -20,8 +38,8 @@ pub struct OpsRepo {
     base: String,
     /// Where pushes go; None for a working copy without a remote.
     remote_url: Option<String>,
-    /// Present when the repo is our own clone; removed on drop.
-    _clone: Option<tempfile::TempDir>,
+    checkout: Checkout,
+    access: Access,
 }
 
 /// How a push ended.
@@ -36,19 +54,52 @@ pub enum Pushed {
 
 impl OpsRepo {
     /// Opens `spec`: a working copy is used in place (pushing to its `origin` when it has one); anything else
-    /// (a bare repo path, `file://` URL) is cloned into a temp dir. `branch` defaults to the remote's default.
-    pub fn open(spec: &str, branch: Option<&str>) -> Result<Self> {
+    /// (a bare repo path, a `file://`, `https://` or `ssh://` URL) is cloned, into the cache when `reuse_clone`
+    /// and a cache directory is available, else into a temp dir. `branch` defaults to the remote's default.
+    pub fn open(spec: &str, branch: Option<&str>, access: Access, reuse_clone: bool) -> Result<Self> {
         let path = Path::new(spec);
         if path.is_dir()
             && let Ok(repo) = Repository::open(path)
             && !repo.is_bare()
         {
-            return Self::in_place(repo, branch);
+            return Self::in_place(repo, branch, access);
         }
-        Self::clone(spec, branch)
+        transport::check_url(spec)?;
+        let (dir, checkout) = match reuse_clone.then(|| cache::acquire(spec)).transpose()?.flatten() {
+            Some(cached) => (cached.dir.clone(), Checkout::Cached(cached)),
+            None => {
+                let temp =
+                    tempfile::Builder::new().prefix("dify-gitops-ops-").tempdir().context("creating a temp dir")?;
+                (temp.path().to_path_buf(), Checkout::Temporary(temp))
+            }
+        };
+        let mut ops = Self::clone_into(&dir, spec, access, checkout)?;
+        match ops.start(branch) {
+            Ok(()) => Ok(ops),
+            // A cached clone that fails for any reason but the remote's is made again from scratch.
+            Err(error) if matches!(ops.checkout, Checkout::Cached(_)) && !is_remote_error(&error) => {
+                tracing::warn!("the cached clone {} is unusable ({error:#}); cloning afresh", dir.display());
+                let Self { repo, access, checkout, .. } = ops;
+                drop(repo);
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing the cached clone {}", dir.display()))?;
+                let mut ops = Self::clone_into(&dir, spec, access, checkout)?;
+                ops.start(branch)?;
+                Ok(ops)
+            }
+            Err(error) => {
+                // A cache made just now for a remote that cannot be reached would only be litter.
+                if matches!(ops.checkout, Checkout::Cached(_))
+                    && ops.repo.references_glob("refs/remotes/*")?.next().is_none()
+                {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                Err(error)
+            }
+        }
     }
 
-    fn in_place(repo: Repository, branch: Option<&str>) -> Result<Self> {
+    fn in_place(repo: Repository, branch: Option<&str>, access: Access) -> Result<Self> {
         let current = match repo.head() {
             Ok(head) => head.shorthand().map(str::to_string).unwrap_or_else(|_| "main".into()),
             Err(_) => "main".into(), // unborn: a fresh repository
@@ -59,25 +110,40 @@ impl OpsRepo {
             bail!("the working copy is on branch {current}, not {wanted}: check it out first, or pass the repo's URL");
         }
         let remote_url = repo.find_remote(REMOTE).ok().and_then(|r| r.url().ok().map(str::to_string));
-        Ok(Self { branch: current.clone(), base: current, remote_url, repo, _clone: None })
+        Ok(Self { branch: current.clone(), base: current, remote_url, repo, checkout: Checkout::InPlace, access })
     }
 
-    fn clone(url: &str, branch: Option<&str>) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("dify-gitops-ops-").tempdir().context("creating a temp dir")?;
-        let repo = Repository::init(dir.path()).context("initialising the clone")?;
-        repo.remote(REMOTE, url).with_context(|| format!("'{url}' is not a usable git remote"))?;
-        let mut ops = Self {
-            repo,
-            branch: String::new(),
-            base: String::new(),
-            remote_url: Some(url.to_string()),
-            _clone: Some(dir),
+    /// The repository in `dir`: reused when it is a clone of `url` with a work tree (a cached clone), else
+    /// made empty with `url` as its remote.
+    fn clone_into(dir: &Path, url: &str, access: Access, checkout: Checkout) -> Result<Self> {
+        let existing = Repository::open(dir).ok().filter(|repo| {
+            repo.workdir().is_some() && repo.find_remote(REMOTE).ok().is_some_and(|r| r.url() == Ok(url))
+        });
+        let repo = match existing {
+            Some(repo) => repo,
+            None => {
+                if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+                    std::fs::remove_dir_all(dir)
+                        .with_context(|| format!("removing the stale clone {}", dir.display()))?;
+                }
+                let repo = Repository::init(dir).context("initialising the clone")?;
+                repo.remote(REMOTE, url)
+                    .with_context(|| format!("'{}' is not a usable git remote", transport::redact(url)))?;
+                repo
+            }
         };
-        ops.fetch().with_context(|| format!("cannot reach the ops repo {url}; nothing was changed"))?;
-        ops.base = ops.remote_default_branch();
-        ops.branch = branch.unwrap_or(&ops.base).to_string();
-        ops.reset_to_remote()?;
-        Ok(ops)
+        let remote_url = Some(url.to_string());
+        Ok(Self { repo, branch: String::new(), base: String::new(), remote_url, checkout, access })
+    }
+
+    /// Fetches the remote, checks out the branch's (or the base's) head, and removes untracked files.
+    fn start(&mut self, branch: Option<&str>) -> Result<()> {
+        let url = transport::redact(self.remote_url.as_deref().unwrap_or_default());
+        self.fetch().with_context(|| format!("cannot reach the ops repo {url}; nothing was changed"))?;
+        self.base = self.remote_default_branch();
+        self.branch = branch.unwrap_or(&self.base).to_string();
+        self.reset_to_remote()?;
+        cache::remove_untracked(&self.repo)
     }
 
     pub fn workdir(&self) -> &Path {
@@ -123,7 +189,7 @@ impl OpsRepo {
         let Some(url) = &self.remote_url else { return Ok(Pushed::NoRemote) };
         let mut remote = self.repo.find_remote(REMOTE).context("finding the remote")?;
         let mut refused = None;
-        let mut callbacks = RemoteCallbacks::new();
+        let mut callbacks = self.access.callbacks();
         callbacks.push_update_reference(|_, status| {
             refused = status.map(str::to_string);
             Ok(())
@@ -146,17 +212,21 @@ impl OpsRepo {
             None => None,
         };
         let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
-        let result = remote.push(&[refspec.as_str()], Some(PushOptions::new().remote_callbacks(callbacks)));
+        let mut options = PushOptions::new();
+        options.remote_callbacks(callbacks).proxy_options(transport::proxy());
+        let result = remote.push(&[refspec.as_str()], Some(&mut options));
+        drop(options);
         match result {
             Ok(()) => Ok(refused.map_or(Pushed::Yes, Pushed::Rejected)),
             Err(e) if is_race(&e) => Ok(Pushed::Rejected(e.message().to_string())),
-            Err(e) => Err(e).with_context(|| format!("pushing to the ops repo {url}")),
+            Err(e) => Err(transport::explain(e, url))
+                .with_context(|| format!("pushing to the ops repo {}", transport::redact(url))),
         }
     }
 
     /// After a rejected push: fetch and move the branch to the remote's head, dropping our unpushed commit.
     pub fn refresh(&mut self) -> Result<()> {
-        if self._clone.is_none() {
+        if matches!(self.checkout, Checkout::InPlace) {
             bail!("the push was rejected: the remote has new commits; pull them into the working copy and run again");
         }
         self.fetch().context("fetching the ops repo after a rejected push")?;
@@ -165,8 +235,13 @@ impl OpsRepo {
 
     fn fetch(&self) -> Result<()> {
         let mut remote = self.repo.find_remote(REMOTE)?;
-        remote.fetch(&["+refs/heads/*:refs/remotes/origin/*"], Some(&mut FetchOptions::new()), None)?;
-        Ok(())
+        let mut options = FetchOptions::new();
+        // Pruned: a review branch deleted on the remote must not be resurrected from a stale tracking ref.
+        options.remote_callbacks(self.access.callbacks()).proxy_options(transport::proxy()).prune(FetchPrune::On);
+        let url = remote.url().map(str::to_string).unwrap_or_default();
+        remote
+            .fetch(&["+refs/heads/*:refs/remotes/origin/*"], Some(&mut options), None)
+            .map_err(|e| transport::explain(e, &url))
     }
 
     fn remote_default_branch(&self) -> String {
@@ -214,20 +289,14 @@ fn local_git_dir(url: &str) -> Option<PathBuf> {
     Repository::open(path).ok().map(|r| r.path().to_path_buf())
 }
 
-/// An exclusive advisory lock, released when the file is closed.
-fn lock_file(path: &Path) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening the push lock {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
-    }
-    Ok(file)
+/// Errors that come from reaching the remote (network, TLS, SSH, credentials): a fresh clone would fail the same.
+fn is_remote_error(error: &anyhow::Error) -> bool {
+    use git2::ErrorClass::{Callback, Http, Net, Os, Ssh, Ssl};
+    error.chain().filter_map(|e| e.downcast_ref::<git2::Error>()).any(|e| {
+        matches!(e.class(), Net | Ssl | Ssh | Http | Callback | Os)
+            || e.code() == git2::ErrorCode::Auth
+            || e.code() == git2::ErrorCode::Certificate
+    })
 }
 
 /// Errors that mean "someone else pushed first" (or holds the ref lock right now).
@@ -238,31 +307,4 @@ fn is_race(error: &git2::Error) -> bool {
         || ["non-fast-forward", "fast-forward", "fetch first", "lock", "failed to update ref"]
             .iter()
             .any(|s| message.contains(s))
-}
-
-/// The text of a file, or None when it does not exist.
-pub fn read_if_exists(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Writes each file to a temp file beside it, then renames them all: a reader never sees half a file.
-pub fn write_atomically(root: &Path, files: &[(PathBuf, &str)]) -> Result<()> {
-    let mut staged = Vec::new();
-    for (relative, content) in files {
-        let path = root.join(relative);
-        let dir = path.parent().context("a file path has a directory")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing in {}", dir.display()))?;
-        std::io::Write::write_all(&mut temp, content.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        staged.push((temp, path));
-    }
-    for (temp, path) in staged {
-        temp.persist(&path).with_context(|| format!("replacing {}", path.display()))?;
-    }
-    Ok(())
 }
