@@ -116,3 +116,36 @@ fn a_key_the_server_does_not_accept_or_no_key_at_all_is_a_clear_error() {
     assert!(stderr.contains("no-such-key") && stderr.contains("--ssh-key"), "names the file and the flag: {stderr}");
     assert_eq!(ops.commits(), 1, "the ops repo is untouched");
 }
+
+#[test]
+fn a_key_held_by_ssh_agent_is_used_when_no_key_file_is_named() {
+    let ops = Ops::new();
+    let sshd = Sshd::start(ops.dir.path());
+    let home = home(&ops, "home", &format!("{}\n", sshd.host_key_line()), None);
+    // A real ssh-agent of this test's own, on a socket in its temp dir, stopped by its pid.
+    let socket = ops.dir.path().join("agent.sock");
+    let mut agent =
+        Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "ssh-agent did not create {}", socket.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add").arg(&sshd.client_key).env("SSH_AUTH_SOCK", &socket).output().unwrap();
+    assert!(added.status.success(), "ssh-add: {}", String::from_utf8_lossy(&added.stderr));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        .args(["sync", "--host", "192.0.2.10", "--repo", &sshd.url("ops.git")])
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("SOPS_AGE_KEY_FILE", ops.key())
+        .env("SSH_AUTH_SOCK", &socket)
+        .env_remove("DIFY_GITOPS_SSH_KEY")
+        .output()
+        .unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(output.status.code(), Some(6), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(ops.commits(), 2, "pushed with the agent's key");
+    assert!(sshd.log_text().contains("Accepted publickey"));
+}
