@@ -106,7 +106,7 @@ async fn init(global: &Global, args: &crate::cli::InitArgs) -> Result<Exit> {
     let recipients = crate::sops::Recipients::parse(args.recipients.iter()).context("--recipient")?;
     let api = match args.helmrelease_api {
         Some(api) => api,
-        None => crate::init::served_helmrelease_api(&client(global).await?).await?,
+        None => crate::cluster::flux::served_helmrelease_api(&client(global).await?).await?,
     };
     let params = crate::init::Params {
         env: &args.env,

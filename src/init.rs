@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 
+pub use crate::cluster::flux::HelmReleaseApi;
 use crate::sops::Recipients;
 
 /// (template, path in the ops repo with `ENV` for the environment and `OVERLAY` for its overlay directory).
@@ -21,13 +21,6 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 const HELMRELEASE_V2: &str = include_str!("../gitops/apps/ENV/dify/helmrelease.yaml");
 const HELMRELEASE_V2BETA2: &str = include_str!("../gitops/variants/helmrelease.v2beta2.yaml");
-
-/// Which HelmRelease API the cluster's Flux serves: v2 from Flux 2.3 (NKP 2.13), only v2beta2 on Flux 2.2 (NKP 2.12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum HelmReleaseApi {
-    V2,
-    V2beta2,
-}
 
 pub struct Params<'a> {
     pub env: &'a str,
@@ -100,24 +93,6 @@ pub fn write(root: &Path, files: &[(PathBuf, String)], force: bool) -> Result<()
     }
     let borrowed: Vec<(PathBuf, &str)> = files.iter().map(|(p, c)| (p.clone(), c.as_str())).collect();
     crate::opsrepo::write_atomically(root, &borrowed).context("writing the ops repo layout")
-}
-
-/// Asks the API server which HelmRelease versions it serves.
-pub async fn served_helmrelease_api(client: &kube::Client) -> Result<HelmReleaseApi> {
-    let group = kube::discovery::group(client, "helm.toolkit.fluxcd.io").await.map_err(|_| {
-        anyhow::anyhow!(
-            "the cluster serves no HelmRelease API (helm.toolkit.fluxcd.io): is Flux installed? \
-             Pass --helmrelease-api v2 (Flux >= 2.3) or v2beta2 (Flux 2.2) to choose without asking"
-        )
-    })?;
-    let versions: Vec<&str> = group.versions().collect();
-    if versions.contains(&"v2") {
-        Ok(HelmReleaseApi::V2)
-    } else if versions.contains(&"v2beta2") {
-        Ok(HelmReleaseApi::V2beta2)
-    } else {
-        bail!("the cluster serves HelmRelease {} only, older than Flux 2.2: upgrade Flux", versions.join(", "))
-    }
 }
 
 #[cfg(test)]

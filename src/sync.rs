@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::cli::{Global, OverlayArgs, RenderArgs, ShowSecretArgs, SyncArgs};
+use crate::cluster::flux::HelmReleaseApi;
 use crate::config::{self, Environment, Overrides};
 use crate::opsrepo::{Access, OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
@@ -36,12 +37,12 @@ pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
     let root = &args.repo_dir;
     let env = load_environment(root, &args.overlay)?;
     let identities = load_identities(args.overlay.identity.as_deref())?;
-    let host = resolve_host(global, &env, &args.overlay).await?;
-    let plan = plan_in(root, &env, &host, &identities, &args.overlay.rotate)?;
+    let facts = cluster_facts(global, &env, &args.overlay).await?;
+    let plan = plan_in(root, &env, &facts, &identities, &args.overlay.rotate)?;
     if !plan.is_unchanged() {
         crate::opsrepo::write_atomically(root, &files(&env, &plan))?;
     }
-    Ok(outcome(&env, &host, &plan, None, None, false))
+    Ok(outcome(&env, &facts.host, &plan, None, None, false))
 }
 
 /// `sync`, or with `dry_run` (and for `diff`) only the report.
@@ -50,20 +51,21 @@ pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Out
     let mut repo = OpsRepo::open(&args.repo, args.branch.as_deref(), access, !args.no_cache)?;
     let env = load_environment(repo.workdir(), &args.overlay)?;
     let identities = load_identities(args.overlay.identity.as_deref())?;
-    let host = resolve_host(global, &env, &args.overlay).await?;
+    let facts = cluster_facts(global, &env, &args.overlay).await?;
+    let host = &facts.host;
     for attempt in 1..=PUSH_ATTEMPTS {
-        let plan = plan_in(repo.workdir(), &env, &host, &identities, &args.overlay.rotate)?;
+        let plan = plan_in(repo.workdir(), &env, &facts, &identities, &args.overlay.rotate)?;
         if dry_run || plan.is_unchanged() {
-            return Ok(outcome(&env, &host, &plan, None, Some(repo.branch()), false));
+            return Ok(outcome(&env, host, &plan, None, Some(repo.branch()), false));
         }
         repo.write(&files(&env, &plan))?;
         let message = overlay::commit_message(&env.name, &plan.changes);
         let Some(commit) = repo.commit_if_changed(&env.directory, &message)? else {
-            return Ok(outcome(&env, &host, &plan, None, Some(repo.branch()), false));
+            return Ok(outcome(&env, host, &plan, None, Some(repo.branch()), false));
         };
         match repo.push()? {
-            Pushed::Yes => return Ok(outcome(&env, &host, &plan, Some(commit), Some(repo.branch()), true)),
-            Pushed::NoRemote => return Ok(outcome(&env, &host, &plan, Some(commit), Some(repo.branch()), false)),
+            Pushed::Yes => return Ok(outcome(&env, host, &plan, Some(commit), Some(repo.branch()), true)),
+            Pushed::NoRemote => return Ok(outcome(&env, host, &plan, Some(commit), Some(repo.branch()), false)),
             Pushed::Rejected(reason) => {
                 tracing::info!(attempt, %reason, "push rejected: the remote moved on; re-planning on its new head");
                 repo.refresh()?;
@@ -124,15 +126,30 @@ pub(crate) fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Id
     sops::parse_identities(&text).with_context(|| format!("the age identity file {}", file.display()))
 }
 
-async fn resolve_host(global: &Global, env: &Environment, args: &OverlayArgs) -> Result<String> {
+/// What the overlay takes from the cluster.
+struct ClusterFacts {
+    /// Traefik's load-balancer address, or the `--host` given instead.
+    host: String,
+    /// The HelmRelease API Flux serves; None with `--host` (no cluster asked) or on a cluster without Flux.
+    helmrelease_api: Option<HelmReleaseApi>,
+}
+
+async fn cluster_facts(global: &Global, env: &Environment, args: &OverlayArgs) -> Result<ClusterFacts> {
     if let Some(host) = &args.host {
         validate_host(host)?;
-        return Ok(host.clone());
+        return Ok(ClusterFacts { host: host.clone(), helmrelease_api: None });
     }
     let context = global.context.as_deref().or(env.context.as_deref());
     let client = cluster::connect(global.kubeconfig.as_deref(), context).await?;
     let found = cluster::traefik::discover(&client, &env.traefik, args.timeout, !global.quiet).await?;
-    Ok(found.address)
+    let helmrelease_api = match cluster::flux::served_helmrelease_api(&client).await {
+        Ok(api) => Some(api),
+        Err(error) => {
+            tracing::debug!("the HelmRelease is left on its API version: {error:#}");
+            None
+        }
+    };
+    Ok(ClusterFacts { host: found.address, helmrelease_api })
 }
 
 /// A host is a DNS name or an IP: no scheme, path, port or space (it becomes part of every Dify URL).
@@ -144,20 +161,35 @@ fn validate_host(host: &str) -> Result<()> {
 fn plan_in(
     root: &Path,
     env: &Environment,
-    host: &str,
+    facts: &ClusterFacts,
     identities: &[age::x25519::Identity],
     rotate: &[String],
 ) -> Result<Plan> {
     let read = |name: &str| crate::opsrepo::read_if_exists(&root.join(&env.directory).join(name));
-    let existing = Existing { values_file: read(overlay::VALUES_FILE)?, secrets_file: read(overlay::SECRETS_FILE)? };
-    overlay::plan(env, &existing, &Request { host, identities, rotate, now: SystemTime::now() })
+    let existing = Existing {
+        values_file: read(overlay::VALUES_FILE)?,
+        secrets_file: read(overlay::SECRETS_FILE)?,
+        helmrelease_file: read(overlay::HELMRELEASE_FILE)?,
+    };
+    let request = Request {
+        host: &facts.host,
+        identities,
+        rotate,
+        now: SystemTime::now(),
+        served_helmrelease_api: facts.helmrelease_api,
+    };
+    overlay::plan(env, &existing, &request)
 }
 
 fn files<'a>(env: &Environment, plan: &'a Plan) -> Vec<(PathBuf, &'a str)> {
-    vec![
+    let mut files = vec![
         (env.directory.join(overlay::VALUES_FILE), plan.values_file.as_str()),
         (env.directory.join(overlay::SECRETS_FILE), plan.secrets_file.as_str()),
-    ]
+    ];
+    if let Some(helmrelease) = &plan.helmrelease_file {
+        files.push((env.directory.join(overlay::HELMRELEASE_FILE), helmrelease.as_str()));
+    }
+    files
 }
 
 fn outcome(

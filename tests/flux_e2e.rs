@@ -529,19 +529,18 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
     );
 }
 
-/// The v2beta2 variant (Flux 2.2 / NKP 2.12) is the v2 HelmRelease with another apiVersion, nothing else, so that
-/// both stay within the fields every supported Flux has.
+/// The v2beta2 variant (Flux 2.2 / NKP 2.12) is the v2 HelmRelease with another apiVersion line, nothing else
+/// (comments included), so that both stay within the fields every supported Flux has and `sync` can move an ops
+/// repo from one to the other by that line alone.
 #[test]
 fn the_v2beta2_helmrelease_differs_from_v2_in_api_version_only() {
-    let body = |path: &str| -> Vec<String> {
-        let text = std::fs::read_to_string(gitops().join(path)).unwrap();
-        text.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
-    };
-    let v2 = body("apps/ENV/dify/helmrelease.yaml");
-    let v2beta2 = body("variants/helmrelease.v2beta2.yaml");
-    assert_eq!(v2[0], "apiVersion: helm.toolkit.fluxcd.io/v2");
-    assert_eq!(v2beta2[0], "apiVersion: helm.toolkit.fluxcd.io/v2beta2");
-    assert_eq!(v2[1..], v2beta2[1..]);
+    let read = |path: &str| std::fs::read_to_string(gitops().join(path)).unwrap();
+    let (v2, v2beta2) = (read("apps/ENV/dify/helmrelease.yaml"), read("variants/helmrelease.v2beta2.yaml"));
+    assert_eq!(v2.matches("\napiVersion: helm.toolkit.fluxcd.io/v2\n").count(), 1);
+    assert_eq!(
+        v2.replace("\napiVersion: helm.toolkit.fluxcd.io/v2\n", "\napiVersion: helm.toolkit.fluxcd.io/v2beta2\n"),
+        v2beta2
+    );
 }
 
 /// The ops-repo workflow templates live outside .github/workflows (they must not run here): lint them too.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use support::ops::run;
-use support::{Testbed, apply_yaml};
+use support::{Testbed, apply_yaml, helmrelease_crd};
 
 fn init(dir: &Path, kubeconfig: Option<&Path>, extra: &[&str]) -> (i32, String, String) {
     let recipient = run("age-keygen", &["-y", dir.join("age.key").to_str().unwrap()], None);
@@ -66,26 +66,6 @@ fn existing_files_are_refused_and_nothing_is_written() {
     assert_eq!(code, 1);
     assert!(stderr.contains("dify-gitops.yaml already exist(s)") && stderr.contains("--force"), "{stderr}");
     assert!(!dir.path().join("ops/clusters").exists(), "nothing else was written");
-}
-
-/// A HelmRelease CRD that serves the given versions (the first one stored).
-fn helmrelease_crd(versions: &[&str]) -> String {
-    let versions: String = versions
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "  - name: {v}\n    served: true\n    storage: {}\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
-                 x-kubernetes-preserve-unknown-fields: true\n",
-                i == 0
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: helmreleases.helm.toolkit.fluxcd.io}}\n\
-         spec:\n  group: helm.toolkit.fluxcd.io\n  names: {{kind: HelmRelease, plural: helmreleases, singular: helmrelease, listKind: HelmReleaseList}}\n  \
-         scope: Namespaced\n  versions:\n{versions}"
-    )
 }
 
 #[tokio::test]

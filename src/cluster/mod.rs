@@ -1,6 +1,7 @@
 //! Everything that talks to the Kubernetes API server: connecting, finding Kommander's Traefik and its
-//! load-balancer address, and the preflight checks. Nothing outside this module calls the API server.
+//! load-balancer address, the Flux APIs served, and the preflight checks. Nothing outside this module calls the API server.
 
+pub mod flux;
 pub mod preflight;
 mod quantity;
 pub mod traefik;

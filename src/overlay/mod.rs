@@ -7,6 +7,7 @@
 //! byte for byte and only non-secret values change.
 
 mod changes;
+mod helmrelease;
 mod secrets;
 mod values;
 
@@ -16,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 pub use changes::{Change, commit_message};
+pub use helmrelease::HELMRELEASE_FILE;
 pub use secrets::{SECRET_NAMES, SecretSet};
 pub use values::PlainValues;
 
@@ -34,12 +36,16 @@ pub const SECRETS_SECRET: &str = "dify-secrets";
 pub struct Existing {
     pub values_file: Option<String>,
     pub secrets_file: Option<String>,
+    /// The HelmRelease `init` wrote, if the directory has one.
+    pub helmrelease_file: Option<String>,
 }
 
 /// What to write, and what changed compared with [`Existing`].
 pub struct Plan {
     pub values_file: String,
     pub secrets_file: String,
+    /// The HelmRelease moved to the API the cluster serves, when it was on another.
+    pub helmrelease_file: Option<String>,
     pub changes: Vec<Change>,
 }
 
@@ -58,6 +64,8 @@ pub struct Request<'a> {
     /// Secret names to regenerate.
     pub rotate: &'a [String],
     pub now: SystemTime,
+    /// The HelmRelease API the cluster's Flux serves; None when unknown (no cluster asked, or no Flux).
+    pub served_helmrelease_api: Option<crate::cluster::flux::HelmReleaseApi>,
 }
 
 pub fn plan(env: &Environment, existing: &Existing, request: &Request) -> Result<Plan> {
@@ -78,7 +86,15 @@ pub fn plan(env: &Environment, existing: &Existing, request: &Request) -> Result
     if changes.is_empty() && existing.values_file.as_deref() != Some(values_file.as_str()) {
         changes.push(Change::Reformatted(VALUES_FILE));
     }
-    Ok(Plan { values_file, secrets_file, changes })
+    let retargeted = match (&existing.helmrelease_file, request.served_helmrelease_api) {
+        (Some(text), Some(served)) => helmrelease::retarget(text, served),
+        _ => None,
+    };
+    let helmrelease_file = retargeted.map(|(text, change)| {
+        changes.push(change);
+        text
+    });
+    Ok(Plan { values_file, secrets_file, helmrelease_file, changes })
 }
 
 fn plan_secrets(env: &Environment, existing: Option<&str>, request: &Request) -> Result<(String, Vec<Change>)> {

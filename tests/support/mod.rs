@@ -184,3 +184,23 @@ pub fn process_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
+
+/// A HelmRelease CRD that serves the given versions (the first one stored).
+pub fn helmrelease_crd(versions: &[&str]) -> String {
+    let versions: String = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "  - name: {v}\n    served: true\n    storage: {}\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+                 x-kubernetes-preserve-unknown-fields: true\n",
+                i == 0
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: helmreleases.helm.toolkit.fluxcd.io}}\n\
+         spec:\n  group: helm.toolkit.fluxcd.io\n  names: {{kind: HelmRelease, plural: helmreleases, singular: helmrelease, listKind: HelmReleaseList}}\n  \
+         scope: Namespaced\n  versions:\n{versions}"
+    )
+}
