@@ -99,8 +99,17 @@ fn a_missing_or_wrong_token_and_an_untrusted_server_are_clear_errors() {
     let before = server.requests().len();
     let (code, stdout, stderr) = sync(&ops, &url, "192.0.2.10", &[], &[("DIFY_GITOPS_GIT_TOKEN", TOKEN)]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("HTTPS certificate of 127.0.0.1 is not trusted") && stderr.contains("GIT_SSL_CAINFO"));
+    assert!(
+        stderr.contains("HTTPS certificate of 127.0.0.1 is not trusted") && stderr.contains("GIT_SSL_CAINFO"),
+        "{stderr}"
+    );
     assert_eq!(server.requests().len(), before, "no request reached the untrusted server");
+
+    let missing_repo = url.replace("/ops.git", "/missing.git");
+    let env = [("GIT_SSL_CAINFO", ca.as_str()), ("DIFY_GITOPS_GIT_TOKEN", TOKEN)];
+    let (code, _, stderr) = sync(&ops, &missing_repo, "192.0.2.10", &[], &env);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no such repository (HTTP 404)") && stderr.contains("check --repo"), "{stderr}");
 
     let missing_ca = ops.dir.path().join("no-such-ca.pem");
     let env = [("GIT_SSL_CAINFO", missing_ca.to_str().unwrap()), ("DIFY_GITOPS_GIT_TOKEN", TOKEN)];

@@ -12,6 +12,7 @@ use git2::{FetchOptions, FetchPrune, IndexAddOption, PushOptions, Repository, Re
 
 mod cache;
 mod files;
+mod https;
 pub mod transport;
 
 use files::{lock_file, try_lock_file};

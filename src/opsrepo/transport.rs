@@ -1,9 +1,9 @@
 //! How the ops repo's remote is reached: credentials for HTTPS (a token from the environment, never a flag or a
-//! URL, so it stays out of process lists, shell history and logs) and SSH (a key file, ssh-agent, or the usual
-//! keys in ~/.ssh), and URLs that are safe to print.
+//! URL, so it stays out of process lists, shell history and logs; sent by `https.rs`) and SSH (a key file,
+//! ssh-agent, or the usual keys in ~/.ssh), and URLs that are safe to print.
 //!
-//! Server identity is libgit2's: HTTPS certificates are checked by OpenSSL against the system roots (or
-//! `SSL_CERT_FILE` / `GIT_SSL_CAINFO`), SSH host keys against `~/.ssh/known_hosts`. Neither can be switched off.
+//! Server identity: HTTPS certificates are checked by rustls (`https.rs`), SSH host keys by libgit2 against
+//! `~/.ssh/known_hosts`. Neither check can be switched off.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -14,21 +14,15 @@ use zeroize::Zeroizing;
 
 /// The variable holding the HTTPS token (a GitHub or GitLab personal access token, a GitHub App token, ...).
 pub const TOKEN_ENV: &str = "DIFY_GITOPS_GIT_TOKEN";
-/// git's own variable for an extra CA bundle; honoured so that a setup made for `git` works here too.
-const CA_FILE_ENV: &str = "GIT_SSL_CAINFO";
-/// The user name sent with the token when neither the URL nor `--git-username` names one. GitHub wants any
-/// non-empty name with a token (`x-access-token` for App tokens); GitLab and Gitea accept it too.
-const DEFAULT_TOKEN_USER: &str = "x-access-token";
 
-/// Credentials for the ops repo's remote.
+/// Credentials for the ops repo's SSH remotes (HTTPS ones are the https transport's).
 pub struct Access {
-    token: Option<Zeroizing<String>>,
-    username: Option<String>,
     ssh_key: Option<PathBuf>,
 }
 
 impl Access {
-    /// The token from `DIFY_GITOPS_GIT_TOKEN`, the HTTPS user name and SSH key from the flags.
+    /// The SSH key from the flags; for `https://`, the token from `DIFY_GITOPS_GIT_TOKEN` and the user name,
+    /// handed to the https transport.
     pub fn from_env(username: Option<String>, ssh_key: Option<PathBuf>) -> Result<Self> {
         let token =
             std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| Zeroizing::new(t.trim().into()));
@@ -36,22 +30,14 @@ impl Access {
             std::fs::metadata(key)
                 .with_context(|| format!("the SSH key {} (--ssh-key / DIFY_GITOPS_SSH_KEY)", key.display()))?;
         }
-        if let Ok(file) = std::env::var(CA_FILE_ENV)
-            && !file.is_empty()
-        {
-            std::fs::metadata(&file).with_context(|| format!("the CA bundle {file} ({CA_FILE_ENV})"))?;
-            // SAFETY: set once, before any libgit2 network operation of this process.
-            unsafe { git2::opts::set_ssl_cert_file(&file) }
-                .with_context(|| format!("using the CA bundle {file} ({CA_FILE_ENV})"))?;
-        }
-        Ok(Self { token, username, ssh_key })
+        super::https::register(super::https::Credentials { username, token })?;
+        Ok(Self { ssh_key })
     }
 
     /// Callbacks for one fetch or push. libgit2 asks again after every refused credential, so each kind is
     /// offered once and then the callback fails with the reason.
     pub fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
-        let token_offered = Cell::new(false);
         let ssh_offered = Cell::new(0usize);
         callbacks.credentials(move |url, url_user, allowed| {
             let shown = redact(url);
@@ -70,18 +56,10 @@ impl Access {
                 };
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                let Some(token) = &self.token else {
-                    return Err(git2::Error::from_str(&format!(
-                        "{shown} asks for credentials: set {TOKEN_ENV} to a token that may push to it"
-                    )));
-                };
-                if token_offered.replace(true) {
-                    return Err(git2::Error::from_str(&format!(
-                        "{shown} refused the token in {TOKEN_ENV}: check that it is valid and may push to the repo"
-                    )));
-                }
-                let user = self.username.as_deref().or(url_user).unwrap_or(DEFAULT_TOKEN_USER);
-                return Cred::userpass_plaintext(user, token);
+                // Only plain http:// gets here (https:// is the https transport's): a token would travel in clear.
+                return Err(git2::Error::from_str(&format!(
+                    "{shown} asks for credentials over plain HTTP, which would send them in clear: use its https:// URL"
+                )));
             }
             Err(git2::Error::from_str(&format!("{shown} asks for a kind of credential dify-gitops does not offer")))
         });
@@ -135,23 +113,17 @@ fn no_ssh_key_message(url: &str, tried: &[SshKey]) -> String {
     )
 }
 
-/// The git2 error of a fetch or push, with what to do about it when the server's identity was refused.
+/// The git2 error of a fetch or push, with what to do about it when the SSH server's host key was refused.
 pub fn explain(error: git2::Error, url: &str) -> anyhow::Error {
-    if error.code() != git2::ErrorCode::Certificate {
+    if error.code() != git2::ErrorCode::Certificate || error.class() != git2::ErrorClass::Ssh {
         return error.into();
     }
     let (host, port) = host_and_port(url);
-    let hint = if error.class() == git2::ErrorClass::Ssh {
-        format!(
-            "the SSH host key of {host} is not in ~/.ssh/known_hosts or does not match it: check the server's \
-             fingerprint with its admin, then `ssh-keyscan -p {} {host} >> ~/.ssh/known_hosts`",
-            port.unwrap_or(22)
-        )
-    } else {
-        format!(
-            "the HTTPS certificate of {host} is not trusted: point {CA_FILE_ENV} (or SSL_CERT_FILE) at its CA bundle"
-        )
-    };
+    let hint = format!(
+        "the SSH host key of {host} is not in ~/.ssh/known_hosts or does not match it: check the server's \
+         fingerprint with its admin, then `ssh-keyscan -p {} {host} >> ~/.ssh/known_hosts`",
+        port.unwrap_or(22)
+    );
     anyhow::Error::new(error).context(hint)
 }
 
