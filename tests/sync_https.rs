@@ -9,10 +9,18 @@ use std::process::Command;
 
 use support::git_server::{GitHttpServer, GitHttpsServer};
 use support::ops::OpsRemote as Ops;
+use support::proxy::ConnectProxy;
 
 const TOKEN: &str = "ghp_TestTokenThatMustNeverBePrinted0123";
 
-/// `dify-gitops sync --host <host> --repo <url> <extra>` with `env` set; no token or CA unless `env` gives one.
+/// Every variable ureq takes a proxy or its exceptions from (ureq 3.5 `Proxy::try_from_env`: the first valid of
+/// `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`, `http_proxy`; then `NO_PROXY`, else
+/// `no_proxy`). `sync` removes them all, so the runner's own proxy never carries a test's traffic.
+const PROXY_VARIABLES: [&str; 8] =
+    ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+
+/// `dify-gitops sync --host <host> --repo <url> <extra>` with `env` set; no token, CA or proxy unless `env` gives
+/// one.
 fn sync(ops: &Ops, url: &str, host: &str, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
     command
@@ -26,6 +34,9 @@ fn sync(ops: &Ops, url: &str, host: &str, extra: &[&str], env: &[(&str, &str)]) 
         .env_remove("GIT_SSL_CAINFO")
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR");
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
     for (name, value) in env {
         command.env(name, value);
     }
@@ -132,4 +143,124 @@ fn a_token_inside_the_url_is_refused_without_being_echoed() {
     assert!(!stderr.contains(TOKEN) && !stdout.contains(TOKEN));
     assert!(server.requests().is_empty(), "nothing was sent");
     assert!(!ops.cache_home().exists(), "nothing was cloned");
+}
+
+/// `host:port` of a server URL (`https://127.0.0.1:<port>`), as a CONNECT names it.
+fn authority(url: &str) -> String {
+    url.split_once("://").map_or(url, |(_, rest)| rest).to_string()
+}
+
+/// True when `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What the proxy saw holds neither the token nor its Basic credentials, and every tunnel carried TLS (its first
+/// byte is a TLS handshake record, 0x16): the token only ever crossed the proxy encrypted.
+fn assert_token_stayed_inside_tls(proxy: &ConnectProxy) {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
+    for request in proxy.requests() {
+        assert!(!request.head.contains(TOKEN) && !request.head.contains(&basic), "token in {:?}", request.head);
+        if request.status == 200 {
+            assert_eq!(request.client_bytes.first(), Some(&0x16), "not TLS through the tunnel: {}", proxy.log());
+        }
+        for secret in [TOKEN.as_bytes(), basic.as_bytes()] {
+            assert!(!contains(&request.client_bytes, secret), "the token crossed the proxy in clear");
+        }
+    }
+}
+
+#[test]
+fn sync_goes_through_the_https_proxy_from_the_environment() {
+    let ops = Ops::new();
+    let (server, url) = serve(&ops);
+    let proxy = ConnectProxy::start();
+    let ca = server.ca_file.to_str().unwrap().to_string();
+
+    // Each variable the README names, alone; ureq does not exempt loopback, so 127.0.0.1 goes through the proxy.
+    for (round, variable) in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"].into_iter().enumerate() {
+        let before = proxy.tunnels().len();
+        let host = format!("192.0.2.{}", 10 + round);
+        let env = [(variable, proxy.url.as_str()), ("DIFY_GITOPS_GIT_TOKEN", TOKEN), ("GIT_SSL_CAINFO", &ca)];
+        let (code, stdout, stderr) = sync(&ops, &url, &host, &[], &env);
+        assert_eq!(code, 6, "{variable}: {stdout}{stderr}\nproxy:\n{}server:\n{}", proxy.log(), server.log());
+        assert!(proxy.tunnels().len() > before, "{variable}: no tunnel through the proxy: {}", proxy.log());
+    }
+    assert_eq!(ops.commits(), 4, "config + an overlay per run, pushed through the proxy");
+
+    let target = authority(&server.url);
+    assert!(proxy.tunnels().iter().all(|t| *t == target), "tunnels to {target} only: {}", proxy.log());
+    assert_eq!(
+        proxy.tunnels().len(),
+        server.requests().len(),
+        "every request reached the server through a tunnel of its own (the server closes each connection)\n\
+         proxy:\n{}server:\n{}",
+        proxy.log(),
+        server.log()
+    );
+    assert!(server.requests().iter().any(|r| r.target.contains("git-receive-pack") && r.authorized && r.status == 200));
+    assert_token_stayed_inside_tls(&proxy);
+}
+
+#[test]
+fn no_proxy_sends_the_host_direct() {
+    let ops = Ops::new();
+    let (server, url) = serve(&ops);
+    let proxy = ConnectProxy::start();
+    let ca = server.ca_file.to_str().unwrap().to_string();
+
+    for (round, variable) in ["NO_PROXY", "no_proxy"].into_iter().enumerate() {
+        let host = format!("192.0.2.{}", 10 + round);
+        let env = [
+            ("HTTPS_PROXY", proxy.url.as_str()),
+            (variable, "127.0.0.1"),
+            ("DIFY_GITOPS_GIT_TOKEN", TOKEN),
+            ("GIT_SSL_CAINFO", &ca),
+        ];
+        let (code, stdout, stderr) = sync(&ops, &url, &host, &[], &env);
+        assert_eq!(code, 6, "{variable}: {stdout}{stderr}\n{}", server.log());
+    }
+    assert_eq!(ops.commits(), 3, "config + an overlay per run, pushed direct");
+    assert!(proxy.requests().is_empty(), "the proxy was used for a NO_PROXY host: {}", proxy.log());
+}
+
+#[test]
+fn a_proxy_that_refuses_is_a_clear_error_and_proxy_credentials_come_from_its_url() {
+    let ops = Ops::new();
+    let (server, url) = serve(&ops);
+    let ca = server.ca_file.to_str().unwrap().to_string();
+    let with = |proxy_url: &str| {
+        sync(
+            &ops,
+            &url,
+            "192.0.2.10",
+            &[],
+            &[("HTTPS_PROXY", proxy_url), ("DIFY_GITOPS_GIT_TOKEN", TOKEN), ("GIT_SSL_CAINFO", &ca)],
+        )
+    };
+
+    // Nothing listens where the proxy should be: an error, and no falling back to a direct connection. ureq's
+    // words name neither the proxy nor its address, only "io: Connection refused (os error 111)" after the
+    // repo's URL, as if the git server had refused.
+    let (code, stdout, stderr) = with(&ConnectProxy::refusing_url());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("cannot reach the ops repo") && stderr.contains("Connection refused"), "{stderr}");
+
+    // A proxy that wants credentials the proxy URL does not carry answers 407, which ureq names.
+    let proxy = ConnectProxy::start_requiring("ops-proxy", "proxy-secret-4711");
+    let (code, stdout, stderr) = with(&proxy.url);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("CONNECT proxy failed: proxy server responded 407"), "{stderr}");
+    assert!(proxy.tunnels().is_empty() && proxy.requests().len() == 1, "{}", proxy.log());
+    assert!(server.requests().is_empty(), "nothing went direct: {}", server.log());
+    assert_eq!(ops.commits(), 1, "the ops repo is untouched");
+
+    // With them in the proxy URL (`http://user:password@host:port`) ureq sends Proxy-Authorization and it tunnels.
+    let with_credentials = proxy.url.replacen("http://", "http://ops-proxy:proxy-secret-4711@", 1);
+    let (code, stdout, stderr) = with(&with_credentials);
+    assert_eq!(code, 6, "{stdout}{stderr}\n{}", proxy.log());
+    assert_eq!(proxy.tunnels().len(), server.requests().len(), "{}", proxy.log());
+    assert!(!stdout.contains("proxy-secret-4711") && !stderr.contains("proxy-secret-4711"));
+    assert_token_stayed_inside_tls(&proxy);
 }
