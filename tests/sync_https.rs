@@ -240,12 +240,14 @@ fn a_proxy_that_refuses_is_a_clear_error_and_proxy_credentials_come_from_its_url
         )
     };
 
-    // Nothing listens where the proxy should be: an error, and no falling back to a direct connection. ureq's
-    // words name neither the proxy nor its address, only "io: Connection refused (os error 111)" after the
-    // repo's URL, as if the git server had refused.
-    let (code, stdout, stderr) = with(&ConnectProxy::refusing_url());
+    // Nothing listens where the proxy should be: an error that names the proxy (ureq's own words would read as
+    // if the git server had refused), and no falling back to a direct connection.
+    let refusing = ConnectProxy::refusing_url();
+    let (code, stdout, stderr) = with(&refusing);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("cannot reach the ops repo") && stderr.contains("Connection refused"), "{stderr}");
+    let named = format!("through the proxy {} from the environment", refusing.trim_start_matches("http://"));
+    assert!(stderr.contains(&named), "{stderr}");
 
     // A proxy that wants credentials the proxy URL does not carry answers 407, which ureq names.
     let proxy = ConnectProxy::start_requiring("ops-proxy", "proxy-secret-4711");

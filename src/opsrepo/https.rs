@@ -156,7 +156,7 @@ impl Exchange {
         } else {
             self.authorize(self.client.agent.get(url.as_str())).call()
         }
-        .map_err(|e| describe(&e, shown))?;
+        .map_err(|e| describe(&e, shown, self.client.agent.config().proxy()))?;
         let status = response.status().as_u16();
         let has_token = self.client.credentials.token.is_some();
         match status {
@@ -210,7 +210,7 @@ impl Exchange {
 }
 
 /// A transport error in words, with the fix when the server's certificate was refused.
-fn describe(error: &ureq::Error, url: &str) -> String {
+fn describe(error: &ureq::Error, url: &str, proxy: Option<&ureq::Proxy>) -> String {
     let host = url.split("://").nth(1).and_then(|rest| rest.split(['/', ':']).next()).unwrap_or(url);
     // rustls reports a refused certificate as itself, or wrapped in the I/O error of the handshake.
     let tls = match error {
@@ -223,7 +223,11 @@ fn describe(error: &ureq::Error, url: &str) -> String {
             "the HTTPS certificate of {host} is not trusted ({why:?}): point {CA_FILE_ENV} (or SSL_CERT_FILE) at \
              its CA bundle"
         ),
-        _ => format!("{url}: {error}"),
+        // A proxy from the environment is easy to forget: say when the request went through one.
+        _ => match proxy.filter(|p| url.parse().is_ok_and(|uri| !p.is_no_proxy(&uri))) {
+            Some(p) => format!("{url}: {error} (through the proxy {}:{} from the environment)", p.host(), p.port()),
+            None => format!("{url}: {error}"),
+        },
     }
 }
 
