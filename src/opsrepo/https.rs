@@ -35,8 +35,16 @@ pub struct Credentials {
 static CLIENT: OnceLock<Arc<Client>> = OnceLock::new();
 
 struct Client {
-    agent: ureq::Agent,
+    /// Made at the first https:// request: loading the CA roots is wasted on every other remote.
+    agent: OnceLock<Result<ureq::Agent, String>>,
     credentials: Credentials,
+}
+
+impl Client {
+    fn agent(&self) -> Result<ureq::Agent, git2::Error> {
+        let agent = self.agent.get_or_init(|| agent().map_err(|e| format!("{e:#}")));
+        agent.clone().map_err(|e| git2::Error::from_str(&e))
+    }
 }
 
 /// Makes libgit2 use this transport for `https://`; the first call of a process decides the credentials.
@@ -44,8 +52,7 @@ pub fn register(credentials: Credentials) -> Result<()> {
     if CLIENT.get().is_some() {
         return Ok(());
     }
-    let agent = agent()?;
-    let client = CLIENT.get_or_init(|| Arc::new(Client { agent, credentials })).clone();
+    let client = CLIENT.get_or_init(|| Arc::new(Client { agent: OnceLock::new(), credentials })).clone();
     // SAFETY: registered once (CLIENT is set only here), before any https:// remote is used.
     unsafe {
         git2::transport::register("https", move |remote| {
@@ -110,7 +117,8 @@ impl SmartSubtransport for SmartHttps {
         };
         let (url, url_user) = split_user(url);
         let request = Request { url: format!("{}{suffix}", url.trim_end_matches('/')), service, post, url_user };
-        Ok(Box::new(Exchange { client: self.client.clone(), request, body: Vec::new(), response: None }))
+        let agent = self.client.agent()?;
+        Ok(Box::new(Exchange { agent, client: self.client.clone(), request, body: Vec::new(), response: None }))
     }
 
     fn close(&self) -> Result<(), git2::Error> {
@@ -139,6 +147,7 @@ fn split_user(url: &str) -> (String, Option<String>) {
 
 /// One request and its response: libgit2 writes the request body, then reads; the first read sends it.
 struct Exchange {
+    agent: ureq::Agent,
     client: Arc<Client>,
     request: Request,
     body: Vec<u8>,
@@ -150,13 +159,13 @@ impl Exchange {
         let Request { url, service, post, .. } = &self.request;
         let shown = url.split('?').next().unwrap_or(url);
         let response = if *post {
-            let request = self.client.agent.post(url.as_str());
+            let request = self.agent.post(url.as_str());
             let request = self.authorize(request.header("Content-Type", format!("application/x-{service}-request")));
             request.header("Accept", format!("application/x-{service}-result")).send(&self.body[..])
         } else {
-            self.authorize(self.client.agent.get(url.as_str())).call()
+            self.authorize(self.agent.get(url.as_str())).call()
         }
-        .map_err(|e| describe(&e, shown, self.client.agent.config().proxy()))?;
+        .map_err(|e| describe(&e, shown, self.agent.config().proxy()))?;
         let status = response.status().as_u16();
         let has_token = self.client.credentials.token.is_some();
         match status {
