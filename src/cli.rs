@@ -89,7 +89,12 @@ pub enum Command {
         dify-gitops sync --repo file:///srv/git/ops.git --env prod\n  \
         dify-gitops sync --repo . --env prod               # a working copy: commit, push to its origin\n  \
         dify-gitops sync --repo /srv/git/ops.git --branch dify-update   # a review branch for a pull request\n  \
+        DIFY_GITOPS_GIT_TOKEN=... dify-gitops sync --repo https://github.com/acme/ops.git --env prod\n  \
+        dify-gitops sync --repo git@gitlab.example.com:platform/ops.git --ssh-key ~/.ssh/dify-deploy\n  \
         dify-gitops sync --dry-run                         # print what would change, secrets redacted\n\n\
+        A remote is cloned once into ~/.cache/dify-gitops/ops-repos and fetched afterwards (--no-cache: a temp \
+        clone). HTTPS trusts the system's CAs or GIT_SSL_CAINFO, and takes a proxy from HTTPS_PROXY/ALL_PROXY \
+        (NO_PROXY honoured); SSH checks the host key against ~/.ssh/known_hosts.\n\n\
         Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error.")]
     Sync(SyncArgs),
     /// Print what `sync` would change in the ops repo (secrets redacted); changes nothing.

@@ -42,6 +42,12 @@ fn the_cache_is_private_and_reused_and_no_cache_leaves_none() {
     assert_eq!(cached_clone(&ops), clone);
     assert_eq!(std::fs::metadata(clone.join(".git/config")).unwrap().modified().unwrap(), before, "not re-cloned");
 
+    // A cache directory someone opened to others is made private again.
+    std::fs::set_permissions(clone.parent().unwrap(), PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(ops.sync(&["sync", "--host", "192.0.2.11"]).0, 0);
+    let mode = std::fs::metadata(clone.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "chmod 700 again");
+
     // --no-cache clones into a temp dir and leaves no cache behind.
     let other = Ops::new();
     let (code, _, stderr) = other.sync(&["sync", HOST[0], HOST[1], "--no-cache"]);

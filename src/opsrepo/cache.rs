@@ -6,7 +6,7 @@
 //! for as long as a run uses it. Before each use the clone is reset to the remote's head and every file git does
 //! not track is removed, so nothing a crashed or foreign run left behind can reach a commit.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -26,6 +26,12 @@ pub fn acquire(url: &str) -> Result<Option<CachedClone>> {
     if let Err(error) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root) {
         tracing::debug!("no ops repo cache at {}: {error}", root.display());
         return Ok(None);
+    }
+    // A directory made earlier by hand (or by a umask-bound mkdir) may be open to others: close it.
+    let mode = std::fs::metadata(&root).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making the ops repo cache {} private (chmod 700)", root.display()))?;
     }
     let key: String = Sha256::digest(url.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
     let lock_path = root.join(format!("{key}.lock"));
