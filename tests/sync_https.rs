@@ -266,3 +266,36 @@ fn a_proxy_that_refuses_is_a_clear_error_and_proxy_credentials_come_from_its_url
     assert!(!stdout.contains("proxy-secret-4711") && !stderr.contains("proxy-secret-4711"));
     assert_token_stayed_inside_tls(&proxy);
 }
+
+#[test]
+fn a_working_copy_cloned_over_https_is_pushed_with_the_token() {
+    let ops = Ops::new();
+    let (server, url) = serve(&ops);
+    let ca = server.ca_file.to_str().unwrap().to_string();
+    // The operator's checkout, made with git itself; its origin is the https:// URL without credentials.
+    let work = ops.dir.path().join("work");
+    let clone = Command::new("git")
+        .args(["-c", &format!("http.extraHeader=Authorization: Basic {}", basic())])
+        .args(["clone", "-q", &url])
+        .arg(&work)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_SSL_CAINFO", &ca) // wins over http.sslCAInfo, and a machine may set it for everything
+        .env("HOME", ops.dir.path())
+        .output()
+        .unwrap();
+    assert!(clone.status.success(), "git clone: {}", String::from_utf8_lossy(&clone.stderr));
+
+    let env = [("DIFY_GITOPS_GIT_TOKEN", TOKEN), ("GIT_SSL_CAINFO", ca.as_str())];
+    let (code, stdout, stderr) = sync(&ops, work.to_str().unwrap(), "192.0.2.10", &[], &env);
+    assert_eq!(code, 6, "{stdout}{stderr}\n{}", server.log());
+    assert!(stdout.contains("pushed to main"), "{stdout}");
+    assert_eq!(ops.commits(), 2, "the commit reached the remote over https");
+    assert!(!ops.cache_home().exists(), "a working copy is used in place, not cached");
+}
+
+/// `x-access-token:TOKEN` as an HTTP Basic credential, for the git CLI's own clone.
+fn basic() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"))
+}
