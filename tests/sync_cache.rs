@@ -125,3 +125,38 @@ fn a_broken_cache_is_rebuilt_and_the_sync_succeeds() {
     assert!(ops.head_message().contains("external.host 192.0.2.10 -> 192.0.2.11"));
     assert_eq!(ops.sync(&["sync", "--host", "192.0.2.11"]).0, 0, "the rebuilt cache works: nothing to do");
 }
+
+#[test]
+fn a_run_waits_for_the_one_holding_the_cache_and_says_so() {
+    use std::os::fd::AsRawFd;
+    let ops = Ops::new();
+    assert_eq!(ops.sync(&["sync", HOST[0], HOST[1]]).0, 6);
+    let clone = cached_clone(&ops);
+    // Hold the clone's lock as a concurrent run would.
+    let lock = std::fs::OpenOptions::new().write(true).open(clone.with_extension("lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        .args(["sync", "--host", "192.0.2.11", "--repo"])
+        .arg(ops.remote())
+        .env("SOPS_AGE_KEY_FILE", ops.key())
+        .env("XDG_CACHE_HOME", ops.cache_home())
+        .env_remove("DIFY_GITOPS_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "the second run must wait for the lock");
+    assert_eq!(ops.commits(), 2, "and change nothing meanwhile");
+
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("another dify-gitops run is using the cached clone") && stderr.contains("waiting"),
+        "{stderr}"
+    );
+    assert!(ops.head_message().contains("external.host 192.0.2.10 -> 192.0.2.11"));
+}

@@ -39,8 +39,9 @@ pub fn acquire(url: &str) -> Result<Option<CachedClone>> {
     let lock = match lock {
         Some(lock) => lock,
         None => {
-            tracing::info!(
-                "waiting for another dify-gitops run that uses the cached clone {}",
+            // Shown at the default log level: a scheduled run that seems to hang should say why.
+            tracing::warn!(
+                "another dify-gitops run is using the cached clone {}; waiting for it to finish",
                 root.join(&key).display()
             );
             super::lock_file(&lock_path)?
