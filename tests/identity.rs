@@ -30,6 +30,10 @@ fn all_objects(ops: &Ops) -> String {
 fn cli(args: &[&str], identity: Option<&Path>, env: &[(&str, &Path)]) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
     command.args(args).env_remove("SOPS_AGE_KEY_FILE").env_remove("DIFY_GITOPS_LOG");
+    // sync's cached clone goes beside the remote, into the test's own temp dir, and is removed with it.
+    if let Some(remote) = args.iter().position(|a| *a == "--repo").and_then(|i| args.get(i + 1)) {
+        command.env("XDG_CACHE_HOME", Path::new(remote).parent().unwrap().join("cache"));
+    }
     if let Some(identity) = identity {
         command.env("SOPS_AGE_KEY_FILE", identity);
     }
@@ -161,6 +165,7 @@ fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
         .args(["sync", "--host", "192.0.2.10", "--rotate", "sandbox-api-key", "--repo", remote.to_str().unwrap()])
         .env("SOPS_AGE_KEY_FILE", ops.key())
         .env("TMPDIR", tmp.path())
+        .env("XDG_CACHE_HOME", ops.cache_home())
         .output()
         .unwrap();
     let traced = std::fs::read_to_string(&trace).unwrap_or_default();
@@ -176,4 +181,18 @@ fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
         assert!(!traced.contains(secret.as_str()), "a secret was written in plain text by some write(2)");
     }
     assert!(!traced.contains(body(&ops.identity)), "the identity was written somewhere");
+
+    // The cached clone sync keeps between runs holds only what the ops repo holds: no plaintext either.
+    let cached = Command::new("grep")
+        .arg("-rlF")
+        .args(secrets.iter().flat_map(|s| ["-e", s.as_str()]))
+        .arg(ops.cache_home())
+        .output()
+        .unwrap();
+    assert!(ops.cache_home().is_dir(), "the syncs above used the cache");
+    assert!(
+        cached.stdout.is_empty(),
+        "plaintext secrets in the cached clone: {}",
+        String::from_utf8_lossy(&cached.stdout)
+    );
 }
