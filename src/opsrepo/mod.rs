@@ -231,7 +231,9 @@ impl OpsRepo {
             bail!("the push was rejected: the remote has new commits; pull them into the working copy and run again");
         }
         self.fetch().context("fetching the ops repo after a rejected push")?;
-        self.reset_to_remote()
+        self.reset_to_remote()?;
+        // As at the start: files this attempt wrote that the new head does not track must not reach the retry.
+        cache::remove_untracked(&self.repo)
     }
 
     fn fetch(&self) -> Result<()> {

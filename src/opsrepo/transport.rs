@@ -142,7 +142,8 @@ fn host_and_port(url: &str) -> (String, Option<u16>) {
     }
 }
 
-/// Proxy settings as git finds them: `http.proxy` in the repo's config, then `https_proxy`/`HTTPS_PROXY`.
+/// Proxy settings for libgit2's own transports (plain `http://`; SSH uses none) as git finds them: `http.proxy`,
+/// then the proxy variables. `https://` is `https.rs`'s, which reads the variables itself.
 pub fn proxy() -> ProxyOptions<'static> {
     let mut options = ProxyOptions::new();
     options.auto();
