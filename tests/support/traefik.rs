@@ -174,6 +174,28 @@ impl StubNet {
         StubNet { worker, ns_if, subnet, last, next: AtomicU8::new(2) }
     }
 
+    /// This host's end of the veth pair: reachable from inside the namespace, and from this host.
+    pub fn host_address(&self) -> Ipv4Addr {
+        Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], self.last + 1)
+    }
+
+    /// Spawns `command` inside the namespace. The child gets `PR_SET_PDEATHSIG` (SIGKILL) tied to the namespace's
+    /// thread, which lives as long as the test process, so it never outlives the test run.
+    pub fn spawn(&self, mut command: Command) -> std::io::Result<Child> {
+        self.worker.run(move || {
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            command.spawn()
+        })
+    }
+
     /// A fresh stub address (a pod IP, as it were), added to the namespace's interface.
     pub fn new_address(&self) -> Ipv4Addr {
         let host = self.next.fetch_add(1, Ordering::Relaxed);
@@ -347,6 +369,16 @@ fn kubeconfig_field(kubeconfig: &str, field: &str) -> String {
 impl Traefik {
     /// Starts Traefik against `testbed` and waits until it answers its ping.
     pub fn start(testbed: &Testbed) -> Traefik {
+        Traefik::start_with(testbed, None)
+    }
+
+    /// Starts Traefik with its `web` and `websecure` entrypoints on `address` ports 80 and 443, as a load balancer
+    /// address serves them (so a browser can open `https://<address>/dify`); its certificate also names `address`.
+    pub fn start_on(testbed: &Testbed, address: Ipv4Addr) -> Traefik {
+        Traefik::start_with(testbed, Some(address))
+    }
+
+    fn start_with(testbed: &Testbed, address: Option<Ipv4Addr>) -> Traefik {
         let binary = traefik_binary();
         let version = traefik_version(&binary);
         let started = Instant::now();
@@ -357,7 +389,8 @@ impl Traefik {
             (kubeconfig_field(&kubeconfig, "token"), kubeconfig_field(&kubeconfig, "certificate-authority"));
 
         let ca_file = dir.join("ca.crt");
-        let (cert, key) = certificates(&ca_file);
+        let extra_names: Vec<String> = address.iter().map(|a| a.to_string()).collect();
+        let (cert, key) = certificates(&ca_file, &extra_names);
         let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
         std::fs::write(&cert_file, cert).unwrap();
         std::fs::write(&key_file, key).unwrap();
@@ -372,14 +405,18 @@ impl Traefik {
         )
         .unwrap();
 
-        let (web, websecure, ping) = (free_port(), free_port(), free_port());
+        let (web, websecure, ping) = match address {
+            Some(_) => (80, 443, free_port()),
+            None => (free_port(), free_port(), free_port()),
+        };
+        let listen = address.map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
         let kube = format!("    endpoint: {}\n    token: {token}\n    certAuthFilePath: {ca}\n", testbed.server);
         let config = format!(
             "global: {{checkNewVersion: false, sendAnonymousUsage: false}}\n\
              entryPoints:\n\
-             \x20 web:\n    address: 127.0.0.1:{web}\n\
+             \x20 web:\n    address: {listen}:{web}\n\
              \x20   http: {{redirections: {{entryPoint: {{to: websecure, scheme: https, permanent: true}}}}}}\n\
-             \x20 websecure:\n    address: 127.0.0.1:{websecure}\n    http: {{tls: {{}}}}\n\
+             \x20 websecure:\n    address: {listen}:{websecure}\n    http: {{tls: {{}}}}\n\
              \x20 ping:\n    address: 127.0.0.1:{ping}\n\
              ping: {{entryPoint: ping}}\n\
              log: {{level: DEBUG{no_color}}}\n\
@@ -477,7 +514,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// A CA (written to `ca_file`) and Traefik's default certificate signed by it: (cert PEM, key PEM).
-fn certificates(ca_file: &Path) -> (String, String) {
+fn certificates(ca_file: &Path, extra_names: &[String]) -> (String, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -485,7 +522,9 @@ fn certificates(ca_file: &Path) -> (String, String) {
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     std::fs::write(ca_file, ca.pem()).unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".into(), "192.0.2.10".into(), "localhost".into()]).unwrap();
+    let mut names: Vec<String> = vec!["127.0.0.1".into(), "192.0.2.10".into(), "localhost".into()];
+    names.extend(extra_names.iter().cloned());
+    let mut leaf = CertificateParams::new(names).unwrap();
     leaf.distinguished_name.push(DnType::CommonName, "kommander-traefik");
     let key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca).unwrap();

@@ -1,0 +1,160 @@
+//! A real browser: Debian's headless Chromium driven over WebDriver (Debian's chromedriver, the fantoccini
+//! client). Every step keeps a PNG screenshot under the run's output directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    shots: PathBuf,
+    step: usize,
+    _profile: tempfile::TempDir,
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and a headless Chromium session. The certificate of NKP's
+    /// Traefik is signed by its own CA, which a person accepts once in the browser; here Chromium ignores
+    /// certificate errors for the same reason.
+    pub async fn start(shots: &Path) -> Browser {
+        for (binary, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(binary).is_file(),
+                "{binary} is missing: install Debian's {package} (scripts/test-tools install debian)"
+            );
+        }
+        std::fs::create_dir_all(shots).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--ignore-certificate-errors", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1440,900", format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() > deadline => panic!("no WebDriver session from chromedriver: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        Browser { client, driver, shots: shots.to_path_buf(), step: 0, _profile: profile }
+    }
+
+    /// Saves a screenshot as `NN-name.png` and returns its path.
+    pub async fn shot(&mut self, name: &str) -> PathBuf {
+        self.step += 1;
+        let path = self.shots.join(format!("{:02}-{name}.png", self.step));
+        let png = self.client.screenshot().await.expect("taking a screenshot");
+        std::fs::write(&path, png).expect("writing the screenshot");
+        path
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    }
+
+    pub async fn url(&self) -> String {
+        self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default()
+    }
+
+    /// Waits until the current URL contains `part`.
+    pub async fn wait_url(&mut self, part: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.url().await.contains(part) {
+            if Instant::now() > deadline {
+                let shot = self.shot("timeout").await;
+                panic!(
+                    "the browser never reached a URL with {part:?} (at {}); screenshot {}",
+                    self.url().await,
+                    shot.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for an element; panics with a screenshot when it never appears.
+    pub async fn find(&mut self, locator: Locator<'_>, what: &str, timeout: Duration) -> fantoccini::elements::Element {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(locator).await
+                && el.is_displayed().await.unwrap_or(false)
+            {
+                return el;
+            }
+            if Instant::now() > deadline {
+                let shot = self.shot("missing").await;
+                panic!("{what} never appeared at {}; screenshot {}", self.url().await, shot.display());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn fill(&mut self, css: &str, text: &str) {
+        let el = self.find(Locator::Css(css), css, Duration::from_secs(30)).await;
+        el.clear().await.ok();
+        el.send_keys(text).await.unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    /// Clicks the visible button (or link) whose text is `text`.
+    pub async fn click_text(&mut self, text: &str) {
+        let xpath = format!(
+            "//*[self::button or self::a or @role='button' or self::span or self::div][normalize-space(.)='{text}']"
+        );
+        let el = self.find(Locator::XPath(&xpath), &format!("a button {text:?}"), Duration::from_secs(30)).await;
+        el.click().await.unwrap_or_else(|e| panic!("clicking {text:?}: {e}"));
+    }
+
+    /// The page's visible text.
+    pub async fn text(&self) -> String {
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Runs `script` in the page as an async function body; it calls `arguments[0]` with its result.
+    pub async fn run_async(&self, script: &str) -> serde_json::Value {
+        self.client.execute_async(script, vec![]).await.unwrap_or_else(|e| panic!("running a script: {e}"))
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}

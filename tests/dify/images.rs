@@ -1,0 +1,362 @@
+//! What each image does beyond running a binary, done here for the process that stands in for it.
+//!
+//! - **Dify api** (`…-api:<tag>`; api, worker, beat, the migration Job): the tree of `/app/api` is the source at
+//!   the tag with the cached virtualenv as `.venv`. The environment starts from the `ENV` lines of Dify's own
+//!   `api/Dockerfile` at the tag (read, not copied), with `/app/api` mapped to that tree. With no `command`, the
+//!   image's entrypoint runs: Dify's `api/docker/entrypoint.sh`.
+//! - **Dify web** (`…-web:<tag>`): the output of `scripts/dify-web-build`, laid out as the image's `/app`. The
+//!   environment starts from the `ENV` lines of `.github/docker/dify-web.Dockerfile` (the image the project
+//!   publishes) with its build argument `NEXT_PUBLIC_BASE_PATH` from the build; the entrypoint is Dify's
+//!   `entrypoint.sh` from the build output, with `/app/` mapped to the build directory.
+//! - **postgres** (the official image): `tests/dify/postgres-entrypoint.sh` does what the image's entrypoint
+//!   does on first start (initdb with `POSTGRES_USER`/`POSTGRES_PASSWORD`, create `POSTGRES_DB`), with Debian's
+//!   PostgreSQL, as the `postgres` user.
+//! - **redis** (the official image): the rendered `args` with Debian's `redis-server`.
+//!
+//! Volume mounts of postgres and redis become directories of the run; a rendered value that names a mount path
+//! (`--dir /data`, `PGDATA`) is mapped to that directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::pods::Launch;
+use crate::release::Container;
+
+/// The base image's PATH (Debian's, as python:3.12-slim and node:22 have it).
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Images {
+    /// The unpacked Dify source at the tag.
+    pub src: PathBuf,
+    pub api_venv: PathBuf,
+    /// `scripts/dify-web-build`'s output.
+    pub web_build: PathBuf,
+    /// Where this run keeps the image trees and volumes.
+    pub run_dir: PathBuf,
+    pub node_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Api,
+    Web,
+    Postgres,
+    Redis,
+}
+
+pub fn kind(image: &str) -> Kind {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let repo = name.split(':').next().unwrap_or(name);
+    match repo {
+        r if r.ends_with("-api") => Kind::Api,
+        r if r.ends_with("-web") => Kind::Web,
+        "postgres" => Kind::Postgres,
+        "redis" => Kind::Redis,
+        _ => panic!("the harness does not run image {image} yet"),
+    }
+}
+
+impl Images {
+    /// `/app/api` of the api image: the source tree's entries linked, `.venv` the cached virtualenv, and
+    /// `storage` (the files volume) a real directory shared by every api-image pod, as the chart's PVC is.
+    pub fn api_root(&self) -> PathBuf {
+        let root = self.run_dir.join("image-api/app/api");
+        if !root.exists() {
+            std::fs::create_dir_all(&root).unwrap();
+            for entry in std::fs::read_dir(self.src.join("api")).unwrap().flatten() {
+                std::os::unix::fs::symlink(entry.path(), root.join(entry.file_name())).unwrap();
+            }
+            std::os::unix::fs::symlink(&self.api_venv, root.join(".venv")).unwrap();
+            std::fs::create_dir_all(root.join("storage")).unwrap();
+        }
+        root
+    }
+
+    /// What runs for `container` in pod `pod`.
+    pub fn launch(&self, container: &Container, pod: &str) -> Launch {
+        match kind(&container.image) {
+            Kind::Api => self.api(container, pod),
+            Kind::Web => self.web(container, pod),
+            Kind::Postgres => self.postgres(container, pod),
+            Kind::Redis => self.redis(container, pod),
+        }
+    }
+
+    fn api(&self, c: &Container, pod: &str) -> Launch {
+        let root = self.api_root();
+        let map = |v: &str| map_prefix(v, "/app/api", &root);
+        let mut env = dockerfile_env(&self.src.join("api/Dockerfile"), &BTreeMap::new(), BASE_PATH);
+        env = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
+        env.extend(c.env.iter().cloned());
+        let (program, args) = match &c.command {
+            Some(command) => {
+                let mut args: Vec<String> = command[1..].to_vec();
+                args.extend(c.args.clone().unwrap_or_default());
+                (which(&command[0], &env), args)
+            }
+            None => {
+                let entrypoint = self.src.join("api/docker/entrypoint.sh").display().to_string();
+                let mut args = vec![entrypoint];
+                args.extend(c.args.clone().unwrap_or_default());
+                ("/bin/bash".to_string(), args)
+            }
+        };
+        let cwd = c.working_dir.as_deref().map_or(root.clone(), |w| PathBuf::from(map(w)));
+        Launch { pod: pod.to_string(), program, args, env, cwd, user: None }
+    }
+
+    fn web(&self, c: &Container, pod: &str) -> Launch {
+        let build: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.web_build.join("dify-web-build.json")).expect("reading dify-web-build.json"),
+        )
+        .expect("dify-web-build.json is JSON");
+        let base_path = build["basePath"].as_str().unwrap_or_default().to_string();
+        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/docker/dify-web.Dockerfile");
+        let build_args = BTreeMap::from([("NEXT_PUBLIC_BASE_PATH".to_string(), base_path)]);
+        let path = format!("{}:{BASE_PATH}", self.node_dir.display());
+        let mut env = dockerfile_env(&dockerfile, &build_args, &path);
+        env.extend(c.env.iter().cloned());
+        assert!(c.command.is_none() && c.args.is_none(), "the web container overrides the image's entrypoint");
+        // Dify's entrypoint.sh names /app/... absolutely: the same script, pointed at the build directory.
+        let script = std::fs::read_to_string(self.web_build.join("entrypoint.sh")).expect("reading entrypoint.sh");
+        let dir = self.run_dir.join("image-web");
+        std::fs::create_dir_all(&dir).unwrap();
+        let entrypoint = dir.join("entrypoint.sh");
+        std::fs::write(&entrypoint, script.replace("/app/", &format!("{}/", self.web_build.display()))).unwrap();
+        Launch {
+            pod: pod.to_string(),
+            program: "/bin/sh".into(),
+            args: vec![entrypoint.display().to_string()],
+            env,
+            cwd: self.web_build.clone(),
+            user: None,
+        }
+    }
+
+    fn volumes(&self, c: &Container, owner: Option<&str>) -> Vec<(String, PathBuf)> {
+        c.volume_mounts
+            .iter()
+            .map(|m| {
+                let dir =
+                    self.run_dir.join("volumes").join(&c.workload).join(m.trim_start_matches('/').replace('/', "_"));
+                std::fs::create_dir_all(&dir).unwrap();
+                if let Some(user) = owner {
+                    let status = std::process::Command::new("chown").args([user, &dir.display().to_string()]).status();
+                    assert!(status.is_ok_and(|s| s.success()), "chown {user} {}", dir.display());
+                }
+                (m.clone(), dir)
+            })
+            .collect()
+    }
+
+    fn postgres(&self, c: &Container, pod: &str) -> Launch {
+        let volumes = self.volumes(c, Some("postgres"));
+        let map = |v: &str| map_volumes(v, &volumes);
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), format!("{POSTGRES_BIN}:{BASE_PATH}")),
+            ("PGDATA".into(), "/var/lib/postgresql/data".into()),
+        ];
+        env.extend(c.env.iter().cloned());
+        let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
+        let mut env = env;
+        env.push(("POSTGRES_SOCKET_DIR".into(), map("/var/run/postgresql")));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dify/postgres-entrypoint.sh");
+        let mut args = vec![script.display().to_string()];
+        args.extend(c.args.clone().unwrap_or_default().iter().map(|a| map(a)));
+        Launch {
+            pod: pod.to_string(),
+            program: "/bin/sh".into(),
+            args,
+            env,
+            cwd: "/".into(),
+            user: Some("postgres".into()),
+        }
+    }
+
+    fn redis(&self, c: &Container, pod: &str) -> Launch {
+        let volumes = self.volumes(c, None);
+        let map = |v: &str| map_volumes(v, &volumes);
+        let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
+        argv.extend(c.args.clone().unwrap_or_default());
+        assert!(!argv.is_empty(), "the redis container runs the image's default command");
+        let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
+        env.extend(c.env.iter().cloned());
+        Launch {
+            pod: pod.to_string(),
+            program: which(&argv[0], &env),
+            args: argv[1..].iter().map(|a| map(a)).collect(),
+            env,
+            cwd: "/".into(),
+            user: None,
+        }
+    }
+}
+
+/// `value` with a leading `from` (a whole path component) replaced by `to`.
+fn map_prefix(value: &str, from: &str, to: &Path) -> String {
+    match value.strip_prefix(from) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", to.display()),
+        _ => value.to_string(),
+    }
+}
+
+fn map_volumes(value: &str, volumes: &[(String, PathBuf)]) -> String {
+    let mut best: Option<&(String, PathBuf)> = None;
+    for v in volumes {
+        let matches = value == v.0 || value.starts_with(&format!("{}/", v.0));
+        if matches && best.is_none_or(|b| v.0.len() > b.0.len()) {
+            best = Some(v);
+        }
+    }
+    best.map_or_else(|| value.to_string(), |(from, to)| map_prefix(value, from, to))
+}
+
+/// `program` found on the PATH of `env` (as the container runtime looks it up).
+fn which(program: &str, env: &[(String, String)]) -> String {
+    if program.contains('/') {
+        return program.to_string();
+    }
+    let path = env.iter().rev().find(|(k, _)| k == "PATH").map_or(BASE_PATH, |(_, v)| v.as_str());
+    path.split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on the image's PATH ({path})"))
+        .display()
+        .to_string()
+}
+
+/// The environment the `ENV` lines of a Dockerfile's last stage (and the stages it is built `FROM`) give, with
+/// `${VAR}`/`$VAR` expanded from what came before, the build arguments, and `PATH` starting as `base_path`.
+pub fn dockerfile_env(
+    dockerfile: &Path,
+    build_args: &BTreeMap<String, String>,
+    base_path: &str,
+) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dockerfile).unwrap_or_else(|e| panic!("reading {}: {e}", dockerfile.display()));
+    let mut stages: Vec<Stage> = Vec::new();
+    let joined = text.replace("\\\n", " ");
+    for line in joined.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match word.to_ascii_uppercase().as_str() {
+            "FROM" => {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let name = match parts.as_slice() {
+                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
+                    _ => String::new(),
+                };
+                stages.push((name, parts.first().unwrap_or(&"").to_string(), Vec::new()));
+            }
+            w @ ("ENV" | "ARG") => {
+                if let Some(stage) = stages.last_mut() {
+                    stage.2.push((w.to_string(), rest.trim().to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut chain = Vec::new();
+    let mut current = stages.len().checked_sub(1);
+    while let Some(i) = current {
+        chain.push(i);
+        let parent = &stages[i].1;
+        current = stages[..i].iter().rposition(|s| &s.0 == parent);
+    }
+    let mut env: Vec<(String, String)> = vec![("PATH".into(), base_path.into())];
+    let mut args: BTreeMap<String, String> = BTreeMap::new();
+    for &i in chain.iter().rev() {
+        for (word, rest) in &stages[i].2 {
+            let lookup = |env: &Vec<(String, String)>, args: &BTreeMap<String, String>, name: &str| {
+                env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| args.get(name).cloned())
+            };
+            for (key, value) in assignments(rest) {
+                if word == "ARG" {
+                    let value = build_args.get(&key).cloned().or(value).unwrap_or_default();
+                    args.insert(key, value);
+                } else {
+                    let value = substitute(&value.unwrap_or_default(), |n| lookup(&env, &args, n));
+                    env.push((key, value));
+                }
+            }
+        }
+    }
+    env
+}
+
+/// A build stage: its name, the stage or image it is built `FROM`, and its `ENV`/`ARG` instructions in order.
+type Stage = (String, String, Vec<(String, String)>);
+
+/// `K=V K2="V 2"` or the legacy `K V` form.
+fn assignments(rest: &str) -> Vec<(String, Option<String>)> {
+    if !rest.contains('=') || rest.split_whitespace().next().is_some_and(|w| !w.contains('=')) {
+        let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let v = v.trim();
+        return vec![(k.to_string(), (!v.is_empty()).then(|| v.trim_matches('"').to_string()))];
+    }
+    let mut out = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while chars.peek().is_some() {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            out.push((key, None));
+            continue;
+        }
+        let mut value = String::new();
+        let mut quote = None;
+        while let Some(&c) = chars.peek() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => break,
+                _ => value.push(c),
+            }
+            chars.next();
+        }
+        out.push((key, Some(value)));
+    }
+    out
+}
+
+fn substitute(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            let end = inner.find('}').unwrap_or(inner.len());
+            (&inner[..end], end + 2)
+        } else {
+            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        out.push_str(&lookup(name).unwrap_or_default());
+        rest = &after[len.min(after.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn dockerfile_env_follows_stages_and_expansion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Dockerfile");
+    std::fs::write(
+        &file,
+        "FROM x AS base\nARG BP=\"\"\nENV BP=\"$BP\"\nFROM base AS build\nENV NOT=seen\nFROM base AS production\n\
+         ENV VIRTUAL_ENV=/app/api/.venv\nENV PATH=\"${VIRTUAL_ENV}/bin:${PATH}\"\nENV A=1 B=\"two words\"\nENV C 3\n",
+    )
+    .unwrap();
+    let env = dockerfile_env(&file, &BTreeMap::from([("BP".into(), "/dify".into())]), "/bin");
+    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("BP"), Some("/dify"));
+    assert_eq!(get("NOT"), None);
+    assert_eq!(get("PATH"), Some("/app/api/.venv/bin:/bin"));
+    assert_eq!((get("A"), get("B"), get("C")), (Some("1"), Some("two words"), Some("3")));
+}

@@ -1,0 +1,569 @@
+//! Real Dify from this chart: the api, worker, beat, web and migration processes of a Dify release, each started
+//! with exactly the command, args and environment the chart renders, behind the chart's Ingresses on a real
+//! Traefik, driven in a real browser at `https://<Traefik's address>/dify`.
+//!
+//! The pieces (README.md in this directory says more):
+//! - `tests/dify/prepare` builds the api's virtualenv and the `/dify` web (`scripts/dify-web-build`) once per
+//!   source archive; this test fails, naming the command, when they are missing.
+//! - The testbed's kube-apiserver holds the release: `helm install --no-hooks` of `chart/dify`, as `deploy.sh`
+//!   would run it, so the chart's generated Secrets exist; the migration Job comes from the release's hooks.
+//! - `release.rs` resolves each container against the cluster's Secrets and ConfigMaps; `images.rs` does what
+//!   each image adds; `pods.rs` runs it in the test's network namespace on its pod's address, with the chart's
+//!   Service names resolving there. EndpointSlices put those addresses behind the chart's Services.
+//! - Traefik (as NKP configures Kommander's) serves the chart's Ingresses on ports 80 and 443 of this host's end
+//!   of the namespace's veth pair, the "load balancer address" the chart is rendered for.
+//! - `browser.rs` drives Debian's Chromium: install, sign in, create a chat app, open its web app, reload, sign
+//!   out, with a screenshot per step under `test-output/dify/<version>/`.
+//!
+//! Needs root (namespaces), the pinned tools (helm, kubectl, Traefik, node, uv) and Debian's chromium,
+//! chromium-driver, postgresql-15 and redis-server (`scripts/test-tools install`). Run it through
+//! `scripts/test dify`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod browser;
+mod images;
+mod pods;
+mod release;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::{Value, json};
+use support::traefik::{Traefik, traefik_crds};
+use support::{Testbed, nkp_fixture};
+
+use crate::images::{Images, Kind};
+use crate::pods::{Cluster, Launch, Process, tcp_open};
+use crate::release::{Container, Release};
+
+const NAMESPACE: &str = "dify";
+/// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.
+const PATH_WEB_IMAGE: &str = "ghcr.io/dify-gitops/dify-web";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What `tests/dify/prepare VERSION` built (it must have run: the suite runs it first).
+fn prepared(version: &str) -> Images {
+    let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
+    assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    for part in ["src", "api-venv", "web-dify"] {
+        assert!(
+            dir.join(part).is_dir(),
+            "{} is missing: build it with `tests/dify/prepare {version}` (scripts/test dify does)",
+            dir.join(part).display()
+        );
+    }
+    let node = Command::new("sh").args(["-c", "command -v node"]).output().unwrap();
+    let node = PathBuf::from(String::from_utf8(node.stdout).unwrap().trim());
+    assert!(node.is_file(), "node is not on PATH: scripts/test-tools install node");
+    let node_dir = std::fs::canonicalize(&node).unwrap().parent().unwrap().to_path_buf();
+    Images {
+        src: dir.join("src"),
+        api_venv: dir.join("api-venv"),
+        web_build: dir.join("web-dify"),
+        run_dir: PathBuf::new(),
+        node_dir,
+    }
+}
+
+/// A running pod: its process and what started it (exec probes run in the same context).
+struct Pod {
+    container: Container,
+    launch: Launch,
+    ip: Ipv4Addr,
+    process: Process,
+}
+
+struct Install {
+    testbed: Testbed,
+    /// Kept for its lifetime: it serves the front door until the install is dropped.
+    _traefik: Traefik,
+    cluster: Cluster,
+    release: Release,
+    images: Images,
+    address: Ipv4Addr,
+    pods: Vec<Pod>,
+    /// Addresses by workload name.
+    addresses: std::collections::BTreeMap<String, Ipv4Addr>,
+    output: PathBuf,
+    figures: Vec<String>,
+}
+
+fn helm(testbed: &Testbed, args: &[&str]) -> String {
+    let output = Command::new("helm")
+        .args(args)
+        .env("KUBECONFIG", &testbed.kubeconfig)
+        .output()
+        .expect("running helm (is it on PATH?)");
+    assert!(output.status.success(), "helm {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).unwrap();
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Install {
+    fn set_up(version: &str) -> Install {
+        let started = Instant::now();
+        let mut images = prepared(version);
+        let output = root().join("test-output/dify").join(version);
+        let _ = std::fs::remove_dir_all(&output);
+        std::fs::create_dir_all(&output).unwrap();
+        let crds = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(crds.path(), traefik_crds(3)).unwrap();
+        let testbed = Testbed::start(&[nkp_fixture(), crds.path().to_path_buf()]);
+        let run_dir = testbed.dir.join("dify");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        images.run_dir = run_dir.clone();
+        let cluster = Cluster::create(&run_dir);
+        let address = cluster.net.host_address();
+        let traefik = Traefik::start_on(&testbed, address);
+
+        // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
+        testbed.kubectl(&["create", "namespace", NAMESPACE]);
+        let chart = root().join("chart/dify");
+        let sets = [
+            "expose.ingressClassName=kommander-traefik".to_string(),
+            "expose.path=/dify".to_string(),
+            "external.scheme=https".to_string(),
+            format!("external.host={address}"),
+            "images.dify.repository=langgenius/dify".to_string(),
+            format!("images.dify.tag={version}"),
+            format!("secrets.difySecretKey={}", random_hex(32)),
+            "storage.storageClassName=nutanix-volume".to_string(),
+        ];
+        let mut args = vec!["install", "dify", chart.to_str().unwrap(), "-n", NAMESPACE, "--no-hooks"];
+        for set in &sets {
+            args.extend(["--set-string", set]);
+        }
+        helm(&testbed, &args);
+        let hooks_yaml = helm(&testbed, &["get", "hooks", "dify", "-n", NAMESPACE]);
+        let hooks = to_json_objects(&testbed, &hooks_yaml);
+        let release = Release::read(
+            NAMESPACE,
+            |kind| serde_json::from_str(&testbed.kubectl(&["get", kind, "-n", NAMESPACE, "-o", "json"])).unwrap(),
+            hooks,
+        );
+        let mut install = Install {
+            testbed,
+            _traefik: traefik,
+            cluster,
+            release,
+            images,
+            address,
+            pods: Vec::new(),
+            addresses: Default::default(),
+            output,
+            figures: Vec::new(),
+        };
+        install.wire_services();
+        install.figure(format!("set-up (testbed, Traefik, helm install): {:.1} s", started.elapsed().as_secs_f64()));
+        install
+    }
+
+    fn figure(&mut self, line: String) {
+        eprintln!("dify: {line}");
+        self.figures.push(line);
+    }
+
+    /// Each workload gets a pod address; each Service of the release resolves, by name, to the address of the
+    /// workload it selects, and an EndpointSlice puts that address behind it for Traefik.
+    fn wire_services(&mut self) {
+        for w in &self.release.workloads {
+            let name = w["metadata"]["name"].as_str().unwrap().to_string();
+            let ip = self.cluster.net.new_address();
+            self.cluster.add_names(ip, &[format!("{name}-0")]);
+            self.addresses.insert(name, ip);
+        }
+        let mut slices = Vec::new();
+        for service in &self.release.services {
+            let name = service["metadata"]["name"].as_str().unwrap();
+            let selector = service["spec"]["selector"].as_object().cloned().unwrap_or_default();
+            let Some(workload) = self.release.workloads.iter().find(|w| {
+                let labels = &w["spec"]["template"]["metadata"]["labels"];
+                w["kind"] != "Job" && selector.iter().all(|(k, v)| &labels[k] == v)
+            }) else {
+                continue;
+            };
+            let workload_name = workload["metadata"]["name"].as_str().unwrap();
+            let ip = self.addresses[workload_name];
+            let ns = NAMESPACE;
+            self.cluster.add_names(
+                ip,
+                &[
+                    name.to_string(),
+                    format!("{name}.{ns}"),
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                ],
+            );
+            let container_ports = &workload["spec"]["template"]["spec"]["containers"][0]["ports"];
+            let ports: Vec<Value> = service["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let target = match &p["targetPort"] {
+                        Value::Number(n) => n.as_u64().unwrap(),
+                        Value::String(port_name) => container_ports
+                            .as_array()
+                            .and_then(|a| a.iter().find(|c| &c["name"] == port_name))
+                            .and_then(|c| c["containerPort"].as_u64())
+                            .unwrap_or_else(|| panic!("{workload_name} has no container port {port_name}")),
+                        other => panic!("targetPort {other}"),
+                    };
+                    json!({"name": p["name"], "port": target, "protocol": "TCP"})
+                })
+                .collect();
+            slices.push(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{name}-harness"), "namespace": ns,
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+                "ports": ports,
+            }));
+        }
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": slices});
+        let file = self.cluster.dir.join("endpointslices.json");
+        std::fs::write(&file, list.to_string()).unwrap();
+        self.testbed.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// Starts every container of `workload` (init containers first, each to completion).
+    fn start(&mut self, workload: &str) {
+        let ip = self.addresses[workload];
+        let pod = format!("{workload}-0");
+        for init in self.release.containers(workload, true) {
+            let launch = self.images.launch(&init, &pod);
+            let process = self.cluster.start(launch);
+            process.wait_success(Duration::from_secs(300));
+        }
+        for container in self.release.containers(workload, false) {
+            let launch = self.images.launch(&container, &pod);
+            let process = self.cluster.start(clone_launch(&launch));
+            self.pods.push(Pod { container, launch, ip, process });
+        }
+    }
+
+    fn pod(&self, workload: &str) -> &Pod {
+        self.pods.iter().find(|p| p.container.workload == workload).unwrap_or_else(|| panic!("no pod {workload}"))
+    }
+
+    /// Runs one probe of `pod` once: Ok when it passes, Err with why not.
+    fn probe_once(&self, pod: &Pod, probe: &Value) -> Result<(), String> {
+        let port = |p: &Value| -> u16 {
+            match p {
+                Value::Number(n) => n.as_u64().unwrap() as u16,
+                Value::String(name) => *pod.container.ports.get(name).unwrap_or_else(|| panic!("no port {name}")),
+                _ => panic!("probe port {p}"),
+            }
+        };
+        if let Some(get) = probe.get("httpGet") {
+            let path = get["path"].as_str().unwrap_or("/");
+            return match http_get(pod.ip, port(&get["port"]), path) {
+                Some(status) if (200..400).contains(&status) => Ok(()),
+                Some(status) => Err(format!("GET {path}: {status}")),
+                None => Err(format!("GET {path}: no answer")),
+            };
+        }
+        if let Some(tcp) = probe.get("tcpSocket") {
+            let port = port(&tcp["port"]);
+            return if tcp_open(pod.ip, port) { Ok(()) } else { Err(format!("port {port} closed")) };
+        }
+        if let Some(exec) = probe.get("exec") {
+            let argv: Vec<String> =
+                exec["command"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+            let mut launch = clone_launch(&pod.launch);
+            launch.program = argv[0].clone();
+            launch.args = argv[1..].to_vec();
+            launch.pod = pod.launch.pod.clone();
+            let process = self.cluster.start(launch);
+            let timeout = Duration::from_secs(probe["timeoutSeconds"].as_u64().unwrap_or(1).max(1));
+            let started = Instant::now();
+            loop {
+                if let Some(status) = process.exited() {
+                    return if status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("`{}` exited {status}: {}", argv.join(" "), process.log_tail(5)))
+                    };
+                }
+                if started.elapsed() > timeout {
+                    return Err(format!("`{}` ran past its {timeout:?} timeout", argv.join(" ")));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        panic!("probe {probe} is not emulated")
+    }
+
+    /// Waits until the workload's startup and readiness probes pass, as the kubelet would before sending it
+    /// traffic: each within `failureThreshold × periodSeconds` (checked here every 2 s). A workload without
+    /// either probe is checked with its liveness probe.
+    fn wait_ready(&mut self, workload: &str) -> Duration {
+        let started = Instant::now();
+        let pod = self.pod(workload);
+        let mut probes: Vec<(&str, Value)> = Vec::new();
+        for (name, probe) in [("startup", &pod.container.startup), ("readiness", &pod.container.readiness)] {
+            if let Some(p) = probe {
+                probes.push((name, p.clone()));
+            }
+        }
+        if probes.is_empty()
+            && let Some(p) = &pod.container.liveness
+        {
+            probes.push(("liveness", p.clone()));
+        }
+        for (name, probe) in probes {
+            let budget = probe["failureThreshold"].as_u64().unwrap_or(3)
+                * probe["periodSeconds"].as_u64().unwrap_or(10)
+                + probe["initialDelaySeconds"].as_u64().unwrap_or(0);
+            let deadline = Instant::now() + Duration::from_secs(budget.max(30));
+            loop {
+                let pod = self.pod(workload);
+                if let Some(status) = pod.process.exited() {
+                    panic!("pod {} exited ({status}); its log:\n{}", pod.launch.pod, pod.process.log_tail(60));
+                }
+                match self.probe_once(pod, &probe) {
+                    Ok(()) => break,
+                    Err(why) if Instant::now() > deadline => panic!(
+                        "{workload}: its {name} probe never passed within {budget} s, so the kubelet would never mark \
+                         it Ready: {why}\nthe pod's log:\n{}",
+                        pod.process.log_tail(40)
+                    ),
+                    Err(_) => std::thread::sleep(Duration::from_secs(2)),
+                }
+            }
+        }
+        started.elapsed()
+    }
+
+    fn https_status(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "-", "-w", "\n%{http_code}", &format!("https://{}{path}", self.address)])
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+fn clone_launch(l: &Launch) -> Launch {
+    Launch {
+        pod: l.pod.clone(),
+        program: l.program.clone(),
+        args: l.args.clone(),
+        env: l.env.clone(),
+        cwd: l.cwd.clone(),
+        user: l.user.clone(),
+    }
+}
+
+/// The HTTP status of `GET path` on `ip:port`.
+fn http_get(ip: Ipv4Addr, port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes()).ok()?;
+    let mut head = [0u8; 16];
+    stream.read_exact(&mut head[..12]).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// YAML documents as JSON objects, converted by kubectl (client side, nothing created).
+fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
+    let file = testbed.dir.join("hooks.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let text = testbed.kubectl(&["create", "--dry-run=client", "-o", "json", "-f", file.to_str().unwrap()]);
+    // One JSON object per document, one after another.
+    serde_json::Deserializer::from_str(&text).into_iter::<Value>().map(|v| v.expect("kubectl printed JSON")).collect()
+}
+
+/// Runs the chart's release of `version` and the browser scenario.
+fn real_dify(version: &str) {
+    let mut install = Install::set_up(version);
+
+    let web = install.release.containers("dify-web", false).remove(0);
+    assert_eq!(images::kind(&web.image), Kind::Web);
+
+    // Data stores first, as their StatefulSets come up before the migration Job's init container lets it run.
+    for store in ["dify-postgresql", "dify-redis"] {
+        install.start(store);
+    }
+    for store in ["dify-postgresql", "dify-redis"] {
+        let took = install.wait_ready(store);
+        install.figure(format!("{store} ready in {:.1} s", took.as_secs_f64()));
+    }
+
+    // The post-install hook: the migration Job, its init container first.
+    let migration_started = Instant::now();
+    let job = install.release.workloads.iter().find(|w| w["kind"] == "Job").expect("the release has a migration Job");
+    let job = job["metadata"]["name"].as_str().unwrap().to_string();
+    install.start(&job);
+    let took = install.pod(&job).process.wait_success(Duration::from_secs(900));
+    install.figure(format!("migration Job ({job}) succeeded in {:.1} s", took.as_secs_f64()));
+
+    for workload in ["dify-api", "dify-worker", "dify-beat", "dify-web"] {
+        install.start(workload);
+    }
+    let took = install.wait_ready("dify-api");
+    install.figure(format!(
+        "api ready {:.1} s after start; {:.1} s from the start of migration",
+        took.as_secs_f64(),
+        migration_started.elapsed().as_secs_f64()
+    ));
+    for workload in ["dify-web", "dify-worker", "dify-beat"] {
+        let took = install.wait_ready(workload);
+        install.figure(format!("{workload} ready in {:.1} s", took.as_secs_f64()));
+    }
+
+    // The front door: the api through Traefik at the chart's path.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = install.https_status("/dify/console/api/setup");
+        if code == 200 && body.contains("step") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Traefik never routed /dify/console/api/setup to the api: {code} {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The init password, read the way the chart's NOTES tell a user to.
+    let init_password = {
+        let encoded = install.testbed.kubectl(&[
+            "-n",
+            NAMESPACE,
+            "get",
+            "secret",
+            "dify-internal",
+            "-o",
+            "jsonpath={.data.init-password}",
+        ]);
+        use base64::Engine;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()).unwrap()
+    };
+
+    let url = format!("https://{}/dify", install.address);
+    let shots = install.output.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (app_list, web_app) = runtime.block_on(browse(&url, &init_password, &shots));
+    install.figure(format!("screenshots: {} and {}", app_list.display(), web_app.display()));
+
+    // `dify-gitops verify` passes on this install.
+    let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
+    assert_eq!(verify.code, 0, "dify-gitops verify failed on a working install:\n{}\n{}", verify.stdout, verify.stderr);
+
+    // The web image the chart chose for /dify is the project's build for that path, which is exactly what the
+    // harness served: the recipe's output.
+    assert!(
+        web.image.starts_with(&format!("{PATH_WEB_IMAGE}:")),
+        "with expose.path /dify the chart should default to the /dify web image {PATH_WEB_IMAGE}, not {}",
+        web.image
+    );
+    std::fs::write(install.output.join("figures.txt"), install.figures.join("\n") + "\n").unwrap();
+    for pod in &install.pods {
+        let _ = std::fs::copy(&pod.process.log, install.output.join(format!("{}.log", pod.launch.pod)));
+    }
+    eprintln!("dify: figures and logs in {}", install.output.display());
+}
+
+async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathBuf) {
+    let mut b = browser::Browser::start(shots).await;
+    let long = Duration::from_secs(90);
+
+    // 1. The install page (first the init password, since the chart sets INIT_PASSWORD).
+    b.goto(url).await;
+    b.wait_url("/dify/init", long).await;
+    b.shot("init-password").await;
+    // 2. The init password.
+    b.fill("input#password", init_password).await;
+    b.click_text("Validate").await;
+    b.wait_url("/dify/install", long).await;
+    b.find(Locator::Css("input#email"), "the install form", long).await;
+    b.shot("install").await;
+    // 3. The admin account, then sign in.
+    let (email, password) = ("admin@example.com", "Passw0rd-for-tests");
+    b.fill("input#email", email).await;
+    b.fill("input#name", "Admin").await;
+    b.fill("input#password", password).await;
+    b.click_text("Set up").await;
+    b.wait_url("/dify/signin", long).await;
+    b.find(Locator::Css("input#email"), "the sign-in form", long).await;
+    b.shot("signin").await;
+    b.fill("input#email", email).await;
+    b.fill("input#password", password).await;
+    b.click_text("Sign in").await;
+    b.wait_url("/dify/apps", long).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+    let app_list = b.shot("app-list-signed-in").await;
+
+    // 4. A chat app, then its public web app under /dify.
+    b.click_text("Create from Blank").await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Chatbot']"), "the app types", long).await;
+    b.click_text("Chatbot").await;
+    b.fill("input[placeholder='Give your app a name']", "Harness chat").await;
+    b.shot("create-app").await;
+    b.click_text("Create").await;
+    b.wait_url("/dify/app/", long).await;
+    let app_url = b.url().await;
+    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+    assert!(!app_id.is_empty(), "no app id in {app_url}");
+    b.shot("app-created").await;
+    // The web app's address, as the app's overview shows it: ask the console API with the session's cookies.
+    let script = format!(
+        "const done = arguments[0];
+         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
+         fetch('/dify/console/api/apps/{app_id}', {{credentials: 'include', headers: {{'X-CSRF-Token': csrf}}}})
+           .then(r => r.json()).then(j => done(j)).catch(e => done({{error: String(e)}}));"
+    );
+    let app = b.run_async(&script).await;
+    let code = app["site"]["access_token"]
+        .as_str()
+        .or(app["site"]["code"].as_str())
+        .unwrap_or_else(|| panic!("the console API gave no site code for the app: {app}"));
+    let web_app_url = format!("{url}/chat/{code}");
+    b.goto(&web_app_url).await;
+    b.wait_url(&format!("/dify/chat/{code}"), long).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let web_app = b.shot("web-app").await;
+    let text = b.text().await;
+    assert!(!text.contains("404"), "the web app page shows a 404: {text}");
+
+    // 5. Reload the console: the session holds. Then sign out.
+    b.goto(&format!("{url}/apps")).await;
+    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the new app in the list", long).await;
+    b.client.refresh().await.unwrap();
+    b.wait_url("/dify/apps", long).await;
+    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list after a reload", long)
+        .await;
+    b.shot("reloaded").await;
+    let logout = "const done = arguments[0];
+         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
+         fetch('/dify/console/api/logout', {method: 'POST', credentials: 'include', headers: {'X-CSRF-Token': csrf}})
+           .then(r => done(r.status)).catch(e => done(String(e)));";
+    let status = b.run_async(logout).await;
+    b.goto(&format!("{url}/apps")).await;
+    b.wait_url("/dify/signin", long).await;
+    b.shot("signed-out").await;
+    assert!(status.as_u64().is_some_and(|s| s < 400), "logout answered {status}");
+    b.close().await;
+    (app_list, web_app)
+}
+
+#[test]
+fn dify_1_13_3_runs_from_the_chart_under_dify_in_a_browser() {
+    real_dify("1.13.3");
+}

@@ -1,0 +1,217 @@
+//! The chart as the cluster holds it after `helm install`: its workloads, and each container resolved to the exact
+//! command, args and environment a kubelet would give it. Nothing here knows Dify: every value comes from the
+//! rendered objects and the Secrets and ConfigMaps the install created (the chart generates some of them).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde_json::Value;
+
+/// The objects of one release, as JSON from the API server.
+pub struct Release {
+    pub namespace: String,
+    pub workloads: Vec<Value>,
+    pub services: Vec<Value>,
+    secrets: BTreeMap<String, BTreeMap<String, String>>,
+    config_maps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// One container of one workload, resolved.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The workload's name, e.g. `dify-api`; the harness names its pod `<workload>-0`.
+    pub workload: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    /// In the order the kubelet sets them (envFrom first, then env), `$(VAR)` references expanded.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Container port numbers by name.
+    pub ports: BTreeMap<String, u16>,
+    pub volume_mounts: Vec<String>,
+    pub readiness: Option<Value>,
+    pub startup: Option<Value>,
+    pub liveness: Option<Value>,
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn string_map(value: &Value, decode: bool) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (key, v) in value.as_object().into_iter().flatten() {
+        let text = v.as_str().unwrap_or_default();
+        let text = if decode {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap_or_else(|e| panic!("Secret key {key} is not base64: {e}"));
+            String::from_utf8(bytes).unwrap_or_else(|_| panic!("Secret key {key} is not UTF-8"))
+        } else {
+            text.to_string()
+        };
+        map.insert(key.clone(), text);
+    }
+    map
+}
+
+impl Release {
+    /// `get` returns `kubectl get <kind> -o json` of the release's namespace; `hooks` are the release's hook
+    /// objects (as JSON), which `helm install --no-hooks` did not create.
+    pub fn read(namespace: &str, get: impl Fn(&str) -> Value, hooks: Vec<Value>) -> Release {
+        let mut workloads = Vec::new();
+        for kind in ["deployments", "statefulsets"] {
+            workloads.extend(items(&get(kind)));
+        }
+        workloads.extend(hooks.into_iter().filter(|o| o["kind"] == "Job"));
+        let secrets = items(&get("secrets"))
+            .iter()
+            .map(|s| {
+                let mut data = string_map(&s["data"], true);
+                data.extend(string_map(&s["stringData"], false));
+                (s["metadata"]["name"].as_str().unwrap().to_string(), data)
+            })
+            .collect();
+        let config_maps = items(&get("configmaps"))
+            .iter()
+            .map(|c| (c["metadata"]["name"].as_str().unwrap().to_string(), string_map(&c["data"], false)))
+            .collect();
+        Release { namespace: namespace.to_string(), workloads, services: items(&get("services")), secrets, config_maps }
+    }
+
+    pub fn workload(&self, name: &str) -> &Value {
+        self.workloads
+            .iter()
+            .find(|w| w["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the release has no workload {name}"))
+    }
+
+    /// The main containers of a workload, resolved (`init: true` for its init containers).
+    pub fn containers(&self, workload: &str, init: bool) -> Vec<Container> {
+        let object = self.workload(workload);
+        let spec = &object["spec"]["template"]["spec"];
+        let list = if init { &spec["initContainers"] } else { &spec["containers"] };
+        list.as_array().into_iter().flatten().map(|c| self.resolve(workload, c)).collect()
+    }
+
+    fn resolve(&self, workload: &str, c: &Value) -> Container {
+        let pod = format!("{workload}-0");
+        let mut env: Vec<(String, String)> = Vec::new();
+        for from in c["envFrom"].as_array().into_iter().flatten() {
+            let prefix = from["prefix"].as_str().unwrap_or_default();
+            let (map, what) = if let Some(name) = from["secretRef"]["name"].as_str() {
+                (self.secrets.get(name), format!("Secret {name}"))
+            } else {
+                let name = from["configMapRef"]["name"].as_str().unwrap_or_default();
+                (self.config_maps.get(name), format!("ConfigMap {name}"))
+            };
+            let optional = from["secretRef"]["optional"] == true || from["configMapRef"]["optional"] == true;
+            match map {
+                Some(map) => env.extend(map.iter().map(|(k, v)| (format!("{prefix}{k}"), v.clone()))),
+                None if optional => {}
+                None => panic!("{workload}/{}: envFrom names {what}, which the release does not have", c["name"]),
+            }
+        }
+        for e in c["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = if let Some(v) = e["value"].as_str() {
+                Some(expand(v, &env))
+            } else if e["value"].is_null() && e["valueFrom"].is_null() {
+                Some(String::new())
+            } else {
+                self.value_from(&e["valueFrom"], &pod)
+            };
+            if let Some(value) = value {
+                env.push((name, value));
+            }
+        }
+        let strings = |v: &Value| -> Option<Vec<String>> {
+            v.as_array().map(|a| a.iter().map(|s| expand(s.as_str().unwrap_or_default(), &env)).collect())
+        };
+        let ports = c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["containerPort"].as_u64()? as u16)))
+            .collect();
+        Container {
+            workload: workload.to_string(),
+            image: c["image"].as_str().unwrap_or_default().to_string(),
+            command: strings(&c["command"]),
+            args: strings(&c["args"]),
+            env: env.clone(),
+            working_dir: c["workingDir"].as_str().map(str::to_string),
+            ports,
+            volume_mounts: c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["mountPath"].as_str().map(str::to_string))
+                .collect(),
+            readiness: Some(c["readinessProbe"].clone()).filter(|p| !p.is_null()),
+            startup: Some(c["startupProbe"].clone()).filter(|p| !p.is_null()),
+            liveness: Some(c["livenessProbe"].clone()).filter(|p| !p.is_null()),
+        }
+    }
+
+    fn value_from(&self, from: &Value, pod: &str) -> Option<String> {
+        let lookup = |maps: &BTreeMap<String, BTreeMap<String, String>>, r: &Value, what: &str| {
+            let (name, key) = (r["name"].as_str().unwrap_or_default(), r["key"].as_str().unwrap_or_default());
+            match maps.get(name).and_then(|m| m.get(key)) {
+                Some(v) => Some(v.clone()),
+                None if r["optional"] == true => None,
+                None => panic!("{what} {name} has no key {key} (and the reference is not optional)"),
+            }
+        };
+        if !from["secretKeyRef"].is_null() {
+            lookup(&self.secrets, &from["secretKeyRef"], "Secret")
+        } else if !from["configMapKeyRef"].is_null() {
+            lookup(&self.config_maps, &from["configMapKeyRef"], "ConfigMap")
+        } else if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
+            Some(match path {
+                "metadata.name" => pod.to_string(),
+                "metadata.namespace" => self.namespace.clone(),
+                other => panic!("fieldRef {other} is not emulated by the harness"),
+            })
+        } else {
+            panic!("valueFrom {from} is not emulated by the harness")
+        }
+    }
+}
+
+/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined one is left as written, and
+/// `$$` is a literal `$`.
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match env.iter().rev().find(|(n, _)| n == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&rest[at..at + 3 + end]),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn expansion_follows_kubernetes() {
+    let env = vec![("A".to_string(), "x".to_string())];
+    assert_eq!(expand("redis://:$(A)@h/1", &env), "redis://:x@h/1");
+    assert_eq!(expand("$(B)-$$(A)-$", &env), "$(B)-$(A)-$");
+}
