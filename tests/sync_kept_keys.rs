@@ -46,10 +46,7 @@ fn sops_set(ops: &Ops, name: &str, value: &str) {
 
 /// The recipients of the remote's Secret, in file order.
 fn file_recipients(ops: &Ops) -> Vec<String> {
-    ops.show(SECRETS)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("recipient: ").map(str::to_string))
-        .collect()
+    ops.show(SECRETS).lines().filter_map(|l| l.trim().strip_prefix("recipient: ").map(str::to_string)).collect()
 }
 
 fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
@@ -116,7 +113,9 @@ fn a_key_label_and_annotation_added_with_sops_edit_survive_re_encryption() {
     let edited = ops.decrypted_secrets();
     assert_eq!(edited["stringData"]["smtp-password"], "smtp-by-hand-77c1", "the editor script worked");
 
-    for args in [vec!["sync", "--host", "192.0.2.11"], vec!["sync", "--host", "192.0.2.12", "--rotate", "sandbox-api-key"]] {
+    for args in
+        [vec!["sync", "--host", "192.0.2.11"], vec!["sync", "--host", "192.0.2.12", "--rotate", "sandbox-api-key"]]
+    {
         let (code, stdout, stderr) = ops.sync(&args);
         assert_eq!(code, 6, "{args:?}: {stdout}{stderr}");
         let secret = ops.decrypted_secrets();
@@ -149,7 +148,7 @@ fn without_an_identity_nothing_is_lost_in_any_combination() {
     let (code, stdout, stderr) =
         ops.cli(&["sync", "--host", "192.0.2.12", "--recipient", &ops.recipient, "--recipient", &other], None);
     assert_eq!(code, 6, "{stdout}{stderr}");
-    assert!(stderr.contains(&format!("added {other}")), "{stderr}");
+    assert!(stderr.contains(&format!("recipient {other} added")), "{stderr}");
     assert_eq!(ops.show(SECRETS), secrets);
 
     // A generated secret is missing: adding it means re-encrypting, which would drop the hand-added key without
@@ -201,7 +200,8 @@ fn recipients_added_and_removed_are_named_in_the_change_list() {
     // The config gains a recipient, then loses the operator's: both show, by recipient.
     let (new_key, newcomer) = age_keygen(ops.dir.path(), "newcomer.key");
     let work = checkout(&ops, "config");
-    let config = |recipients: &str| format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{recipients}]\n");
+    let config =
+        |recipients: &str| format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{recipients}]\n");
     std::fs::write(work.join("dify-gitops.yaml"), config(&format!("{}, {newcomer}", ops.recipient))).unwrap();
     commit_and_push(&work, "add a recipient");
     let (code, stdout, stderr) = ops.sync(&["sync", "--host", "192.0.2.10"]);

@@ -2,9 +2,11 @@
 //! Secret) that a Flux HelmRelease of `chart/dify` consumes. This module plans an overlay from the desired
 //! settings and what the ops repo already holds; it reads and writes no file itself.
 //!
-//! Architecture invariant: a secret, once generated, is carried over from the existing encrypted overlay and
-//! never regenerated unless rotated by name. Without the operator's identity, the existing ciphertext is kept
-//! byte for byte and only non-secret values change.
+//! Architecture invariants: a secret, once generated, is carried over from the existing encrypted overlay and
+//! never regenerated unless rotated by name. sync owns only what it generates: every other key of the Secret,
+//! label, annotation or field is carried through re-encryption unchanged. Without the operator's identity, the
+//! existing ciphertext is kept byte for byte and only non-secret values change; what would need a re-encryption
+//! is refused rather than lose a key.
 
 mod changes;
 mod helmrelease;
@@ -107,30 +109,57 @@ fn plan_secrets(env: &Environment, existing: Option<&str>, request: &Request) ->
     if request.identities.is_empty() {
         return keep_without_identity(env, existing, request);
     }
-    let decrypted = sops::decrypt(existing, request.identities).with_context(|| {
+    let decrypted = decrypt_existing(existing, request.identities)?;
+    let (set, changes) = SecretSet::carry_over(&decrypted.manifest, request.rotate)?;
+    let manifest = carry_into(env, &set, &decrypted.manifest);
+    reencrypt_if_changed(env, existing, &decrypted, &manifest, changes, request.now)
+}
+
+fn decrypt_existing(existing: &str, identities: &[age::x25519::Identity]) -> Result<sops::Decrypted> {
+    sops::decrypt(existing, identities).with_context(|| {
         format!(
             "cannot decrypt the existing {SECRETS_FILE} with the given age identity: is it one of the file's \
              recipients, and is the file intact? Nothing was changed"
         )
-    })?;
-    let (set, mut changes) = SecretSet::carry_over(&decrypted.manifest, request.rotate)?;
-    let manifest = secret_manifest(env, &set);
-    let same_recipients = decrypted.recipients.iter().map(String::as_str).eq(env.recipients.iter());
-    if manifest == decrypted.manifest && same_recipients {
+    })
+}
+
+/// The existing file when neither the manifest nor the recipients changed (byte for byte: no diff, no commit);
+/// else the manifest re-encrypted for the config's recipients, with the changes that say why and what was kept.
+fn reencrypt_if_changed(
+    env: &Environment,
+    existing: &str,
+    decrypted: &sops::Decrypted,
+    manifest: &Value,
+    mut changes: Vec<Change>,
+    now: SystemTime,
+) -> Result<(String, Vec<Change>)> {
+    let recipients = changes::recipients(&decrypted.recipients, &env.recipients.iter().collect::<Vec<_>>());
+    if *manifest == decrypted.manifest && recipients.is_none() {
         return Ok((existing.to_string(), changes));
     }
-    if !same_recipients {
-        changes.push(Change::Recipients);
-    }
-    let file = decrypted.reencrypt(&manifest, &env.recipients, request.now).context("re-encrypting the Secret")?;
+    changes.extend(recipients);
+    let file = decrypted.reencrypt(manifest, &env.recipients, now).context("re-encrypting the Secret")?;
     if changes.is_empty() && file != existing {
         changes.push(Change::Reformatted(SECRETS_FILE));
+    }
+    let set_by_hand: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::SecretSet { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let kept: Vec<String> = foreign_keys(manifest).into_iter().filter(|k| !set_by_hand.contains(&k.as_str())).collect();
+    if !kept.is_empty() && file != existing {
+        changes.push(Change::Kept(kept));
     }
     Ok((file, changes))
 }
 
 /// No identity: the ciphertext stays as it is, which is only right when it already holds every secret for the
-/// same Secret object and recipients.
+/// same Secret object. Re-encrypting is impossible without the identity, and would drop every key sync does not
+/// generate, so whatever needs it is refused with the fix.
 fn keep_without_identity(env: &Environment, existing: &str, request: &Request) -> Result<(String, Vec<Change>)> {
     if !request.rotate.is_empty() {
         bail!("rotating a secret needs the operator's age identity: set SOPS_AGE_KEY_FILE or pass --identity");
@@ -141,25 +170,156 @@ fn keep_without_identity(env: &Environment, existing: &str, request: &Request) -
     }
     let present: Vec<&str> =
         readable["stringData"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+    let foreign = foreign_keys(&readable);
+    let would_lose = if foreign.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; it holds {} key(s) sync does not generate ({}), which only a re-encryption with the identity carries \
+             over",
+            foreign.len(),
+            foreign.join(", ")
+        )
+    };
     let missing: Vec<&str> = SECRET_NAMES.iter().copied().filter(|n| !present.contains(n)).collect();
     if !missing.is_empty() {
         bail!(
-            "the existing {SECRETS_FILE} lacks {}: adding a secret needs the operator's age identity \
-             (SOPS_AGE_KEY_FILE or --identity)",
+            "the existing {SECRETS_FILE} lacks {}: adding a secret means re-encrypting the Secret, which needs the \
+             operator's age identity (set SOPS_AGE_KEY_FILE or pass --identity){would_lose}. Nothing was changed",
             missing.join(", ")
         );
     }
     if readable["metadata"]["namespace"] != json!(env.namespace) {
-        bail!("the namespace changed to {}: re-encrypting the Secret needs the operator's age identity", env.namespace);
+        bail!(
+            "the namespace changed to {}: re-encrypting the Secret needs the operator's age identity (set \
+             SOPS_AGE_KEY_FILE or pass --identity){would_lose}. Nothing was changed",
+            env.namespace
+        );
     }
-    let recipients: Vec<&str> = readable["sops"]["age"]
+    let recipients: Vec<String> = readable["sops"]["age"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r["recipient"].as_str()).collect())
+        .map(|a| a.iter().filter_map(|r| r["recipient"].as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    if !recipients.iter().copied().eq(env.recipients.iter()) {
-        tracing::warn!("the recipients changed, but without the operator's identity the Secret keeps its old ones");
+    if let Some(change) = changes::recipients(&recipients, &env.recipients.iter().collect::<Vec<_>>()) {
+        tracing::warn!(
+            "the config's recipients differ from the Secret's ({change}); without the operator's identity the \
+             Secret stays encrypted for its old recipients: sync with SOPS_AGE_KEY_FILE set to re-encrypt it"
+        );
     }
     Ok((existing.to_string(), Vec::new()))
+}
+
+/// The Secret manifest with sync's part replaced and everything else carried over: sync owns `apiVersion`,
+/// `kind`, the name, namespace and its two labels, `type`, and the generated keys of `stringData`. Other keys
+/// (of `stringData` and `data`), labels, annotations and fields stay as they are, in their order.
+fn carry_into(env: &Environment, set: &SecretSet, existing: &Value) -> Value {
+    let fresh = secret_manifest(env, set);
+    let Some(mut manifest) = existing.as_object().cloned() else { return fresh };
+    for field in ["apiVersion", "kind", "type"] {
+        manifest.insert(field.into(), fresh[field].clone());
+    }
+    let mut metadata = manifest.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    metadata.insert("name".into(), fresh["metadata"]["name"].clone());
+    metadata.insert("namespace".into(), fresh["metadata"]["namespace"].clone());
+    let mut labels = metadata.get("labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    labels.extend(fresh["metadata"]["labels"].as_object().cloned().unwrap_or_default());
+    metadata.insert("labels".into(), Value::Object(labels));
+    manifest.insert("metadata".into(), Value::Object(metadata));
+    let mut data = manifest.get("stringData").and_then(Value::as_object).cloned().unwrap_or_default();
+    data.extend(fresh["stringData"].as_object().cloned().unwrap_or_default());
+    manifest.insert("stringData".into(), Value::Object(data));
+    Value::Object(manifest)
+}
+
+/// Keys of a Secret manifest (plain or SOPS: key names are never encrypted) that sync does not generate.
+fn foreign_keys(manifest: &Value) -> Vec<String> {
+    ["stringData", "data"]
+        .iter()
+        .filter_map(|field| manifest[*field].as_object())
+        .flat_map(|m| m.keys())
+        .filter(|k| !SECRET_NAMES.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// What `secret set` changes.
+pub struct SetRequest<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    /// The reason to set a key sync generates (`--force`).
+    pub force: Option<&'a str>,
+    pub identities: &'a [age::x25519::Identity],
+    pub now: SystemTime,
+}
+
+/// `secret set`: the Secret file with `name` set to the value, re-encrypted for the config's recipients; every
+/// other key is carried over. Unchanged (the same file, no change) when the key already holds that value.
+pub fn set_secret(env: &Environment, existing: Option<&str>, request: &SetRequest) -> Result<(String, Vec<Change>)> {
+    let name = request.name;
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        && name != "."
+        && name != "..";
+    if !valid {
+        bail!("'{name}' is not a Secret key: use letters, digits, '-', '_' and '.' (at most 253)");
+    }
+    let reason = request.force.map(str::trim);
+    if reason == Some("") {
+        bail!("--force needs a reason, e.g. --force \"SECRET_KEY of the install we migrate from\"");
+    }
+    if SECRET_NAMES.contains(&name) && reason.is_none() {
+        bail!(
+            "{name} is generated by sync: `dify-gitops sync --rotate {name}` gives it a new value; to set it by hand \
+             anyway, pass --force with the reason (it goes into the commit message)"
+        );
+    }
+    if request.value.is_empty() {
+        bail!("the value for {name} is empty: pipe it on stdin or give --from-file");
+    }
+    let existing = existing.with_context(|| {
+        format!("the environment has no {SECRETS_FILE} yet: run `dify-gitops sync` first, then set {name}")
+    })?;
+    if request.identities.is_empty() {
+        bail!("setting a secret needs the operator's age identity: set SOPS_AGE_KEY_FILE or pass --identity");
+    }
+    let decrypted = decrypt_existing(existing, request.identities)?;
+    if decrypted.manifest["data"].get(name).is_some() {
+        bail!("{name} is under `data` (base64) in {SECRETS_FILE}; edit it there with `sops edit`");
+    }
+    let (set, mut changes) = SecretSet::carry_over(&decrypted.manifest, &[])?;
+    let mut manifest = carry_into(env, &set, &decrypted.manifest);
+    let old = manifest["stringData"].get(name).cloned();
+    if old.as_ref().and_then(Value::as_str) != Some(request.value) {
+        manifest["stringData"][name] = Value::String(request.value.to_string());
+        changes.push(Change::SecretSet {
+            name: name.to_string(),
+            replaced: old.is_some(),
+            reason: reason.map(str::to_string),
+        });
+    }
+    reencrypt_if_changed(env, existing, &decrypted, &manifest, changes, request.now)
+}
+
+/// One key of the Secret, as `secret list` shows it: its name, and whether sync generates it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub generated: bool,
+}
+
+/// The keys of a SOPS-encrypted Secret file (names are never encrypted: no identity needed), in file order.
+pub fn list_secrets(existing: &str) -> Result<Vec<Listed>> {
+    if !sops::is_sops(existing) {
+        bail!("{SECRETS_FILE} is not SOPS-encrypted: a plain Secret must never be in the ops repo");
+    }
+    let readable: Value = serde_saphyr::from_str(existing).context("the Secret file is not YAML")?;
+    Ok(["stringData", "data"]
+        .iter()
+        .filter_map(|field| readable[*field].as_object())
+        .flat_map(|m| m.keys())
+        .map(|name| Listed { name: name.clone(), generated: SECRET_NAMES.contains(&name.as_str()) })
+        .collect())
 }
 
 /// The plaintext Secret manifest (never written: only its encryption is).
