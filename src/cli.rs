@@ -311,6 +311,9 @@ pub struct SecretEnvArgs {
 pub struct SecretSetArgs {
     /// The key in the Secret's stringData, e.g. openai-api-key.
     pub name: String,
+    /// Never the value: refused, because a value on the command line stays in shell history and `ps`.
+    #[arg(hide = true, value_name = "VALUE")]
+    pub value_on_command_line: Option<String>,
     /// Read the value from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,

@@ -12,11 +12,19 @@ use zeroize::Zeroizing;
 
 use crate::cli::{SecretEnvArgs, SecretListArgs, SecretSetArgs};
 use crate::config::{self, Environment, Overrides};
+use crate::exit::{Exit, Failure};
 use crate::overlay::{self, Listed, SetRequest};
 use crate::sync::{Outcome, Update, config_path, load_identities, open_repo, publish};
 
 /// `secret set NAME`: one commit (and push) when the value is new, none when the key already holds it.
 pub async fn set(args: &SecretSetArgs) -> Result<Outcome> {
+    if args.value_on_command_line.is_some() {
+        return Err(Failure::error(
+            Exit::Usage,
+            "secret set takes the value from stdin or --from-file, never from the command line (it would stay in \
+             shell history and `ps`): `… | dify-gitops secret set NAME`",
+        ));
+    }
     // The value first: a refused name or a missing identity must not leave it waiting on a pipe.
     let value = read_value(args.from_file.as_deref())?;
     let mut repo = open_repo(&args.target.remote, args.branch.as_deref())?;

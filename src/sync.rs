@@ -109,11 +109,9 @@ pub(crate) async fn publish(
     bail!("gave up after {PUSH_ATTEMPTS} rejected pushes: the ops repo's branch keeps moving; nothing was pushed")
 }
 
-/// One secret of the environment's overlay, decrypted (the MAC verified) with the operator's identity.
+/// One secret of the environment's overlay (a generated one, or one added by hand), decrypted (the MAC verified)
+/// with the operator's identity.
 pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> {
-    if !overlay::SECRET_NAMES.contains(&args.name.as_str()) {
-        bail!("no secret named '{}' in the overlay (have: {})", args.name, overlay::SECRET_NAMES.join(", "));
-    }
     let env = config::load(&config_path(&args.repo_dir, &args.config), args.env.as_deref(), &Overrides::default())?;
     let identities = load_identities(args.identity.as_deref())?;
     if identities.is_empty() {
@@ -123,9 +121,13 @@ pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> 
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (run `dify-gitops sync` first)", path.display()))?;
     let decrypted = sops::decrypt(&text, &identities).with_context(|| format!("decrypting {}", path.display()))?;
-    let value = decrypted.manifest["stringData"][args.name.as_str()].as_str().with_context(|| {
-        format!("{} has no {}: run `dify-gitops sync` with your identity", path.display(), args.name)
-    })?;
+    let string_data = &decrypted.manifest["stringData"];
+    let Some(value) = string_data[args.name.as_str()].as_str() else {
+        let mut have: Vec<&str> = overlay::SECRET_NAMES.to_vec();
+        let added = string_data.as_object().into_iter().flat_map(|m| m.keys()).map(String::as_str);
+        have.extend(added.filter(|k| !overlay::SECRET_NAMES.contains(k)).collect::<Vec<_>>());
+        bail!("no secret named '{}' in {} (have: {})", args.name, path.display(), have.join(", "));
+    };
     Ok(zeroize::Zeroizing::new(value.to_string()))
 }
 

@@ -101,6 +101,20 @@ fn secret_set_then_sync_is_one_commit_per_change_and_no_plaintext_anywhere() {
     }
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "files left in TMPDIR: {left:?}");
+
+    // show-secret prints a key added this way too: the one command that prints a value, only the one named.
+    let checkout = ops.dir.path().join("checkout");
+    let cloned = Command::new("git").arg("clone").arg("-q").arg(ops.remote()).arg(&checkout).status().unwrap();
+    assert!(cloned.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        .args(["show-secret", "openai-api-key", "--repo-dir"])
+        .arg(&checkout)
+        .arg("--identity")
+        .arg(ops.key())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{OPENAI}\n"));
 }
 
 #[test]
@@ -134,7 +148,8 @@ fn generated_keys_need_force_with_a_reason_and_bad_input_is_refused() {
     // A value on the command line is not an option at all.
     let (code, _, stderr) = cli(&["secret", "set", "openai-api-key", OPENAI], "", true);
     assert_eq!(code, 2, "{stderr}");
-    assert!(!stderr.contains(OPENAI) || stderr.contains("unexpected argument"), "{stderr}");
+    assert!(stderr.contains("never from the command line"), "{stderr}");
+    assert!(!stderr.contains(OPENAI), "the value was echoed: {stderr}");
     assert_eq!(ops.commits(), 2, "nothing was committed");
 
     let (code, stdout, stderr) =
