@@ -337,3 +337,122 @@ fn secret_manifest(env: &Environment, set: &SecretSet) -> Value {
 fn labels() -> Value {
     json!({"app.kubernetes.io/managed-by": "dify-gitops", "reconcile.fluxcd.io/watch": "Enabled"})
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn identity() -> age::x25519::Identity {
+        age::x25519::Identity::generate()
+    }
+
+    fn env_for(recipients: &[&age::x25519::Identity]) -> Environment {
+        let list: Vec<String> = recipients.iter().map(|i| i.to_public().to_string()).collect();
+        let text = format!("environments:\n  prod:\n    imageTag: 1.13.3\n    recipients: [{}]\n", list.join(", "));
+        crate::config::parse(&text, Path::new("dify-gitops.yaml"), None, &Overrides::default()).unwrap()
+    }
+
+    fn request<'a>(identities: &'a [age::x25519::Identity], rotate: &'a [String]) -> Request<'a> {
+        Request { host: "192.0.2.10", identities, rotate, now: SystemTime::now(), served_helmrelease_api: None }
+    }
+
+    /// The overlay's Secret as sync writes it, plus a key, a label and an annotation added by hand.
+    fn with_hand_edits(env: &Environment, identities: &[age::x25519::Identity]) -> String {
+        let (file, _) = plan_secrets(env, None, &request(identities, &[])).unwrap();
+        let mut manifest = sops::decrypt(&file, identities).unwrap().manifest;
+        manifest["stringData"]["openai-api-key"] = json!("sk-hand");
+        manifest["data"] = json!({"tls.crt": "Y2VydA=="});
+        manifest["metadata"]["labels"]["team"] = json!("platform");
+        manifest["metadata"]["annotations"] = json!({"example.com/owner": "ops"});
+        sops::encrypt(&manifest, &env.recipients, SystemTime::now()).unwrap()
+    }
+
+    #[test]
+    fn keys_labels_and_annotations_added_by_hand_survive_a_rotation_and_are_named() {
+        let me = identity();
+        let env = env_for(&[&me]);
+        let ids = [me];
+        let existing = with_hand_edits(&env, &ids);
+        let (same, changes) = plan_secrets(&env, Some(&existing), &request(&ids, &[])).unwrap();
+        assert_eq!((same.as_str(), changes.len()), (existing.as_str(), 0), "nothing to do: the file is kept");
+
+        let rotate = ["redis-password".to_string()];
+        let (file, changes) = plan_secrets(&env, Some(&existing), &request(&ids, &rotate)).unwrap();
+        let manifest = sops::decrypt(&file, &ids).unwrap().manifest;
+        assert_eq!(manifest["stringData"]["openai-api-key"], "sk-hand");
+        assert_eq!(manifest["data"]["tls.crt"], "Y2VydA==");
+        assert_eq!(manifest["metadata"]["labels"]["team"], "platform");
+        assert_eq!(manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"], "dify-gitops");
+        assert_eq!(manifest["metadata"]["annotations"]["example.com/owner"], "ops");
+        assert_eq!(
+            changes,
+            [Change::SecretRotated("redis-password"), Change::Kept(vec!["openai-api-key".into(), "tls.crt".into()])]
+        );
+        assert!(changes.iter().all(|c| !c.to_string().contains("sk-hand")));
+    }
+
+    #[test]
+    fn without_an_identity_a_needed_re_encryption_is_refused_naming_the_keys_it_would_lose() {
+        let me = identity();
+        let env = env_for(&[&me]);
+        let ids = [me];
+        let existing = with_hand_edits(&env, &ids);
+        let (kept, changes) = plan_secrets(&env, Some(&existing), &request(&[], &[])).unwrap();
+        assert_eq!((kept.as_str(), changes.len()), (existing.as_str(), 0));
+
+        let mut moved = env_for(&[&ids[0]]);
+        moved.namespace = "elsewhere".into();
+        let error = plan_secrets(&moved, Some(&existing), &request(&[], &[])).unwrap_err().to_string();
+        assert!(error.contains("2 key(s) sync does not generate (openai-api-key, tls.crt)"), "{error}");
+        assert!(error.contains("SOPS_AGE_KEY_FILE") && !error.contains("sk-hand"), "{error}");
+    }
+
+    #[test]
+    fn a_changed_recipient_list_re_encrypts_and_names_who_gained_and_lost_access() {
+        let (me, newcomer) = (identity(), identity());
+        let env = env_for(&[&me]);
+        let ids = [me];
+        let existing = with_hand_edits(&env, &ids);
+        let both = env_for(&[&ids[0], &newcomer]);
+        let (file, changes) = plan_secrets(&both, Some(&existing), &request(&ids, &[])).unwrap();
+        let added = newcomer.to_public().to_string();
+        assert_eq!(changes[0], Change::Recipients { added: vec![added.clone()], removed: vec![] });
+        let only_new = env_for(&[&newcomer]);
+        let (file, changes) = plan_secrets(&only_new, Some(&file), &request(&ids, &[])).unwrap();
+        let removed = ids[0].to_public().to_string();
+        assert_eq!(changes[0], Change::Recipients { added: vec![], removed: vec![removed] });
+        let manifest = sops::decrypt(&file, &[newcomer]).unwrap().manifest;
+        assert_eq!(manifest["stringData"]["openai-api-key"], "sk-hand");
+    }
+
+    #[test]
+    fn set_secret_adds_replaces_and_guards_generated_keys() {
+        let me = identity();
+        let env = env_for(&[&me]);
+        let ids = [me];
+        let (existing, _) = plan_secrets(&env, None, &request(&ids, &[])).unwrap();
+        let set = |file: &str, name: &str, value: &str, force: Option<&str>| {
+            let request = SetRequest { name, value, force, identities: &ids, now: SystemTime::now() };
+            set_secret(&env, Some(file), &request)
+        };
+        let (file, changes) = set(&existing, "openai-api-key", "sk-1", None).unwrap();
+        assert_eq!(changes, [Change::SecretSet { name: "openai-api-key".into(), replaced: false, reason: None }]);
+        let (again, changes) = set(&file, "openai-api-key", "sk-1", None).unwrap();
+        assert_eq!((again.as_str(), changes.len()), (file.as_str(), 0), "the same value changes nothing");
+        let (file, changes) = set(&file, "openai-api-key", "sk-2", None).unwrap();
+        assert_eq!(changes, [Change::SecretSet { name: "openai-api-key".into(), replaced: true, reason: None }]);
+        assert_eq!(sops::decrypt(&file, &ids).unwrap().manifest["stringData"]["openai-api-key"], "sk-2");
+
+        let refused = set(&file, "redis-password", "x", None).unwrap_err().to_string();
+        assert!(refused.contains("--rotate redis-password") && refused.contains("--force"), "{refused}");
+        assert!(set(&file, "redis-password", "x", Some("restored")).is_ok());
+        assert!(set(&file, "a/b", "x", None).unwrap_err().to_string().contains("not a Secret key"));
+        assert!(set(&file, "k", "", None).unwrap_err().to_string().contains("empty"));
+        let listed = list_secrets(&file).unwrap();
+        assert!(listed.contains(&Listed { name: "openai-api-key".into(), generated: false }));
+        assert!(listed.contains(&Listed { name: "redis-password".into(), generated: true }));
+    }
+}
