@@ -190,7 +190,7 @@ fn recipients_added_and_removed_are_named_in_the_change_list() {
     assert_eq!(code, 6, "{stdout}{stderr}");
     assert!(stdout.contains(&format!("recipient {intruder} removed")), "{stdout}");
     assert!(ops.head_message().contains(&format!("recipient {intruder} removed")), "{}", ops.head_message());
-    assert_eq!(file_recipients(&ops), [ops.recipient.clone()]);
+    assert_eq!(file_recipients(&ops), std::slice::from_ref(&ops.recipient));
     assert_eq!(ops.decrypted_secrets()["stringData"]["openai-api-key"], OPENAI, "carried through re-encryption");
     let file = ops.dir.path().join("check.sops.yaml");
     std::fs::write(&file, ops.show(SECRETS)).unwrap();
