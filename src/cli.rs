@@ -95,6 +95,9 @@ pub enum Command {
         A remote is cloned once into ~/.cache/dify-gitops/ops-repos and fetched afterwards (--no-cache: a temp \
         clone). HTTPS trusts the system's CAs or GIT_SSL_CAINFO, and takes a proxy from HTTPS_PROXY/ALL_PROXY \
         (NO_PROXY honoured); SSH checks the host key against ~/.ssh/known_hosts.\n\n\
+        sync owns only what it generates: keys, labels and annotations added to the Secret by hand (`secret set`, \
+        `sops set`, `sops edit`) are carried through re-encryption and named in the change list. Without an \
+        identity the Secret is never re-encrypted: a change that needs it fails (exit 1) rather than drop a key.\n\n\
         Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error.")]
     Sync(SyncArgs),
     /// Print what `sync` would change in the ops repo (secrets redacted); changes nothing.
