@@ -91,8 +91,9 @@ impl Rule {
                  it with `sops -e`; `sops -d` refuses it and Flux would apply it unchecked"
             }
             Rule::ApiKey | Rule::SecretInConfig => {
-                "move the value into the SOPS-encrypted Secret (e.g. stringData.openai-api-key in \
-                 dify-secrets.sops.yaml) and reference it (secretKeyRef / existingSecret); rotate it"
+                "move the value into the SOPS-encrypted Secret (e.g. `dify-gitops secret set openai-api-key` \
+                 with the value on stdin: stringData.openai-api-key in dify-secrets.sops.yaml, kept by sync) and \
+                 reference it (secretKeyRef / existingSecret); rotate it"
             }
             Rule::SopsUnverified => "pass --identity with a key this file is encrypted for to verify its MAC",
             Rule::InvalidYaml => "fix the YAML (kubectl and Flux would refuse it too), then audit again",

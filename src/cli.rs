@@ -95,6 +95,9 @@ pub enum Command {
         A remote is cloned once into ~/.cache/dify-gitops/ops-repos and fetched afterwards (--no-cache: a temp \
         clone). HTTPS trusts the system's CAs or GIT_SSL_CAINFO, and takes a proxy from HTTPS_PROXY/ALL_PROXY \
         (NO_PROXY honoured); SSH checks the host key against ~/.ssh/known_hosts.\n\n\
+        sync owns only what it generates: keys, labels and annotations added to the Secret by hand (`secret set`, \
+        `sops set`, `sops edit`) are carried through re-encryption and named in the change list. Without an \
+        identity the Secret is never re-encrypted: a change that needs it fails (exit 1) rather than drop a key.\n\n\
         Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error.")]
     Sync(SyncArgs),
     /// Print what `sync` would change in the ops repo (secrets redacted); changes nothing.
@@ -130,6 +133,8 @@ pub enum Command {
         and the fix; the value itself is never printed. Files ignored by git are skipped.\n\n\
         Exit codes: 0 clean (warnings allowed), 7 problems found, 1 error.")]
     Audit(AuditArgs),
+    /// Add a key to the environment's SOPS-encrypted Secret (`secret set NAME`, value on stdin), or list its keys.
+    Secret(SecretArgs),
 }
 
 #[derive(Args, Debug)]
@@ -236,6 +241,19 @@ pub struct ShowSecretArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub overlay: OverlayArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Push to this branch (e.g. for a pull request) instead of the default branch.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Print what would change, secrets redacted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where the ops repo is and how to reach it: shared by `sync`, `diff` and `secret`.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
     /// The ops repo: a working copy (used in place) or a remote, cloned: a bare repo's path, file://, https://
     /// (token in $DIFY_GITOPS_GIT_TOKEN) or ssh:// / git@host:path (host key in ~/.ssh/known_hosts).
     #[arg(long, default_value = ".", env = "DIFY_GITOPS_REPO", value_name = "URL|PATH")]
@@ -249,12 +267,79 @@ pub struct SyncArgs {
     /// Clone the remote afresh into a temp dir instead of reusing the cached clone under ~/.cache/dify-gitops.
     #[arg(long, env = "DIFY_GITOPS_NO_CACHE")]
     pub no_cache: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Add or replace a key of the environment's Secret; the value is read from stdin or --from-file, never from
+    /// the command line or the environment.
+    #[command(after_help = "Examples:\n  \
+        pass show openai/dify | dify-gitops secret set openai-api-key --repo /srv/git/ops.git --env prod\n  \
+        dify-gitops secret set smtp-password --from-file ./smtp.txt --repo . --branch dify-secrets\n  \
+        dify-gitops secret set dify-secret-key --from-file old-key.txt --force \"SECRET_KEY of the install we migrate\"\n\n\
+        Needs the operator's age identity (SOPS_AGE_KEY_FILE or --identity): the Secret is decrypted, the key set, \
+        and the Secret re-encrypted for the config's recipients; every other key is kept. One trailing newline of \
+        the value is dropped. Keys sync generates (dify-secret-key, postgres-password, ...) are refused unless \
+        --force gives the reason, which goes into the commit message; `sync --rotate NAME` regenerates them. \
+        Commits and pushes like sync (--branch, --dry-run).\n\n\
+        Exit codes: 0 the key already held that value, 6 a change was committed (and pushed), 1 error.")]
+    Set(SecretSetArgs),
+    /// List the keys of the environment's Secret, names only, and whether sync generates them; needs no identity.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops secret list --repo /srv/git/ops.git --env prod\n  \
+        dify-gitops secret list --output json     # {\"environment\",\"secrets\":[{\"name\",\"generated\"}]}")]
+    List(SecretListArgs),
+}
+
+/// Which environment's Secret, for the `secret` commands.
+#[derive(Args, Debug, Clone)]
+pub struct SecretEnvArgs {
+    /// Environment of the config file (default: the only one).
+    #[arg(long, short = 'e', env = "DIFY_GITOPS_ENV", value_name = "NAME")]
+    pub env: Option<String>,
+    /// Config file, relative to the ops repo root unless absolute.
+    #[arg(long, default_value = "dify-gitops.yaml", value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretSetArgs {
+    /// The key in the Secret's stringData, e.g. openai-api-key.
+    pub name: String,
+    /// Never the value: refused, because a value on the command line stays in shell history and `ps`.
+    #[arg(hide = true, value_name = "VALUE")]
+    pub value_on_command_line: Option<String>,
+    /// Read the value from this file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Set a key that sync generates, for this reason (recorded in the commit message).
+    #[arg(long, value_name = "REASON")]
+    pub force: Option<String>,
+    #[command(flatten)]
+    pub target: SecretEnvArgs,
+    /// The operator's age identity file, to decrypt and re-encrypt the Secret.
+    #[arg(long, env = "SOPS_AGE_KEY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Push to this branch (e.g. for a pull request) instead of the default branch.
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
-    /// Print what would change, secrets redacted; change nothing.
+    /// Print what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretListArgs {
+    #[command(flatten)]
+    pub target: SecretEnvArgs,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ pub mod init;
 pub mod opsrepo;
 pub mod overlay;
 pub mod report;
+pub mod secret;
 pub mod sops;
 pub mod sync;
 pub mod testbed;

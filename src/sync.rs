@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{Global, OverlayArgs, RenderArgs, ShowSecretArgs, SyncArgs};
+use crate::cli::{Global, OverlayArgs, RemoteArgs, RenderArgs, ShowSecretArgs, SyncArgs};
 use crate::cluster::flux::HelmReleaseApi;
 use crate::config::{self, Environment, Overrides};
 use crate::opsrepo::{Access, OpsRepo, Pushed};
@@ -23,7 +23,9 @@ const PUSH_ATTEMPTS: u32 = 8;
 pub struct Outcome {
     pub environment: String,
     pub directory: PathBuf,
-    pub host: String,
+    /// The address the overlay points at (`sync`, `render`, `diff`; not `secret set`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub changed: bool,
     pub changes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,30 +44,60 @@ pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
     if !plan.is_unchanged() {
         crate::opsrepo::write_atomically(root, &files(&env, &plan))?;
     }
-    Ok(outcome(&env, &facts.host, &plan, None, None, false))
+    let mut outcome = outcome(&env, &plan.changes, None, None, false);
+    outcome.host = Some(facts.host);
+    Ok(outcome)
 }
 
 /// `sync`, or with `dry_run` (and for `diff`) only the report.
 pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Outcome> {
-    let access = Access::from_env(args.git_username.clone(), args.ssh_key.clone())?;
-    let mut repo = OpsRepo::open(&args.repo, args.branch.as_deref(), access, !args.no_cache)?;
+    let mut repo = open_repo(&args.remote, args.branch.as_deref())?;
     let env = load_environment(repo.workdir(), &args.overlay)?;
     let identities = load_identities(args.overlay.identity.as_deref())?;
     let facts = cluster_facts(global, &env, &args.overlay).await?;
-    let host = &facts.host;
+    let mut outcome = publish(&mut repo, &env, dry_run, |root| {
+        let plan = plan_in(root, &env, &facts, &identities, &args.overlay.rotate)?;
+        let files = files(&env, &plan).into_iter().map(|(path, text)| (path, text.to_string())).collect();
+        Ok(Update { files, changes: plan.changes })
+    })
+    .await?;
+    outcome.host = Some(facts.host);
+    Ok(outcome)
+}
+
+/// Files to write into the ops repo and the changes they make; no change means nothing is written.
+pub(crate) struct Update {
+    pub files: Vec<(PathBuf, String)>,
+    pub changes: Vec<Change>,
+}
+
+pub(crate) fn open_repo(remote: &RemoteArgs, branch: Option<&str>) -> Result<OpsRepo> {
+    let access = Access::from_env(remote.git_username.clone(), remote.ssh_key.clone())?;
+    OpsRepo::open(&remote.repo, branch, access, !remote.no_cache)
+}
+
+/// Plans on the repo's work tree, writes, commits and pushes; when another run pushed first, re-plans on the new
+/// head and tries again. `dry_run` only plans. The one path every command that changes the ops repo takes.
+pub(crate) async fn publish(
+    repo: &mut OpsRepo,
+    env: &Environment,
+    dry_run: bool,
+    plan: impl Fn(&Path) -> Result<Update>,
+) -> Result<Outcome> {
     for attempt in 1..=PUSH_ATTEMPTS {
-        let plan = plan_in(repo.workdir(), &env, &facts, &identities, &args.overlay.rotate)?;
-        if dry_run || plan.is_unchanged() {
-            return Ok(outcome(&env, host, &plan, None, Some(repo.branch()), false));
+        let update = plan(repo.workdir())?;
+        if dry_run || update.changes.is_empty() {
+            return Ok(outcome(env, &update.changes, None, Some(repo.branch()), false));
         }
-        repo.write(&files(&env, &plan))?;
-        let message = overlay::commit_message(&env.name, &plan.changes);
+        let files: Vec<(PathBuf, &str)> = update.files.iter().map(|(p, t)| (p.clone(), t.as_str())).collect();
+        repo.write(&files)?;
+        let message = overlay::commit_message(&env.name, &update.changes);
         let Some(commit) = repo.commit_if_changed(&env.directory, &message)? else {
-            return Ok(outcome(&env, host, &plan, None, Some(repo.branch()), false));
+            return Ok(outcome(env, &update.changes, None, Some(repo.branch()), false));
         };
         match repo.push()? {
-            Pushed::Yes => return Ok(outcome(&env, host, &plan, Some(commit), Some(repo.branch()), true)),
-            Pushed::NoRemote => return Ok(outcome(&env, host, &plan, Some(commit), Some(repo.branch()), false)),
+            Pushed::Yes => return Ok(outcome(env, &update.changes, Some(commit), Some(repo.branch()), true)),
+            Pushed::NoRemote => return Ok(outcome(env, &update.changes, Some(commit), Some(repo.branch()), false)),
             Pushed::Rejected(reason) => {
                 tracing::info!(attempt, %reason, "push rejected: the remote moved on; re-planning on its new head");
                 repo.refresh()?;
@@ -77,11 +109,9 @@ pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Out
     bail!("gave up after {PUSH_ATTEMPTS} rejected pushes: the ops repo's branch keeps moving; nothing was pushed")
 }
 
-/// One secret of the environment's overlay, decrypted (the MAC verified) with the operator's identity.
+/// One secret of the environment's overlay (a generated one, or one added by hand), decrypted (the MAC verified)
+/// with the operator's identity.
 pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> {
-    if !overlay::SECRET_NAMES.contains(&args.name.as_str()) {
-        bail!("no secret named '{}' in the overlay (have: {})", args.name, overlay::SECRET_NAMES.join(", "));
-    }
     let env = config::load(&config_path(&args.repo_dir, &args.config), args.env.as_deref(), &Overrides::default())?;
     let identities = load_identities(args.identity.as_deref())?;
     if identities.is_empty() {
@@ -91,13 +121,17 @@ pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> 
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (run `dify-gitops sync` first)", path.display()))?;
     let decrypted = sops::decrypt(&text, &identities).with_context(|| format!("decrypting {}", path.display()))?;
-    let value = decrypted.manifest["stringData"][args.name.as_str()].as_str().with_context(|| {
-        format!("{} has no {}: run `dify-gitops sync` with your identity", path.display(), args.name)
-    })?;
+    let string_data = &decrypted.manifest["stringData"];
+    let Some(value) = string_data[args.name.as_str()].as_str() else {
+        let mut have: Vec<&str> = overlay::SECRET_NAMES.to_vec();
+        let added = string_data.as_object().into_iter().flat_map(|m| m.keys()).map(String::as_str);
+        have.extend(added.filter(|k| !overlay::SECRET_NAMES.contains(k)).collect::<Vec<_>>());
+        bail!("no secret named '{}' in {} (have: {})", args.name, path.display(), have.join(", "));
+    };
     Ok(zeroize::Zeroizing::new(value.to_string()))
 }
 
-fn config_path(root: &Path, config: &Path) -> PathBuf {
+pub(crate) fn config_path(root: &Path, config: &Path) -> PathBuf {
     if config.is_absolute() { config.to_path_buf() } else { root.join(config) }
 }
 
@@ -194,8 +228,7 @@ fn files<'a>(env: &Environment, plan: &'a Plan) -> Vec<(PathBuf, &'a str)> {
 
 fn outcome(
     env: &Environment,
-    host: &str,
-    plan: &Plan,
+    changes: &[Change],
     commit: Option<git2::Oid>,
     branch: Option<&str>,
     pushed: bool,
@@ -203,9 +236,9 @@ fn outcome(
     Outcome {
         environment: env.name.clone(),
         directory: env.directory.clone(),
-        host: host.to_string(),
-        changed: !plan.is_unchanged(),
-        changes: plan.changes.iter().map(Change::to_string).collect(),
+        host: None,
+        changed: !changes.is_empty(),
+        changes: changes.iter().map(Change::to_string).collect(),
         commit: commit.map(|c| c.to_string()),
         branch: branch.map(str::to_string),
         pushed,

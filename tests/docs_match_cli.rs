@@ -29,11 +29,21 @@ fn cli() -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         // Only the options part: the examples below may show other commands' flags.
+        let options_of = |text: &str| -> BTreeSet<String> {
+            let options = text.split("Options:").nth(1).expect("an Options: section");
+            let options = options.split("\nExamples:").next().unwrap();
+            flag.find_iter(options).map(|m| m.as_str().to_string()).collect()
+        };
         let text = help(&[&name]);
-        let options = text.split("Options:").nth(1).expect("an Options: section");
-        let options = options.split("\nExamples:").next().unwrap();
-        let flags = flag.find_iter(options).map(|m| m.as_str().to_string()).collect();
-        cli.insert(name, flags);
+        // A command with subcommands (`secret set`): each is a command of its own, named by both words.
+        if let Some(section) = text.split("Commands:").nth(1) {
+            let section = section.split("\n\n").next().unwrap();
+            for caps in command_line.captures_iter(section).filter(|c| &c[1] != "help") {
+                let sub = caps[1].to_string();
+                cli.insert(format!("{name} {sub}"), options_of(&help(&[&name, &sub])));
+            }
+        }
+        cli.insert(name, options_of(&text));
     }
     assert!(cli.len() >= 5, "too few commands parsed from --help: {cli:?}");
     let top_flags: BTreeSet<String> = flag.find_iter(&top).map(|m| m.as_str().to_string()).collect();
@@ -119,11 +129,16 @@ fn invocations(code: &str) -> Vec<(String, Vec<String>)> {
     let code = code.split(" #").next().unwrap();
     let invocation = Regex::new(r"(?:^|[\s(;|&])dify-gitops\s+([a-z][a-z0-9-]*)([^|;&)]*)").unwrap();
     let flag = Regex::new(r"(?:^|\s)(--[a-z][a-z0-9-]*)").unwrap();
+    let subcommand = Regex::new(r"^\s+(set|list)\b").unwrap();
     invocation
         .captures_iter(code)
         .map(|caps| {
             let flags = flag.captures_iter(&caps[2]).map(|f| f[1].to_string()).collect();
-            (caps[1].to_string(), flags)
+            let command = match subcommand.captures(&caps[2]).filter(|_| &caps[1] == "secret") {
+                Some(sub) => format!("{} {}", &caps[1], &sub[1]),
+                None => caps[1].to_string(),
+            };
+            (command, flags)
         })
         .collect()
 }
@@ -151,9 +166,15 @@ fn every_command_and_flag_the_readme_names_exists_in_the_cli() {
     }
     let flag = Regex::new(r"(?:^|[\s(/`])(--[a-z][a-z0-9-]*)").unwrap();
     for (n, command, row) in &readme.rows {
-        let Some(known) = cli.get(command) else { continue };
+        if !cli.contains_key(command) {
+            continue;
+        }
+        // A row of a command with subcommands may name the flags of any of them.
+        let prefix = format!("{command} ");
+        let known: BTreeSet<&String> =
+            cli.iter().filter(|(c, _)| *c == command || c.starts_with(&prefix)).flat_map(|(_, f)| f).collect();
         for caps in flag.captures_iter(row) {
-            if !known.contains(&caps[1]) {
+            if !known.contains(&caps[1].to_string()) {
                 problems.push(format!("README.md:{n}: the `{command}` row names {}, which it does not have", &caps[1]));
             }
         }
@@ -177,7 +198,7 @@ fn every_command_and_flag_the_readme_names_exists_in_the_cli() {
     }
     // The other way round: every command has its row in the README's command table.
     let rows: BTreeSet<&String> = readme.rows.iter().map(|(_, command, _)| command).collect();
-    for command in cli.keys().filter(|c| !c.is_empty()) {
+    for command in cli.keys().filter(|c| !c.is_empty() && !c.contains(' ')) {
         if !rows.contains(command) {
             problems.push(format!("README.md: the command table has no row for `{command}`"));
         }
@@ -200,5 +221,7 @@ fn the_checker_catches_a_wrong_command_and_flag() {
     let cli = cli();
     assert!(cli["sync"].contains("--dry-run") && cli["sync"].contains("--kubeconfig"));
     assert!(!cli["preflight"].contains("--dry-run"));
+    assert!(cli["secret set"].contains("--from-file") && !cli["secret list"].contains("--from-file"));
+    assert_eq!(invocations("dify-gitops secret set openai-api-key --force x")[0].0, "secret set");
     assert!(cli[""].contains("--version"));
 }

@@ -8,7 +8,8 @@
 //! Kustomization `flux-system` over `clusters/test/`, without decryption) and the `sops-age` Secret with a freshly
 //! generated age identity (never in git). Flux must then decrypt the overlay in the `dify` Kustomization, install the
 //! chart from git, and put the LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the api's
-//! Secret. A new LB IP → `sync` commits → Flux upgrades the release → the new IP is in the env.
+//! Secret. The operator adds `openai-api-key` with `dify-gitops secret set`; a new LB IP → `sync` commits (the key
+//! kept) → Flux upgrades the release → the new IP is in the env and the key in the release's values.
 //!
 //! The controllers missing is a FAILURE naming the install command, never a skip.
 
@@ -261,6 +262,30 @@ fn sync_with_sops_cli(testbed: &Testbed, ops: &OpsRepo) {
     }
 }
 
+/// `dify-gitops secret set NAME` with the value on stdin, as an operator adds a key of their own; the operator's
+/// work tree then follows the remote.
+fn secret_set(testbed: &Testbed, ops: &OpsRepo, name: &str, value: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        .args(["secret", "set", name, "--env", ENV, "--repo"])
+        .arg(&ops.remote)
+        .arg("--identity")
+        .arg(&ops.identity)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CACHE_HOME", testbed.dir.join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running dify-gitops");
+    child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(6), "dify-gitops secret set {name}: {printed}");
+    assert!(!printed.contains(value), "secret set printed the value");
+    git(&ops.work, &["pull", "-q", "--ff-only", "origin", "main"]);
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).unwrap();
@@ -467,7 +492,7 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         assert_eq!(secret_value(&testbed, "dify-secrets", key), secrets[*key], "dify-secrets/{key} decrypted");
     }
 
-    let assert_release = |ip: &str| {
+    let assert_release = |ip: &str, openai: Option<&str>| {
         let url = format!("https://{ip}/dify");
         let web = deployment_env(&testbed, "dify-web");
         assert_eq!(web.get("CONSOLE_API_URL"), Some(&url), "dify-web env: {web:?}");
@@ -479,21 +504,36 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         let reference = api["SECRET_KEY"].strip_prefix("secretKeyRef:").expect("SECRET_KEY from a Secret").to_string();
         let (name, key) = reference.split_once('/').unwrap();
         assert_eq!(secret_value(&testbed, name, key), secrets["dify-secret-key"], "SECRET_KEY is the overlay's");
-        // Without openai-api-key in the overlay (optional: true) the release has none.
-        assert!(!testbed.kubectl(&["-n", NAMESPACE, "get", "secret", name, "-o", "json"]).contains("openai-api-key"));
+        match openai {
+            // Without openai-api-key in the overlay (optional: true) the release has none.
+            None => assert!(
+                !testbed.kubectl(&["-n", NAMESPACE, "get", "secret", name, "-o", "json"]).contains("openai-api-key")
+            ),
+            // With it, secrets.openaiApiKey reached the chart's Secret.
+            Some(value) => assert_eq!(secret_value(&testbed, name, "openai-api-key"), value, "openai-api-key"),
+        }
         // The internal keys come straight from the overlay Secret (secrets.existingSecret).
         assert!(api.values().any(|v| v == "secretKeyRef:dify-secrets/postgres-password"), "api env: {api:?}");
     };
-    assert_release("192.0.2.10");
+    assert_release("192.0.2.10", None);
 
-    // The LB IP changes → sync commits a new overlay → Flux upgrades → the new IP is in the env.
+    // The operator adds the OpenAI key with `secret set` (the documented path, no sops needed) …
     let upgrade = Instant::now();
-    support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.20").await;
     let commits = || git(&ops.remote, &["rev-list", "--count", "main"]).trim().parse::<u32>().unwrap();
+    let openai = format!("sk-test-{}", random_hex(16));
+    let before = commits();
+    secret_set(&testbed, &ops, "openai-api-key", &openai);
+    assert_eq!(commits(), before + 1, "one commit for the key");
+    let mut with_key = secrets.clone();
+    with_key.insert("openai-api-key".into(), openai.clone());
+    assert_eq!(ops.decrypted_secrets(), with_key, "secret set kept every generated secret");
+    // … then the LB IP changes → sync commits a new overlay, the key kept → Flux upgrades → the new IP is in the
+    // env and the key in the release's values.
+    support::set_load_balancer_ip(&client, TRAEFIK.0, TRAEFIK.1, "192.0.2.20").await;
     let before = commits();
     sync(&testbed, &ops);
     assert_eq!(commits(), before + 1, "one commit for the new address");
-    assert_eq!(ops.decrypted_secrets(), secrets, "sync carried the secrets over");
+    assert_eq!(ops.decrypted_secrets(), with_key, "sync carried the secrets over, the key added by hand too");
     // Nothing drifted since: a scheduled sync commits nothing (what reconcile.yml relies on).
     sync(&testbed, &ops);
     assert_eq!(commits(), before + 1, "no commit without drift");
@@ -513,13 +553,25 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         || ready(&testbed, "helmrelease", NAMESPACE, "dify"),
         || diagnostics(&testbed, &flux),
     );
-    assert_release("192.0.2.20");
+    wait_for(
+        "openai-api-key in the release's values",
+        timeout,
+        || {
+            let api = deployment_env(&testbed, "dify-api");
+            let (name, _) = api.get("SECRET_KEY")?.strip_prefix("secretKeyRef:")?.split_once('/')?;
+            let json = kubectl_try(&testbed, &["-n", NAMESPACE, "get", "secret", name, "-o", "json"])?;
+            json.contains("\"openai-api-key\"").then_some(())
+        },
+        || diagnostics(&testbed, &flux),
+    );
+    assert_release("192.0.2.20", Some(&openai));
     let history = testbed.kubectl(&["-n", NAMESPACE, "get", "helmrelease", "dify", "-o", "jsonpath={.status.history}"]);
     let history: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
-    assert_eq!(history.len(), 2, "one install and one upgrade: {history:?}");
+    // The key's commit and the address's are pushed a moment apart: Flux may see them in one fetch or in two.
+    assert!(matches!(history.len(), 2 | 3), "one install and one or two upgrades: {history:?}");
     let upgraded = upgrade.elapsed();
 
-    assert_no_plaintext(&ops, &flux, &secrets);
+    assert_no_plaintext(&ops, &flux, &with_key);
     eprintln!(
         "flux e2e: setup {:.1}s (testbed, CRDs, repos, controllers), install {:.1}s, upgrade {:.1}s, total {:.1}s",
         setup.as_secs_f64(),

@@ -1,4 +1,4 @@
-//! Age identities stay private, on real components (`age-keygen`, `git`, `sops`, and `strace` when present): an
+//! Age identities stay private, on real components (`age-keygen`, `git`, `sops`, `strace`): an
 //! identity given where a recipient belongs is refused without being echoed, a readable identity file is warned
 //! about, no identity ever reaches the ops repo, and secrets are never written anywhere in plain text — no temp
 //! file, no write(2) that carries one.
@@ -152,10 +152,7 @@ fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
 
     // Every byte the process (and its children) writes to any file descriptor, traced by strace: none carries a
     // secret, though sync decrypts them all (carry-over) and generates one (rotation).
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("strace is not installed: the write(2) trace is skipped (the TMPDIR check above still ran)");
-        return;
-    }
+    assert_strace_installed();
     let trace = tmp.path().join("writes.strace");
     let out = Command::new("strace")
         .args(["-f", "-qq", "-s", "1000000", "-e", "trace=write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg"])
@@ -195,4 +192,77 @@ fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
         "plaintext secrets in the cached clone: {}",
         String::from_utf8_lossy(&cached.stdout)
     );
+}
+
+/// strace is one of the pinned test tools: without it the write(2) checks cannot run, which is a failure.
+fn assert_strace_installed() {
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "strace is not installed: scripts/test-tools install (it comes from apt-get) and put it on PATH"
+    );
+}
+
+/// Runs `dify-gitops args…` under strace with `stdin` piped in: (exit code, stderr, every traced write).
+fn traced(ops: &Ops, tmp: &Path, name: &str, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let trace = tmp.join(format!("{name}.strace"));
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-s", "1000000", "-e", "trace=write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg"])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_dify-gitops"))
+        .args(args)
+        .arg("--repo")
+        .arg(ops.remote())
+        .env("SOPS_AGE_KEY_FILE", ops.key())
+        .env("TMPDIR", tmp)
+        .env("XDG_CACHE_HOME", ops.cache_home())
+        .env_remove("DIFY_GITOPS_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let writes = std::fs::read_to_string(&trace).unwrap_or_default();
+    std::fs::remove_file(&trace).ok();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), writes)
+}
+
+#[test]
+fn a_value_given_to_secret_set_is_never_written_in_plain_text() {
+    assert_strace_installed();
+    let ops = ops_remote(|recipient, _| recipient.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = cli(
+        &["sync", "--host", "192.0.2.10", "--repo", ops.remote().to_str().unwrap()],
+        Some(&ops.key()),
+        &[("TMPDIR", tmp.path())],
+    );
+    assert_eq!(code, 6, "{stderr}");
+    let value = "sk-traced-value-0c1d2e3f4a5b6c7d";
+
+    // secret set reads the value from stdin (a read(2), not traced) and writes it only encrypted; a later sync
+    // that re-encrypts (a rotation) decrypts it and carries it through, writing it only encrypted too.
+    let mut writes = String::new();
+    for (name, args, stdin) in [
+        ("set", vec!["secret", "set", "openai-api-key"], format!("{value}\n")),
+        ("sync", vec!["sync", "--host", "192.0.2.11", "--rotate", "redis-password", "-vv"], String::new()),
+    ] {
+        let (code, stderr, traced) = traced(&ops, tmp.path(), name, &args, &stdin);
+        assert!(!traced.is_empty(), "strace traced nothing (is ptrace refused here?): {stderr}");
+        assert_eq!(code, Some(6), "{args:?}: {stderr}");
+        writes.push_str(&traced);
+    }
+    assert!(writes.contains("ENC[AES256_GCM"), "the trace holds the writes of the encrypted Secret");
+    let secret = ops.decrypted_secrets();
+    assert_eq!(secret["stringData"]["openai-api-key"], value, "the value made it into the Secret");
+    assert!(!writes.contains(value), "the value was written in plain text by some write(2)");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "files left in TMPDIR: {left:?}");
+    let cached = Command::new("grep").args(["-rlF", "-e", value]).arg(ops.cache_home()).output().unwrap();
+    assert!(cached.stdout.is_empty(), "the value in the cached clone: {}", String::from_utf8_lossy(&cached.stdout));
+    let objects = all_objects(&ops);
+    assert!(!objects.contains(value), "the value is in an object of the ops repo");
 }

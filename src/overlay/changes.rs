@@ -14,8 +14,19 @@ pub enum Change {
     },
     SecretGenerated(&'static str),
     SecretRotated(&'static str),
-    /// The Secret was re-encrypted for a different recipient set.
-    Recipients,
+    /// A key set by `secret set` (its name only; `reason` is the `--force` reason for a key sync generates).
+    SecretSet {
+        name: String,
+        replaced: bool,
+        reason: Option<String>,
+    },
+    /// The Secret was re-encrypted for the config's recipients: who gained and who lost access.
+    Recipients {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// Keys sync does not generate (added by hand or by `secret set`), carried through a re-encryption.
+    Kept(Vec<String>),
     /// The file differs only in layout (written by an older version, or by hand).
     Reformatted(&'static str),
 }
@@ -29,10 +40,40 @@ impl fmt::Display for Change {
             Change::Value { key, .. } => write!(f, "{key}"),
             Change::SecretGenerated(name) => write!(f, "secret {name} generated"),
             Change::SecretRotated(name) => write!(f, "secret {name} rotated"),
-            Change::Recipients => write!(f, "secret re-encrypted for new recipients"),
+            Change::SecretSet { name, replaced, reason } => {
+                write!(f, "secret {name} {}", if *replaced { "replaced" } else { "added" })?;
+                match reason {
+                    Some(reason) => write!(f, " by hand (--force: {reason})"),
+                    None => Ok(()),
+                }
+            }
+            Change::Recipients { added, removed } if added.is_empty() && removed.is_empty() => {
+                write!(f, "secret re-encrypted: recipients reordered")
+            }
+            Change::Recipients { added, removed } => {
+                let named = added
+                    .iter()
+                    .map(|r| format!("recipient {r} added"))
+                    .chain(removed.iter().map(|r| format!("recipient {r} removed")));
+                write!(f, "{}", named.collect::<Vec<_>>().join(", "))
+            }
+            Change::Kept(names) => {
+                let keys = if names.len() == 1 { "key" } else { "keys" };
+                write!(f, "kept {} {keys} sync does not generate: {}", names.len(), names.join(", "))
+            }
             Change::Reformatted(file) => write!(f, "{file} rewritten"),
         }
     }
+}
+
+/// The recipients a file is encrypted for against the config's: None when they are the same, in the same order.
+pub fn recipients(file: &[String], config: &[&str]) -> Option<Change> {
+    if file.iter().map(String::as_str).eq(config.iter().copied()) {
+        return None;
+    }
+    let added = config.iter().filter(|r| !file.iter().any(|f| f == *r)).map(|r| r.to_string()).collect();
+    let removed = file.iter().filter(|f| !config.contains(&f.as_str())).cloned().collect();
+    Some(Change::Recipients { added, removed })
 }
 
 pub fn values(old: Option<&PlainValues>, new: &PlainValues) -> Vec<Change> {
@@ -87,6 +128,30 @@ mod tests {
     fn a_changed_address_is_the_headline() {
         let message = commit_message("prod", &[value("external.host", Some("10.0.0.5"), "10.0.0.6")]);
         assert!(message.starts_with("dify/prod: external.host 10.0.0.5 -> 10.0.0.6\n\n- external.host"), "{message}");
+    }
+
+    #[test]
+    fn recipient_changes_name_who_gained_and_who_lost_access() {
+        let file = vec!["age1a".to_string(), "age1b".to_string()];
+        assert_eq!(recipients(&file, &["age1a", "age1b"]), None);
+        let change = recipients(&file, &["age1a", "age1c"]).unwrap();
+        assert_eq!(change.to_string(), "recipient age1c added, recipient age1b removed");
+        let change = recipients(&file, &["age1b", "age1a"]).unwrap();
+        assert_eq!(change.to_string(), "secret re-encrypted: recipients reordered");
+    }
+
+    #[test]
+    fn kept_and_set_keys_are_named_without_values() {
+        assert_eq!(
+            Change::Kept(vec!["openai-api-key".into()]).to_string(),
+            "kept 1 key sync does not generate: openai-api-key"
+        );
+        assert_eq!(Change::Kept(vec!["a".into(), "b".into()]).to_string(), "kept 2 keys sync does not generate: a, b");
+        let set = Change::SecretSet { name: "smtp".into(), replaced: false, reason: None };
+        assert_eq!(set.to_string(), "secret smtp added");
+        let forced =
+            Change::SecretSet { name: "redis-password".into(), replaced: true, reason: Some("migrated".into()) };
+        assert_eq!(forced.to_string(), "secret redis-password replaced by hand (--force: migrated)");
     }
 
     #[test]
