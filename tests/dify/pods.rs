@@ -70,7 +70,8 @@ impl Cluster {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the pod log");
         let err = out.try_clone().unwrap();
         let mut command = Command::new(&launch.program);
-        command.args(&launch.args).env_clear().envs(launch.env.iter().cloned()).env("HOSTNAME", &launch.pod);
+        // The runtime sets HOSTNAME to the pod name; a container that sets it itself wins.
+        command.args(&launch.args).env_clear().env("HOSTNAME", &launch.pod).envs(launch.env.iter().cloned());
         command.current_dir(&launch.cwd).stdin(Stdio::null()).stdout(out).stderr(err);
         let hostname = CString::new(launch.pod.clone()).unwrap();
         let hosts = CString::new(self.hosts.to_str().unwrap()).unwrap();
