@@ -110,9 +110,10 @@ Call with dict root mode. */}}
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
 - name: SSRF_PROXY_HTTPS_URL
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
-{{- if include "dify.collaboration" $root }}
+{{- /* From 1.14 Dify's own default is on: off must be said, or the UI expects a WebSocket nothing serves. */}}
+{{- if include "dify.atLeast" (dict "root" $root "min" "1.14.0") }}
 - name: ENABLE_COLLABORATION_MODE
-  value: "true"
+  value: {{ ternary "true" "false" (eq (include "dify.collaboration" $root) "true") | quote }}
 {{- end }}
 {{- if $v1 }}
 # Plugin daemon

@@ -54,10 +54,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if semverCompare (printf ">=%s-0" .min) (include "dify.version" .root) -}}true{{- end -}}
 {{- end -}}
 
-{{/* "true" when the api-websocket component runs: collaboration.enabled, or by default from Dify 1.15. */}}
+{{/* "true" when the api-websocket component runs: collaboration.enabled, or by default from Dify 1.14 (where Dify's
+own default turns it on). */}}
 {{- define "dify.collaboration" -}}
 {{- $on := .Values.collaboration.enabled -}}
-{{- if eq (toString $on) "" }}{{ $on = include "dify.atLeast" (dict "root" . "min" "1.15.0") }}{{ end -}}
+{{- if eq (toString $on) "" }}{{ $on = include "dify.atLeast" (dict "root" . "min" "1.14.0") }}{{ end -}}
 {{- if $on }}true{{ end -}}
 {{- end -}}
 

@@ -93,3 +93,28 @@ def test_web_server_side_requests_use_the_in_cluster_api(values, release, fullna
     assert get(objects, "Service", f"{fullname}-api")["spec"]["ports"][0]["port"] == 5001
     # The browser still gets the public URL.
     assert env["CONSOLE_API_URL"]["value"].startswith(values["external"]["scheme"] + "://")
+
+
+def test_collaboration_runs_by_default_from_dify_1_14():
+    # 1.14.2: the api's CollaborationConfig defaults ENABLE_COLLABORATION_MODE to true and compose starts
+    # api_websocket (its profile is in the default COMPOSE_PROFILES); nginx routes /socket.io/ to it.
+    objects = render_chart(at_version("1.14.2"))
+    get(objects, "Deployment", "api-websocket")
+    get(objects, "Ingress", "api-websocket")
+    for name in ("api", "worker"):
+        assert env_of(container(objects, "Deployment", name))["ENABLE_COLLABORATION_MODE"]["value"] == "true", name
+    assert env_of(container(objects, "Deployment", "web"))["NEXT_PUBLIC_SOCKET_URL"]["value"] == "wss://192.0.2.10/dify"
+
+
+@pytest.mark.parametrize("version", ["1.14.2", "1.17.1"])
+def test_collaboration_off_is_told_to_dify_since_it_defaults_on(version):
+    # Dify's default is on: leaving the variable out would leave the UI using a WebSocket nothing serves.
+    objects = render_chart(merge(at_version(version), {"collaboration": {"enabled": False}}))
+    assert not [o for o in objects if o["metadata"]["name"] == "dify-api-websocket"]
+    for name in ("api", "worker", "beat"):
+        assert env_of(container(objects, "Deployment", name))["ENABLE_COLLABORATION_MODE"]["value"] == "false", name
+
+
+def test_collaboration_can_be_switched_on_for_dify_1_14():
+    objects = render_chart(merge(at_version("1.14.2"), {"collaboration": {"enabled": True}}))
+    get(objects, "Deployment", "api-websocket")
