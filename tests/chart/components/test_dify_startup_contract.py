@@ -118,3 +118,12 @@ def test_collaboration_off_is_told_to_dify_since_it_defaults_on(version):
 def test_collaboration_can_be_switched_on_for_dify_1_14():
     objects = render_chart(merge(at_version("1.14.2"), {"collaboration": {"enabled": True}}))
     get(objects, "Deployment", "api-websocket")
+
+
+@pytest.mark.parametrize("version", ["1.14.2", "1.17.1"])
+def test_api_websocket_takes_as_many_connections_as_dify_gives_it(version):
+    # The api entrypoint runs gunicorn with --worker-connections ${SERVER_WORKER_CONNECTIONS:-10}: ten open
+    # WebSockets would fill the one worker. Compose gives api_websocket 1000 connections and a 360 s timeout.
+    env = env_of(container(render_chart(at_version(version)), "Deployment", "api-websocket"))
+    assert env["SERVER_WORKER_CONNECTIONS"]["value"] == "1000"
+    assert env["GUNICORN_TIMEOUT"]["value"] == "360"
