@@ -56,7 +56,8 @@ def test_should_use_the_override_if_a_component_image_is_set():
 
 
 def test_dify_images_come_from_the_repository_prefix():
-    objects = render_chart(scenario("v1.13.3"))
+    # At the root path; under /dify the web image is the project's build (components/test_web_image.py).
+    objects = render_chart(scenario("root-path"))
     assert image(objects, "Deployment", "api") == "langgenius/dify-api:1.13.3"
     assert image(objects, "Deployment", "web") == "langgenius/dify-web:1.13.3"
 

@@ -166,8 +166,7 @@ def test_uninstall_keeps_data_and_keys_and_a_reinstall_reuses_them(kube, helm):
 def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     ns = namespace(kube, "restricted")
     notes = helm_run(kube, helm, "install", ns, scenario("v1.13.3")).stdout
-    assert "WARNING: Dify is served under /dify with the stock web image" in notes
-    assert "--build-arg NEXT_PUBLIC_BASE_PATH=/dify" in notes
+    assert "Web: ghcr.io/dify-gitops/dify-web:1.13.3 serves https://192.0.2.10/dify/" in notes
     before = secret_data(kube, ns, "dify-internal")
     proc = helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
     assert secret_data(kube, ns, "dify-internal") == before
