@@ -127,3 +127,14 @@ def test_api_websocket_takes_as_many_connections_as_dify_gives_it(version):
     env = env_of(container(render_chart(at_version(version)), "Deployment", "api-websocket"))
     assert env["SERVER_WORKER_CONNECTIONS"]["value"] == "1000"
     assert env["GUNICORN_TIMEOUT"]["value"] == "360"
+
+
+def test_plugin_daemon_logs_in_to_an_external_redis_as_the_same_user_as_dify():
+    # The daemon reads REDIS_USERNAME (Config, 0.5.3 and 0.6.1); without it an ACL user's password is sent for
+    # "default" and Redis refuses it.
+    objects = render_chart(merge(scenario("external-services"), {"externalRedis": {"username": "dify-acl"}}))
+    api = env_of(container(objects, "Deployment", "api"))
+    daemon = env_of(container(objects, "Deployment", "plugin-daemon"))
+    assert api["REDIS_USERNAME"]["value"] == "dify-acl"
+    for name in ("REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT", "REDIS_USE_SSL"):
+        assert daemon[name] == api[name], name
