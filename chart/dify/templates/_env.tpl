@@ -121,6 +121,9 @@ Call with dict root mode. */}}
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "plugin-daemon" "port" 5002) | quote }}
 {{ include "dify.secretEnv" (dict "name" "PLUGIN_DAEMON_KEY" "secret" $internal "key" "plugin-daemon-key") }}
 {{ include "dify.secretEnv" (dict "name" "INNER_API_KEY_FOR_PLUGIN" "secret" $internal "key" "inner-api-key") }}
+# The daemon's own package limit (50 MiB); Dify's default, 15 MiB, refuses larger marketplace plugins.
+- name: PLUGIN_MAX_PACKAGE_SIZE
+  value: "52428800"
 - name: MARKETPLACE_ENABLED
   value: "true"
 {{- end }}

@@ -138,3 +138,14 @@ def test_plugin_daemon_logs_in_to_an_external_redis_as_the_same_user_as_dify():
     assert api["REDIS_USERNAME"]["value"] == "dify-acl"
     for name in ("REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT", "REDIS_USE_SSL"):
         assert daemon[name] == api[name], name
+
+
+@pytest.mark.parametrize("version", ["1.13.3", "1.14.2"])
+def test_plugin_packages_up_to_the_daemons_limit_are_accepted(version):
+    # The api caps plugin packages (uploads and marketplace downloads) at PLUGIN_MAX_PACKAGE_SIZE, 15 MiB by
+    # default (configs/feature); compose raises it to the daemon's own limit, 50 MiB, for api and worker.
+    objects = render_chart(at_version(version))
+    for name in ("api", "worker"):
+        assert env_of(container(objects, "Deployment", name))["PLUGIN_MAX_PACKAGE_SIZE"]["value"] == "52428800", name
+    daemon = env_of(container(objects, "Deployment", "plugin-daemon"))
+    assert daemon.get("MAX_PLUGIN_PACKAGE_SIZE", {"value": "52428800"})["value"] == "52428800"
