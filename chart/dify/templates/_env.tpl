@@ -15,6 +15,11 @@ Call with dict root mode. */}}
   value: PRODUCTION
 - name: LOG_LEVEL
   value: INFO
+# As Dify's compose sets them: no unauthenticated Swagger UI on the public API prefixes, no usage analytics.
+- name: SWAGGER_UI_ENABLED
+  value: "false"
+- name: SCARF_NO_ANALYTICS
+  value: "true"
 {{- if include "dify.atLeast" (dict "root" $root "min" "1.17.0") }}
 - name: DEPLOYMENT_EDITION
   value: COMMUNITY

@@ -149,3 +149,15 @@ def test_plugin_packages_up_to_the_daemons_limit_are_accepted(version):
         assert env_of(container(objects, "Deployment", name))["PLUGIN_MAX_PACKAGE_SIZE"]["value"] == "52428800", name
     daemon = env_of(container(objects, "Deployment", "plugin-daemon"))
     assert daemon.get("MAX_PLUGIN_PACKAGE_SIZE", {"value": "52428800"})["value"] == "52428800"
+
+
+@pytest.mark.parametrize("version", ["1.13.3", "1.14.2"])
+def test_api_publishes_no_swagger_ui_and_sends_no_analytics(version):
+    # Dify defaults SWAGGER_UI_ENABLED to true: every API blueprint (/console/api, /api, /v1, all routed through
+    # the Ingress) then serves its Swagger UI and spec without login. Compose turns it off, and sets
+    # SCARF_NO_ANALYTICS=true (shared env of api, worker and beat).
+    objects = render_chart(at_version(version))
+    for name in ("api", "worker", "beat"):
+        env = env_of(container(objects, "Deployment", name))
+        assert env["SWAGGER_UI_ENABLED"]["value"] == "false", name
+        assert env["SCARF_NO_ANALYTICS"]["value"] == "true", name
