@@ -161,3 +161,10 @@ def test_api_publishes_no_swagger_ui_and_sends_no_analytics(version):
         env = env_of(container(objects, "Deployment", name))
         assert env["SWAGGER_UI_ENABLED"]["value"] == "false", name
         assert env["SCARF_NO_ANALYTICS"]["value"] == "true", name
+
+
+def test_web_listens_on_every_address_of_the_pod():
+    # Next.js' standalone server binds to $HOSTNAME, which the container runtime sets to the pod's name: the web then
+    # listens on the pod IP only, and `kubectl port-forward` (which dials localhost in the pod) is refused.
+    env = env_of(container(render_chart(scenario("v1.13.3")), "Deployment", "web"))
+    assert env["HOSTNAME"]["value"] == "0.0.0.0"
