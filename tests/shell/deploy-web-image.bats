@@ -4,6 +4,7 @@
 # early usage error for a path no published image serves. No cluster: kubectl and helm are stubs that log their calls.
 #
 # shellcheck disable=SC2154 # status, output and stderr are set by bats' run
+# shellcheck disable=SC2016 # the stubs are written with single-quoted scripts that expand when they run
 
 bats_require_minimum_version 1.5.0
 
