@@ -142,6 +142,7 @@ unset val opt
 [[ -n $image_tag ]] || usage_error "--image-tag is required (the Dify release, e.g. 1.13.3)"
 [[ $scheme == http || $scheme == https ]] || usage_error "--scheme must be http or https, not '$scheme'"
 [[ $path == /* ]] || usage_error "--path must start with '/', e.g. /dify or /"
+[[ $path == / || $path != */ ]] || usage_error "--path must have no trailing slash, e.g. /dify"
 timeout_s=$(to_seconds "$timeout") || usage_error "--timeout '$timeout' is not a duration (300, 90s, 5m)"
 helm_timeout_s=$(to_seconds "$helm_timeout") || usage_error "--helm-timeout '$helm_timeout' is not a duration (600, 15m)"
 for pair in "--image-tag=$image_tag" "--image-repo=$image_repo" "--ingress-class=$ingress_class" "--path=$path" \

@@ -90,3 +90,9 @@ deploy() {
   [[ $stderr == *"--set images.web.repository=REPO --set images.web.tag=TAG"* ]]
   [ ! -e "$CALLS" ] || ! grep -q . "$CALLS"
 }
+
+@test "a path with a trailing slash is a usage error, not a missing web image" {
+  deploy --path /dify/
+  [ "$status" -eq 2 ]
+  [[ $stderr == *"--path must have no trailing slash, e.g. /dify"* ]]
+}
