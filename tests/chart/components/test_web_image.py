@@ -1,36 +1,16 @@
 """Components > web image: which web image serves which path. Next.js bakes the base path in at build time, so the
 stock langgenius/dify-web serves "/" only; the project publishes ghcr.io/dify-gitops/dify-web:<Dify version> built
-for "/dify"; any other path needs the user's own build."""
-
-import os
-import subprocess
-import tempfile
+for "/dify"; any other path needs the user's own build. What NOTES.txt says about it: install/test_install_upgrade.py."""
 
 import pytest
-import yaml
 
-from conftest import CHART, HelmError, get, helm_binary, merge, pod_spec, render_chart, render_error, scenario
+from conftest import get, merge, pod_spec, render_chart, render_error, scenario
 
 PROJECT_WEB = "ghcr.io/dify-gitops/dify-web"
 
 
 def web_image(values):
     return pod_spec(get(render_chart(values), "Deployment", "web"))["containers"][0]["image"]
-
-
-def notes(values, helm="helm"):
-    """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-        yaml.safe_dump(values, f)
-        f.flush()
-        proc = subprocess.run(
-            [helm_binary(helm), "install", "dify", str(CHART), "--namespace", "dify", "--dry-run=client",
-             "--values", f.name],
-            capture_output=True, text=True, env={**os.environ, "KUBECONFIG": os.devnull})
-    if proc.returncode != 0:
-        raise HelmError(proc.stderr.strip())
-    assert "NOTES:" in proc.stdout, proc.stdout[-2000:]
-    return proc.stdout.split("NOTES:", 1)[1]
 
 
 def at_path(path, **images):
@@ -70,26 +50,3 @@ def test_should_fail_early_if_no_web_image_exists_for_the_path(path, helm):
 def test_should_fail_early_if_dify_predates_base_path_support(helm):
     message = render_error(merge(scenario("v0.14.3"), {"expose": {"path": "/dify"}}), helm=helm)
     assert "Dify 0.14.3" in message and "expose.path=/" in message
-
-
-def test_notes_name_the_web_image_serving_each_path(helm):
-    text = notes(at_path("/dify"), helm)
-    assert f"Web: {PROJECT_WEB}:1.13.3 serves https://192.0.2.10/dify/" in text
-    assert "built for /dify by the dify-gitops project" in text
-    assert "WARNING" not in text
-    text = notes(at_path("/"), helm)
-    assert "Web: langgenius/dify-web:1.13.3 serves https://192.0.2.10/" in text
-    assert "Dify's stock web image" in text
-
-
-@pytest.mark.parametrize("path", ["/dify", "/ai"])
-def test_notes_warn_that_an_own_web_image_must_be_built_for_the_path(path, helm):
-    text = notes(at_path(path, web={"repository": "registry.example.com/team/dify-web", "tag": "1.13.3"}), helm)
-    assert f"Web: registry.example.com/team/dify-web:1.13.3 serves https://192.0.2.10{path}/" in text
-    assert "WARNING" in text and f"NEXT_PUBLIC_BASE_PATH={path}" in text
-
-
-def test_notes_do_not_warn_about_an_own_web_image_at_the_root_path(helm):
-    text = notes(at_path("/", web={"repository": "registry.example.com/team/dify-web", "tag": "1.13.3"}), helm)
-    assert "Web: registry.example.com/team/dify-web:1.13.3 serves https://192.0.2.10/" in text
-    assert "NEXT_PUBLIC_BASE_PATH" not in text
