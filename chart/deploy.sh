@@ -52,6 +52,11 @@ Options (defaults are NKP's):
 Passed through to helm, after deploy.sh's own values (so they override them):
   --set, --set-string, --set-json, --set-file, --set-literal K=V;  -f, --values FILE;  -- ARG... (anything)
 
+Web image (Next.js fixes the base path at build time): at --path / Dify's stock <REPO>-web, at /dify the project's
+ghcr.io/dify-gitops/dify-web:<tag> built for /dify. Any other path needs your own build (the web-image workflow,
+NEXT_PUBLIC_BASE_PATH=<path>): --set images.web.repository=REPO --set images.web.tag=TAG. deploy.sh names the web
+image before installing and warns that your own image under a path must be built for that path.
+
 Exit codes:
   0  installed or upgraded (or, with --dry-run, printed)
   1  error: cluster, Traefik Service not found or ambiguous, helm failed
@@ -137,6 +142,7 @@ unset val opt
 [[ -n $image_tag ]] || usage_error "--image-tag is required (the Dify release, e.g. 1.13.3)"
 [[ $scheme == http || $scheme == https ]] || usage_error "--scheme must be http or https, not '$scheme'"
 [[ $path == /* ]] || usage_error "--path must start with '/', e.g. /dify or /"
+[[ $path == / || $path != */ ]] || usage_error "--path must have no trailing slash, e.g. /dify"
 timeout_s=$(to_seconds "$timeout") || usage_error "--timeout '$timeout' is not a duration (300, 90s, 5m)"
 helm_timeout_s=$(to_seconds "$helm_timeout") || usage_error "--helm-timeout '$helm_timeout' is not a duration (600, 15m)"
 for pair in "--image-tag=$image_tag" "--image-repo=$image_repo" "--ingress-class=$ingress_class" "--path=$path" \
@@ -146,6 +152,79 @@ for pair in "--image-tag=$image_tag" "--image-repo=$image_repo" "--ingress-class
   [[ ${pair#*=} != *[[:space:]]* ]] || usage_error "${pair%%=*} contains whitespace"
 done
 [[ -d $chart || $chart == oci://* ]] || usage_error "--chart '$chart' is not a directory"
+
+# --- the web image for the path (trace is still off: the --set values may hold secrets) ---------------------------
+# Next.js fixes the base path at build time. The chart's default web image per path, when images.web.repository is
+# empty: "/" Dify's stock <repo>-web, /dify the project's build for /dify; any other path needs the user's own.
+project_web=ghcr.io/dify-gitops/dify-web project_web_path=/dify
+
+# images.web.repository of a values file, block or flow style ("" when it sets none).
+web_repo_in_file() {
+  awk '
+    function indent(s) { match(s, /^ */); return RLENGTH }
+    function clean(v) {
+      sub(/^[^:]*:[[:space:]]*/, "", v); sub(/[[:space:]]+#.*$/, "", v); sub(/[,}].*$/, "", v)
+      gsub(/^[[:space:]"\047]+|[[:space:]"\047]+$/, "", v); return v
+    }
+    /^[[:space:]]*(#.*)?$/ { next }
+    { i = indent($0); line = substr($0, i + 1) }
+    i == 0 {
+      images = (line ~ /^images:[[:space:]]*(#.*)?$/); web = 0
+      if (match(line, /^images:.*web:[[:space:]]*\{[^}]*repository:[^,}]*/)) {
+        v = substr(line, RSTART, RLENGTH); sub(/^.*repository:/, "repository:", v); repo = clean(v)
+      }
+      next
+    }
+    images && !web && line ~ /^web:/ {
+      if (match(line, /repository:[^,}]*/)) { repo = clean(substr(line, RSTART, RLENGTH)) } else { web = 1; web_indent = i }
+      next
+    }
+    web && i <= web_indent { web = 0 }
+    web && line ~ /^repository:/ { repo = clean(line) }
+    END { print repo }
+  ' "$1"
+}
+
+# The web image the user names (helm takes the last one given): --set family pairs and -f files.
+user_web_repo=''
+for ((i = 0; i < ${#extra[@]}; i++)); do
+  opt=${extra[i]} val=''
+  case $opt in
+    --set=* | --set-string=* | --set-literal=* | --set-json=* | -f=* | --values=*) val=${opt#*=} opt=${opt%%=*} ;;
+    --set | --set-string | --set-literal | --set-json | -f | --values) val=${extra[i + 1]:-} i=$((i + 1)) ;;
+    *) continue ;;
+  esac
+  case $opt in
+    -f | --values) [[ ! -f $val ]] || user_web_repo=$(web_repo_in_file "$val") ;;
+    *)
+      IFS=, read -ra pairs <<<"$val"
+      for pair in "${pairs[@]}"; do
+        if [[ ${pair%%=*} == images.web.repository ]]; then
+          user_web_repo=${pair#*=} user_web_repo=${user_web_repo//\"/}
+        fi
+      done
+      ;;
+  esac
+done
+unset i opt val pairs pair
+web_warning='' web_info=''
+if [[ -n $user_web_repo ]]; then
+  if [[ $path == / ]]; then
+    web_info="web image: $user_web_repo (yours, images.web.repository) serves /"
+  else
+    web_warning="web image: $user_web_repo (yours, images.web.repository) serves $path: it must be Dify's web \
+${image_tag#v} built with NEXT_PUBLIC_BASE_PATH=$path (the web-image workflow), or pages under $path do not load"
+  fi
+elif [[ $path == / ]]; then
+  web_info="web image: $image_repo-web:$image_tag serves / (Dify's stock web image)"
+elif [[ $path == "$project_web_path" ]]; then
+  web_info="web image: $project_web:${image_tag#v} serves $path (Dify's web built for $path by the dify-gitops \
+project; the stock image serves / only)"
+else
+  usage_error "--path $path needs a web image built for it and none is published (Dify's stock web image serves /, \
+$project_web serves $project_web_path). Build one with the web-image workflow (NEXT_PUBLIC_BASE_PATH=$path), then pass \
+--set images.web.repository=REPO --set images.web.tag=TAG; or use --path $project_web_path"
+fi
 
 # --- secrets: checked, written to a 0600 file and dropped from the environment, all with trace off -------------
 if [[ -z ${DIFY_SECRET_KEY:-} ]]; then
@@ -314,6 +393,10 @@ images:
 storage:
   storageClassName: $(yaml_str "$storage_class")
 EOF
+
+# Before installing: which web image serves the path.
+[[ -z $web_info ]] || say "$web_info"
+[[ -z $web_warning ]] || printf '%s: warning: %s\n' "$prog" "$web_warning" >&2
 
 helm_args=(upgrade --install "$release" "$chart" --namespace "$namespace"
   --values "$values_file" --values "$secrets_file" --timeout "${helm_timeout_s}s")

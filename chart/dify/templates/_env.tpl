@@ -15,6 +15,11 @@ Call with dict root mode. */}}
   value: PRODUCTION
 - name: LOG_LEVEL
   value: INFO
+# As Dify's compose sets them: no unauthenticated Swagger UI on the public API prefixes, no usage analytics.
+- name: SWAGGER_UI_ENABLED
+  value: "false"
+- name: SCARF_NO_ANALYTICS
+  value: "true"
 {{- if include "dify.atLeast" (dict "root" $root "min" "1.17.0") }}
 - name: DEPLOYMENT_EDITION
   value: COMMUNITY
@@ -110,9 +115,10 @@ Call with dict root mode. */}}
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
 - name: SSRF_PROXY_HTTPS_URL
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "ssrf-proxy" "port" 3128) | quote }}
-{{- if include "dify.collaboration" $root }}
+{{- /* From 1.14 Dify's own default is on: off must be said, or the UI expects a WebSocket nothing serves. */}}
+{{- if include "dify.atLeast" (dict "root" $root "min" "1.14.0") }}
 - name: ENABLE_COLLABORATION_MODE
-  value: "true"
+  value: {{ ternary "true" "false" (eq (include "dify.collaboration" $root) "true") | quote }}
 {{- end }}
 {{- if $v1 }}
 # Plugin daemon
@@ -120,6 +126,9 @@ Call with dict root mode. */}}
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "plugin-daemon" "port" 5002) | quote }}
 {{ include "dify.secretEnv" (dict "name" "PLUGIN_DAEMON_KEY" "secret" $internal "key" "plugin-daemon-key") }}
 {{ include "dify.secretEnv" (dict "name" "INNER_API_KEY_FOR_PLUGIN" "secret" $internal "key" "inner-api-key") }}
+# The daemon's own package limit (50 MiB); Dify's default, 15 MiB, refuses larger marketplace plugins.
+- name: PLUGIN_MAX_PACKAGE_SIZE
+  value: "52428800"
 - name: MARKETPLACE_ENABLED
   value: "true"
 {{- end }}

@@ -7,7 +7,12 @@
 {{- range splitList "." . }}{{ $val = index $val . }}{{ end -}}
 {{- if not $val }}{{ fail (printf "%s is required (see the chart README, \"Required values\")" .) }}{{ end -}}
 {{- end -}}
-{{- $_ := include "dify.basePath" . -}}
+{{- $base := include "dify.basePath" . -}}
+{{- if and $base (not (include "dify.atLeast" (dict "root" . "min" "1.3.0"))) -}}
+{{- fail (printf "Dify %s cannot be served under expose.path %q: its web has no base-path support (Dify 1.3 or later has). Set expose.path=/" (include "dify.version" .) $base) -}}
+{{- end -}}
+{{- /* A web image must exist for the path: the user's, Dify's stock one for "/", or the project's for /dify. */ -}}
+{{- $_ := include "dify.webSource" . -}}
 {{- if not (has $v.external.scheme (list "http" "https")) -}}
 {{- fail (printf "external.scheme must be http or https, not %q" $v.external.scheme) -}}
 {{- end -}}
@@ -25,8 +30,8 @@
 {{- if and (eq $v.storage.files.type "pvc") (gt (int $v.api.replicas) 1) (eq $v.storage.files.accessMode "ReadWriteOnce") -}}
 {{- /* Allowed: the pods share the node of the volume (pod affinity); noted here so nobody removes that rule. */ -}}
 {{- end -}}
-{{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.15.0"))) -}}
-{{- fail (printf "collaboration.enabled=true needs Dify 1.15 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
+{{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
+{{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
 {{- if and $v.agent.enabled (not (include "dify.atLeast" (dict "root" . "min" "1.16.0"))) -}}
 {{- fail (printf "agent.enabled=true needs Dify 1.16 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}

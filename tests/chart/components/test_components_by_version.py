@@ -56,7 +56,8 @@ def test_should_use_the_override_if_a_component_image_is_set():
 
 
 def test_dify_images_come_from_the_repository_prefix():
-    objects = render_chart(scenario("v1.13.3"))
+    # At the root path; under /dify the web image is the project's build (components/test_web_image.py).
+    objects = render_chart(scenario("root-path"))
     assert image(objects, "Deployment", "api") == "langgenius/dify-api:1.13.3"
     assert image(objects, "Deployment", "web") == "langgenius/dify-web:1.13.3"
 
@@ -157,7 +158,7 @@ def test_helm_test_pod_checks_every_service():
         assert url in script
 
 
-def test_should_run_api_websocket_for_collaboration_if_dify_is_1_15_or_later(helm):
+def test_should_run_api_websocket_for_collaboration_if_dify_is_1_14_or_later(helm):
     objects = render_chart(scenario("v1.17.1"), helm=helm)
     ws = get(objects, "Deployment", "api-websocket")
     assert ws["spec"]["replicas"] == 1
@@ -175,14 +176,16 @@ def test_should_run_api_websocket_for_collaboration_if_dify_is_1_15_or_later(hel
 def test_should_not_run_api_websocket_if_collaboration_is_off(name, values):
     objects = render_chart(merge(scenario(name), values))
     assert not find(objects, "Deployment", "api-websocket")
-    assert "ENABLE_COLLABORATION_MODE" not in main_env(objects, "Deployment", "api")
+    # 1.13 has no such variable; from 1.14 Dify defaults it on, so off is said explicitly.
+    assert main_env(objects, "Deployment", "api").get("ENABLE_COLLABORATION_MODE", {}).get("value") == (
+        None if name == "v1.13.3" else "false")
     assert "NEXT_PUBLIC_SOCKET_URL" not in main_env(objects, "Deployment", "web")
 
 
-def test_should_refuse_collaboration_if_dify_is_older_than_1_15(helm):
+def test_should_refuse_collaboration_if_dify_is_older_than_1_14(helm):
     from conftest import render_error
     message = render_error(merge(scenario("v1.13.3"), {"collaboration": {"enabled": True}}), helm=helm)
-    assert "collaboration.enabled=true needs Dify 1.15" in message
+    assert "collaboration.enabled=true needs Dify 1.14" in message
 
 
 def test_should_run_the_agent_runtime_if_agent_is_enabled(helm):

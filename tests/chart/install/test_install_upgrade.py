@@ -166,8 +166,7 @@ def test_uninstall_keeps_data_and_keys_and_a_reinstall_reuses_them(kube, helm):
 def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     ns = namespace(kube, "restricted")
     notes = helm_run(kube, helm, "install", ns, scenario("v1.13.3")).stdout
-    assert "WARNING: Dify is served under /dify with the stock web image" in notes
-    assert "--build-arg NEXT_PUBLIC_BASE_PATH=/dify" in notes
+    assert "Web: ghcr.io/dify-gitops/dify-web:1.13.3 serves https://192.0.2.10/dify/" in notes
     before = secret_data(kube, ns, "dify-internal")
     proc = helm_run(kube, helm, "upgrade", ns, scenario("v1.17.1"))
     assert secret_data(kube, ns, "dify-internal") == before
@@ -203,3 +202,40 @@ def test_weaviate_upgrade_moves_one_minor_at_a_time(kube, helm, tag, accepted):
     assert (proc.returncode == 0) == accepted, proc.stderr
     if not accepted:
         assert "one minor at a time" in proc.stderr and "weaviate.image.tag=1.27.0" in proc.stderr
+
+
+def web_notes(kube, helm, values):
+    """NOTES.txt of a client-side dry-run install (nothing is created)."""
+    out = helm_run(kube, helm, "install", "dify", values, "--dry-run=client").stdout
+    assert "NOTES:" in out, out[-2000:]
+    return out.split("NOTES:", 1)[1]
+
+
+def at_path(path, **images):
+    return merge(scenario("v1.13.3"), {"expose": {"path": path}, "images": images})
+
+
+OWN_WEB = {"repository": "registry.example.com/team/dify-web", "tag": "1.13.3"}
+
+
+def test_notes_name_the_web_image_serving_each_path(kube, helm):
+    text = web_notes(kube, helm, at_path("/dify"))
+    assert "Web: ghcr.io/dify-gitops/dify-web:1.13.3 serves https://192.0.2.10/dify/" in text
+    assert "built for /dify by the dify-gitops project" in text
+    assert "WARNING" not in text
+    text = web_notes(kube, helm, at_path("/"))
+    assert "Web: langgenius/dify-web:1.13.3 serves https://192.0.2.10/" in text
+    assert "Dify's stock web image" in text
+
+
+@pytest.mark.parametrize("path", ["/dify", "/ai"])
+def test_notes_warn_that_an_own_web_image_must_be_built_for_the_path(kube, helm, path):
+    text = web_notes(kube, helm, at_path(path, web=OWN_WEB))
+    assert f"Web: registry.example.com/team/dify-web:1.13.3 serves https://192.0.2.10{path}/" in text
+    assert "WARNING" in text and f"NEXT_PUBLIC_BASE_PATH={path}" in text
+
+
+def test_notes_do_not_warn_about_an_own_web_image_at_the_root_path(kube, helm):
+    text = web_notes(kube, helm, at_path("/", web=OWN_WEB))
+    assert "Web: registry.example.com/team/dify-web:1.13.3 serves https://192.0.2.10/" in text
+    assert "NEXT_PUBLIC_BASE_PATH" not in text

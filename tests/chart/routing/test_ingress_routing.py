@@ -144,11 +144,11 @@ def test_should_not_route_plugin_endpoints_if_dify_is_older_than_1_0():
      ("/dify/socket.io/?EIO=4&transport=websocket", ("dify-api-websocket", "/socket.io/?EIO=4&transport=websocket")),
      ("/dify/apps", ("dify-web", "/dify/apps"))],
 )
-def test_should_route_socket_io_to_api_websocket_if_dify_is_1_15_or_later(url_path, expected, helm):
+def test_should_route_socket_io_to_api_websocket_if_dify_is_1_14_or_later(url_path, expected, helm):
     assert route(render_chart(scenario("v1.17.1"), helm=helm), url_path) == expected
 
 
-def test_should_not_route_socket_io_if_dify_is_older_than_1_15():
+def test_should_not_route_socket_io_if_dify_is_older_than_1_14():
     objects = render_chart(scenario("v1.13.3"))
     assert not find(objects, "Ingress", "api-websocket")
     assert route(objects, "/dify/socket.io/") == ("dify-web", "/dify/socket.io/")
