@@ -124,13 +124,46 @@ impl Browser {
         el.send_keys(text).await.unwrap_or_else(|e| panic!("typing into {css}: {e}"));
     }
 
-    /// Clicks the visible button (or link) whose text is `text`.
+    /// Clicks the visible element (button, link or label) whose text is `text`.
     pub async fn click_text(&mut self, text: &str) {
         let xpath = format!(
             "//*[self::button or self::a or @role='button' or self::span or self::div][normalize-space(.)='{text}']"
         );
-        let el = self.find(Locator::XPath(&xpath), &format!("a button {text:?}"), Duration::from_secs(30)).await;
-        el.click().await.unwrap_or_else(|e| panic!("clicking {text:?}: {e}"));
+        self.click_last(&xpath, text).await;
+    }
+
+    /// Clicks the visible button whose text is `text`, or whose label span is (beside a keyboard hint, "Create ⌃↵").
+    pub async fn click_button(&mut self, text: &str) {
+        let xpath = format!("//button[normalize-space(.)='{text}' or ./span[normalize-space(.)='{text}']]");
+        self.click_last(&xpath, text).await;
+    }
+
+    /// Clicks the last visible match that takes the click: a dialog comes after the page it covers, so its
+    /// elements are tried before the covered page's.
+    async fn click_last(&mut self, xpath: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_error = String::new();
+        loop {
+            let found = self.client.find_all(Locator::XPath(xpath)).await.unwrap_or_default();
+            for el in found.iter().rev() {
+                if !el.is_displayed().await.unwrap_or(false) {
+                    continue;
+                }
+                match el.click().await {
+                    Ok(()) => return,
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            if Instant::now() > deadline {
+                let shot = self.shot("missing").await;
+                panic!(
+                    "nothing clickable named {what:?} at {} ({last_error}); screenshot {}",
+                    self.url().await,
+                    shot.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// The page's visible text.
