@@ -523,8 +523,9 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
 
     // 4. A chat app, then its public web app under /dify.
     b.click_text("Create from Blank").await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Chatbot']"), "the app types", long).await;
-    b.click_text("Chatbot").await;
+    let app_type = std::env::var("DIFY_HARNESS_APP_TYPE").unwrap_or_else(|_| "Chatbot".into());
+    b.find(Locator::XPath(&format!("//*[normalize-space(.)='{app_type}']")), "the app types", long).await;
+    b.click_text(&app_type).await;
     b.fill("input[placeholder='Give your app a name']", "Harness chat").await;
     b.shot("create-app").await;
     b.click_button("Create").await;

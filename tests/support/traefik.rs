@@ -74,6 +74,20 @@ impl Worker {
     }
 }
 
+/// Gives the child `PR_SET_PDEATHSIG` (SIGKILL): it dies when the thread that spawns it ends, and these threads
+/// live as long as the test process.
+fn die_with_spawning_thread(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn process_worker() -> &'static Worker {
     static WORKER: std::sync::OnceLock<Worker> = std::sync::OnceLock::new();
     WORKER.get_or_init(|| Worker::spawn("test-processes", || Ok(())))
@@ -183,15 +197,7 @@ impl StubNet {
     /// thread, which lives as long as the test process, so it never outlives the test run.
     pub fn spawn(&self, mut command: Command) -> std::io::Result<Child> {
         self.worker.run(move || {
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            die_with_spawning_thread(&mut command);
             command.spawn()
         })
     }
@@ -437,15 +443,7 @@ impl Traefik {
             let err = out.try_clone().unwrap();
             let mut command = Command::new(&binary_c);
             command.arg(format!("--configFile={}", config_c.display())).stdin(Stdio::null()).stdout(out).stderr(err);
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            die_with_spawning_thread(&mut command);
             command.spawn()
         });
         let child = child.unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
