@@ -45,6 +45,11 @@ pub enum Kind {
     Redis,
 }
 
+/// Whether the harness runs `image` yet (the others are issue 16's: plugin daemon, sandbox, SSRF proxy, Weaviate).
+pub fn runnable(image: &str) -> bool {
+    std::panic::catch_unwind(|| kind(image)).is_ok()
+}
+
 pub fn kind(image: &str) -> Kind {
     let name = image.rsplit('/').next().unwrap_or(image);
     let repo = name.split(':').next().unwrap_or(name);
