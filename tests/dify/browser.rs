@@ -166,14 +166,6 @@ impl Browser {
         }
     }
 
-    /// The page's visible text.
-    pub async fn text(&self) -> String {
-        match self.client.find(Locator::Css("body")).await {
-            Ok(body) => body.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    }
-
     /// Runs `script` in the page as an async function body; it calls `arguments[0]` with its result.
     pub async fn run_async(&self, script: &str) -> serde_json::Value {
         self.client.execute_async(script, vec![]).await.unwrap_or_else(|e| panic!("running a script: {e}"))
