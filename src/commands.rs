@@ -1,10 +1,27 @@
 //! One function per command: wires the stages together, prints the result; owns no logic of its own.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command, DiscoverArgs, Global, Output, PreflightArgs, SecretCommand};
 use crate::cluster::{self, preflight, traefik};
 use crate::exit::{Exit, Failure};
+
+/// `println!` that returns the write error instead of panicking, so a closed pipe (`| head`) ends the command
+/// and `main` can treat it as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
+/// `print!` that returns the write error, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)
+    };
+}
 
 pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
@@ -16,7 +33,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
         Command::Init(args) => init(&cli.global, args).await,
         Command::ShowSecret(args) => {
-            println!("{}", crate::sync::show_secret(args)?.as_str());
+            outln!("{}", crate::sync::show_secret(args)?.as_str())?;
             Ok(Exit::Ok)
         }
         Command::Audit(args) => audit(&cli.global, args),
@@ -35,8 +52,8 @@ async fn discover(global: &Global, args: &DiscoverArgs) -> Result<Exit> {
     let client = client(global).await?;
     let found = traefik::discover(&client, &args.traefik, args.timeout, !global.quiet).await?;
     match global.output {
-        Output::Text => println!("{}", found.address),
-        Output::Json => println!("{}", serde_json::to_string(&found).context("serialising the result")?),
+        Output::Text => outln!("{}", found.address)?,
+        Output::Json => outln!("{}", serde_json::to_string(&found).context("serialising the result")?)?,
     }
     Ok(Exit::Ok)
 }
@@ -45,8 +62,8 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
     let client = client(global).await?;
     let report = preflight::run(&client, args).await;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", preflight_table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", preflight_table(&report))?,
     }
     if report.passed {
         Ok(Exit::Ok)
@@ -60,26 +77,26 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
 /// Prints an overlay outcome; the exit code says whether anything changed.
 fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?)?,
         Output::Text if !outcome.changed => match &outcome.host {
-            Some(host) => println!("dify/{}: unchanged (external.host = {host})", outcome.environment),
-            None => println!("dify/{}: unchanged", outcome.environment),
+            Some(host) => outln!("dify/{}: unchanged (external.host = {host})", outcome.environment)?,
+            None => outln!("dify/{}: unchanged", outcome.environment)?,
         },
         Output::Text => {
-            println!(
+            outln!(
                 "dify/{}: {} change(s) in {}",
                 outcome.environment,
                 outcome.changes.len(),
                 outcome.directory.display()
-            );
+            )?;
             for change in &outcome.changes {
-                println!("  {change}");
+                outln!("  {change}")?;
             }
             match (&outcome.commit, outcome.pushed) {
                 (Some(commit), true) => {
-                    println!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))
+                    outln!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))?
                 }
-                (Some(commit), false) => println!("committed {commit} (no remote to push to)"),
+                (Some(commit), false) => outln!("committed {commit} (no remote to push to)")?,
                 _ => {}
             }
         }
@@ -91,11 +108,11 @@ fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
 fn secret_list(global: &Global, args: &crate::cli::SecretListArgs) -> Result<Exit> {
     let listing = crate::secret::list(args)?;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&listing).context("serialising the list")?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&listing).context("serialising the list")?)?,
         Output::Text => {
             for secret in &listing.secrets {
                 let owner = if secret.generated { "generated by sync" } else { "added (kept by sync)" };
-                println!("{:<28} {owner}", secret.name);
+                outln!("{:<28} {owner}", secret.name)?;
             }
         }
     }
@@ -112,8 +129,8 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
     };
     let report = verify::run(&target, &verify::Prober::new(&trust, args.timeout)?).await;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", verify::table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", verify::table(&report))?,
     }
     if report.passed {
         return Ok(Exit::Ok);
@@ -142,14 +159,14 @@ async fn init(global: &Global, args: &crate::cli::InitArgs) -> Result<Exit> {
     match global.output {
         Output::Json => {
             let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-            println!("{}", serde_json::json!({"environment": args.env, "helmrelease_api": api, "files": paths}));
+            outln!("{}", serde_json::json!({"environment": args.env, "helmrelease_api": api, "files": paths}))?;
         }
         Output::Text => {
-            println!("wrote the ops repo layout for {} into {}:", args.env, args.repo_dir.display());
+            outln!("wrote the ops repo layout for {} into {}:", args.env, args.repo_dir.display())?;
             for (path, _) in &files {
-                println!("  {}", path.display());
+                outln!("  {}", path.display())?;
             }
-            println!("next: commit, then `dify-gitops sync` writes the overlay; gitops/README.md bootstraps Flux");
+            outln!("next: commit, then `dify-gitops sync` writes the overlay; gitops/README.md bootstraps Flux")?;
         }
     }
     Ok(Exit::Ok)
@@ -170,8 +187,8 @@ fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
     let options = crate::audit::Options { root: &args.repo_dir, history: args.history, identities: &identities };
     let report = crate::audit::run(&options)?;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", crate::audit::table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", crate::audit::table(&report))?,
     }
     if report.clean {
         return Ok(Exit::Ok);
