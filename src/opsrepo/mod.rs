@@ -58,6 +58,8 @@ impl OpsRepo {
     /// (a bare repo path, a `file://`, `https://` or `ssh://` URL) is cloned, into the cache when `reuse_clone`
     /// and a cache directory is available, else into a temp dir. `branch` defaults to the remote's default.
     pub fn open(spec: &str, branch: Option<&str>, access: Access, reuse_clone: bool) -> Result<Self> {
+        // libgit2's transports are process-wide: `https://` is ours from the first repo opened on.
+        https::register(&access.https)?;
         let path = Path::new(spec);
         if path.is_dir()
             && let Ok(repo) = Repository::open(path)
