@@ -2,13 +2,13 @@
 //! password or key in a ConfigMap or values file, a committed age identity or PEM private key, a SOPS file whose
 //! MAC does not verify — in the working tree and, with `--history`, in every commit reachable from HEAD.
 //!
-//! Scanning is pure ([`scan`]: a path and its text in, findings out); [`run`] only feeds it files and git blobs.
-//! Git is read through git2 object by object (no checkout, nothing written). **A finding never carries the value
+//! Scanning is pure ([`scan`]: a path and its text in, findings out); [`run`] only feeds it files and git blobs,
+//! read through the ops-repo module's read-only [`RepoReader`] (no checkout, nothing written). **A finding never carries the value
 //! it found**: only the file, line or commit, the key, a redacted hint (kind and length) and the fix.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::opsrepo::read::{BlobId, RepoReader};
 use crate::sops;
 
 /// Files larger than this are not read (an ops repo holds manifests, not blobs).
@@ -152,42 +153,35 @@ pub struct Options<'a> {
 /// introduced it.
 pub fn run(options: &Options) -> Result<Report> {
     let root = options.root;
-    let repo = git2::Repository::open(root).ok();
-    if options.history && repo.is_none() {
+    let repo = RepoReader::open(root);
+    if options.history && !repo.is_repository() {
         anyhow::bail!("{} is not a git repository: --history reads its commits (drop --history to scan files)", {
             root.display()
         });
     }
     let mut findings = Vec::new();
-    let mut current: HashMap<String, git2::Oid> = HashMap::new();
+    let mut current: HashMap<String, BlobId> = HashMap::new();
     let mut files = 0;
-    match &repo {
-        Some(repo) if repo.is_bare() => {
-            if let Some(tree) = head_tree(repo)? {
-                for (path, oid) in blobs(&tree)? {
-                    if let Some(text) = blob_text(repo, oid)? {
-                        files += 1;
-                        findings.extend(scan(&path, &text, options.identities));
-                    }
-                    current.insert(path, oid);
-                }
-            }
-        }
-        _ => {
-            let mut paths = Vec::new();
-            walk(root, root, repo.as_ref(), &mut paths)?;
-            for path in paths {
-                let relative = relative(root, &path);
-                let Some(text) = read_text(&path)? else { continue };
+    if repo.is_bare() {
+        for file in repo.head_files()? {
+            if let Some(text) = repo.blob_text(file.blob, MAX_FILE_BYTES)? {
                 files += 1;
-                findings.extend(scan(&relative, &text, options.identities));
-                current.insert(relative, git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())?);
+                findings.extend(scan(&file.path, &text, options.identities));
             }
+            current.insert(file.path, file.blob);
+        }
+    } else {
+        for path in repo.work_tree_files()? {
+            let relative = relative(root, &path);
+            let Some(text) = read_text(&path)? else { continue };
+            files += 1;
+            findings.extend(scan(&relative, &text, options.identities));
+            current.insert(relative, BlobId::of_text(&text)?);
         }
     }
     let mut commits = 0;
-    if let (true, Some(repo)) = (options.history, &repo) {
-        let (walked, scanned, found) = scan_history(repo, &current, options.identities)?;
+    if options.history {
+        let (walked, scanned, found) = scan_history(&repo, &current, options.identities)?;
         commits = walked;
         files += scanned;
         findings.extend(found);
@@ -197,95 +191,31 @@ pub fn run(options: &Options) -> Result<Report> {
     Ok(Report { clean, files, commits, findings })
 }
 
+/// Every file version of the history that is not in the working tree, scanned once, with the first commit that
+/// holds it.
 fn scan_history(
-    repo: &git2::Repository,
-    current: &HashMap<String, git2::Oid>,
+    repo: &RepoReader,
+    current: &HashMap<String, BlobId>,
     identities: &[age::x25519::Identity],
 ) -> Result<(usize, usize, Vec<Finding>)> {
-    let mut walk = repo.revwalk().context("walking the history")?;
-    match walk.push_head() {
-        Ok(()) => {}
-        Err(e) if e.code() == git2::ErrorCode::UnbornBranch || e.code() == git2::ErrorCode::NotFound => {
-            return Ok((0, 0, Vec::new()));
-        }
-        Err(e) => return Err(e).context("reading HEAD"),
-    }
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-    let mut seen: HashSet<(String, git2::Oid)> = HashSet::new();
-    let (mut commits, mut scanned, mut findings) = (0, 0, Vec::new());
-    for id in walk {
-        let commit = repo.find_commit(id.context("walking the history")?)?;
-        commits += 1;
-        for (path, oid) in blobs(&commit.tree()?)? {
-            if current.get(&path) == Some(&oid) || !seen.insert((path.clone(), oid)) {
+    let mut seen: HashSet<(String, BlobId)> = HashSet::new();
+    let (mut scanned, mut findings) = (0, Vec::new());
+    let commits = repo.for_each_commit(|commit, tree| {
+        for file in tree {
+            if current.get(&file.path) == Some(&file.blob) || !seen.insert((file.path.clone(), file.blob)) {
                 continue;
             }
-            let Some(text) = blob_text(repo, oid)? else { continue };
+            let Some(text) = repo.blob_text(file.blob, MAX_FILE_BYTES)? else { continue };
             scanned += 1;
-            for mut finding in scan(&path, &text, identities) {
-                finding.commit = Some(commit.id().to_string());
+            for mut finding in scan(&file.path, &text, identities) {
+                finding.commit = Some(commit.to_string());
                 finding.fix = finding.rule.fix(true);
                 findings.push(finding);
             }
         }
-    }
+        Ok(())
+    })?;
     Ok((commits, scanned, findings))
-}
-
-fn head_tree(repo: &git2::Repository) -> Result<Option<git2::Tree<'_>>> {
-    match repo.head() {
-        Ok(head) => Ok(Some(head.peel_to_tree().context("reading HEAD's tree")?)),
-        Err(e) if e.code() == git2::ErrorCode::UnbornBranch || e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e).context("reading HEAD"),
-    }
-}
-
-/// Every blob of a tree with its path (submodules and symlinks skipped).
-fn blobs(tree: &git2::Tree) -> Result<Vec<(String, git2::Oid)>> {
-    let mut out = Vec::new();
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) && entry.filemode() != 0o120000 {
-            out.push((format!("{dir}{}", entry.name().unwrap_or("")), entry.id()));
-        }
-        git2::TreeWalkResult::Ok
-    })
-    .context("walking a tree")?;
-    Ok(out)
-}
-
-fn blob_text(repo: &git2::Repository, oid: git2::Oid) -> Result<Option<String>> {
-    let blob = repo.find_blob(oid).with_context(|| format!("reading blob {oid}"))?;
-    if blob.is_binary() || blob.size() as u64 > MAX_FILE_BYTES {
-        return Ok(None);
-    }
-    Ok(std::str::from_utf8(blob.content()).ok().map(str::to_string))
-}
-
-/// Files under `dir`, skipping `.git`, symlinks and what git ignores (it is not committed).
-fn walk(root: &Path, dir: &Path, repo: Option<&git2::Repository>, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if entry.file_name() == ".git" || kind.is_symlink() {
-            continue;
-        }
-        if let Some(repo) = repo
-            && repo.is_path_ignored(path.strip_prefix(root).unwrap_or(&path)).unwrap_or(false)
-        {
-            continue;
-        }
-        if kind.is_dir() {
-            walk(root, &path, repo, out)?;
-        } else if kind.is_file() {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn relative(root: &Path, path: &Path) -> String {

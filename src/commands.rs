@@ -262,7 +262,7 @@ fn preflight_table(report: &preflight::Report) -> String {
 
 /// `audit`: scans the ops repo; exit 7 when it holds a problem.
 fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
-    let identities = crate::sync::load_identities(args.identity.as_deref())?;
+    let identities = crate::identity::load(args.identity.as_deref())?;
     let options = crate::audit::Options { root: &args.repo_dir, history: args.history, identities: &identities };
     let report = crate::audit::run(&options)?;
     match global.output {

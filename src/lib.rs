@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod identity;
 pub mod init;
 pub mod opsrepo;
 pub mod overlay;

@@ -12,8 +12,9 @@ use zeroize::Zeroizing;
 
 use crate::config::Selection;
 use crate::exit::{Exit, Failure};
+use crate::identity;
 use crate::overlay::{self, Listed, SetRequest};
-use crate::sync::{Outcome, Remote, Update, load_identities, open_repo, publish};
+use crate::sync::{Outcome, Remote, Update, open_repo, publish};
 
 /// What `secret set` sets.
 #[derive(Debug, Clone)]
@@ -44,7 +45,7 @@ pub async fn set(remote: &Remote, selection: &Selection, args: &SetInputs) -> Re
     let value = read_value(args.from_file.as_deref())?;
     let mut repo = open_repo(remote)?;
     let env = selection.load(repo.workdir())?;
-    let identities = load_identities(args.identity.as_deref())?;
+    let identities = identity::load(args.identity.as_deref())?;
     publish(&mut repo, &env, args.dry_run, |root| {
         let path = root.join(&env.directory).join(overlay::SECRETS_FILE);
         let existing = crate::opsrepo::read_if_exists(&path)?;

@@ -12,7 +12,7 @@ use crate::cluster::flux::HelmReleaseApi;
 use crate::config::{Environment, Selection};
 use crate::opsrepo::{Access, OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
-use crate::{cluster, sops};
+use crate::{cluster, identity, sops};
 
 /// Attempts at pushing before giving up on a remote that keeps moving.
 const PUSH_ATTEMPTS: u32 = 8;
@@ -75,7 +75,7 @@ pub struct Remote {
 
 pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
     let env = inputs.environment.load(root)?;
-    let identities = load_identities(inputs.identity.as_deref())?;
+    let identities = identity::load(inputs.identity.as_deref())?;
     let facts = cluster_facts(&env, &inputs.discovery).await?;
     let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
     if !plan.is_unchanged() {
@@ -90,7 +90,7 @@ pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
 pub async fn sync(remote: &Remote, inputs: &Inputs, dry_run: bool) -> Result<Outcome> {
     let mut repo = open_repo(remote)?;
     let env = inputs.environment.load(repo.workdir())?;
-    let identities = load_identities(inputs.identity.as_deref())?;
+    let identities = identity::load(inputs.identity.as_deref())?;
     let facts = cluster_facts(&env, &inputs.discovery).await?;
     let mut outcome = publish(&mut repo, &env, dry_run, |root| {
         let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
@@ -155,7 +155,7 @@ pub fn show_secret(
     name: &str,
 ) -> Result<zeroize::Zeroizing<String>> {
     let env = selection.load(root)?;
-    let identities = load_identities(identity)?;
+    let identities = identity::load(identity)?;
     if identities.is_empty() {
         bail!("reading a secret needs the operator's age identity: set SOPS_AGE_KEY_FILE or pass --identity");
     }
@@ -171,26 +171,6 @@ pub fn show_secret(
         bail!("no secret named '{name}' in {} (have: {})", path.display(), have.join(", "));
     };
     Ok(zeroize::Zeroizing::new(value.to_string()))
-}
-
-/// The operator's identities, from a file that must not be readable by others.
-pub(crate) fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
-    let Some(file) = file else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!("reading the age identity file {} (--identity / SOPS_AGE_KEY_FILE)", file.display())
-    })?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(file).map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "the age identity file {} is readable by others (mode {:o}): `chmod 600` it",
-                file.display(),
-                mode & 0o777
-            );
-        }
-    }
-    sops::parse_identities(&text).with_context(|| format!("the age identity file {}", file.display()))
 }
 
 /// What the overlay takes from the cluster.
@@ -261,7 +241,7 @@ fn files<'a>(env: &Environment, plan: &'a Plan) -> Vec<(PathBuf, &'a str)> {
 fn outcome(
     env: &Environment,
     changes: &[Change],
-    commit: Option<git2::Oid>,
+    commit: Option<String>,
     branch: Option<&str>,
     pushed: bool,
 ) -> Outcome {
@@ -271,7 +251,7 @@ fn outcome(
         host: None,
         changed: !changes.is_empty(),
         changes: changes.iter().map(Change::to_string).collect(),
-        commit: commit.map(|c| c.to_string()),
+        commit,
         branch: branch.map(str::to_string),
         pushed,
     }
