@@ -1,26 +1,14 @@
-//! `dify-gitops audit`: finds what must never be in an ops repo — a Kubernetes Secret that is not SOPS-encrypted, a
-//! password or key in a ConfigMap or values file, a committed age identity or PEM private key, a SOPS file whose
-//! MAC does not verify — in the working tree and, with `--history`, in every commit reachable from HEAD.
-//!
-//! Scanning is pure ([`scan`]: a path and its text in, findings out); [`run`] only feeds it files and git blobs,
-//! read through the ops-repo module's read-only [`RepoReader`] (no checkout, nothing written). **A finding never carries the value
-//! it found**: only the file, line or commit, the key, a redacted hint (kind and length) and the fix.
+//! The rules: what must never be in an ops repo, found in one file's text. Pure: a path and its text in, findings
+//! out; a finding names the place, the key, a redacted hint and the fix, never the value.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::path::Path;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use anyhow::{Context, Result};
 use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::opsrepo::read::{BlobId, RepoReader};
 use crate::sops;
-
-/// Files larger than this are not read (an ops repo holds manifests, not blobs).
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 static AGE_IDENTITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"AGE-SECRET-KEY-(?:PQ-)?1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{20,}|AGE-PLUGIN-[A-Z0-9-]+-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{20,}")
@@ -72,7 +60,7 @@ impl Rule {
         if matches!(self, Rule::SopsUnverified | Rule::InvalidYaml) { Severity::Warning } else { Severity::Error }
     }
 
-    fn fix(self, history: bool) -> String {
+    pub(super) fn fix(self, history: bool) -> String {
         let fix = match self {
             Rule::AgeIdentity => {
                 "remove the file; an age identity belongs in a password store and, for Flux, in the cluster's \
@@ -129,110 +117,6 @@ pub struct Finding {
     pub hint: String,
     pub message: String,
     pub fix: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// No error-level finding.
-    pub clean: bool,
-    /// Files (working tree) and file versions (history) scanned.
-    pub files: usize,
-    /// Commits walked (0 without --history).
-    pub commits: usize,
-    pub findings: Vec<Finding>,
-}
-
-pub struct Options<'a> {
-    pub root: &'a Path,
-    pub history: bool,
-    pub identities: &'a [age::x25519::Identity],
-}
-
-/// Scans the working tree of `root` (a bare repository: its HEAD) and, with `history`, every commit reachable from
-/// HEAD. History reports only file versions that differ from the working tree, each with the commit that
-/// introduced it.
-pub fn run(options: &Options) -> Result<Report> {
-    let root = options.root;
-    let repo = RepoReader::open(root);
-    if options.history && !repo.is_repository() {
-        anyhow::bail!("{} is not a git repository: --history reads its commits (drop --history to scan files)", {
-            root.display()
-        });
-    }
-    let mut findings = Vec::new();
-    let mut current: HashMap<String, BlobId> = HashMap::new();
-    let mut files = 0;
-    if repo.is_bare() {
-        for file in repo.head_files()? {
-            if let Some(text) = repo.blob_text(file.blob, MAX_FILE_BYTES)? {
-                files += 1;
-                findings.extend(scan(&file.path, &text, options.identities));
-            }
-            current.insert(file.path, file.blob);
-        }
-    } else {
-        for path in repo.work_tree_files()? {
-            let relative = relative(root, &path);
-            let Some(text) = read_text(&path)? else { continue };
-            files += 1;
-            findings.extend(scan(&relative, &text, options.identities));
-            current.insert(relative, BlobId::of_text(&text)?);
-        }
-    }
-    let mut commits = 0;
-    if options.history {
-        let (walked, scanned, found) = scan_history(&repo, &current, options.identities)?;
-        commits = walked;
-        files += scanned;
-        findings.extend(found);
-    }
-    findings.sort_by(|a, b| (&a.commit, &a.path, a.line, a.rule).cmp(&(&b.commit, &b.path, b.line, b.rule)));
-    let clean = findings.iter().all(|f| f.severity != Severity::Error);
-    Ok(Report { clean, files, commits, findings })
-}
-
-/// Every file version of the history that is not in the working tree, scanned once, with the first commit that
-/// holds it.
-fn scan_history(
-    repo: &RepoReader,
-    current: &HashMap<String, BlobId>,
-    identities: &[age::x25519::Identity],
-) -> Result<(usize, usize, Vec<Finding>)> {
-    let mut seen: HashSet<(String, BlobId)> = HashSet::new();
-    let (mut scanned, mut findings) = (0, Vec::new());
-    let commits = repo.for_each_commit(|commit, tree| {
-        for file in tree {
-            if current.get(&file.path) == Some(&file.blob) || !seen.insert((file.path.clone(), file.blob)) {
-                continue;
-            }
-            let Some(text) = repo.blob_text(file.blob, MAX_FILE_BYTES)? else { continue };
-            scanned += 1;
-            for mut finding in scan(&file.path, &text, identities) {
-                finding.commit = Some(commit.to_string());
-                finding.fix = finding.rule.fix(true);
-                findings.push(finding);
-            }
-        }
-        Ok(())
-    })?;
-    Ok((commits, scanned, findings))
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
-}
-
-/// A file's text, or None when it is binary, too large or not UTF-8.
-fn read_text(path: &Path) -> Result<Option<String>> {
-    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    if size > MAX_FILE_BYTES {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.iter().take(8000).any(|&b| b == 0) {
-        return Ok(None);
-    }
-    Ok(String::from_utf8(bytes).ok())
 }
 
 /// Every problem in one file. Pure: `path` is only used to decide whether it is YAML and to label findings.
@@ -565,39 +449,6 @@ fn locate_line(chunk: &str, path: &str, value: &str) -> usize {
             .map(|i| from + i)
     };
     find(from).or_else(|| find(0)).unwrap_or(0)
-}
-
-/// The findings for people: one block per finding, then a summary line.
-pub fn table(report: &Report) -> String {
-    let mut out = String::new();
-    for f in &report.findings {
-        let severity = match f.severity {
-            Severity::Error => "ERROR",
-            Severity::Warning => "WARN ",
-        };
-        let place = match (&f.commit, f.line) {
-            (Some(commit), _) => format!("{}:{}", &commit[..commit.len().min(12)], f.path),
-            (None, Some(line)) => format!("{}:{line}", f.path),
-            (None, None) => f.path.clone(),
-        };
-        let key = f.key.as_deref().map(|k| format!("  key {k}")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{severity}  {place}{key}  [{}]",
-            serde_json::to_value(f.rule).unwrap_or_default().as_str().unwrap_or("")
-        );
-        let _ = writeln!(out, "       {} ({})", f.message, f.hint);
-        let _ = writeln!(out, "       fix: {}", f.fix);
-    }
-    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    let warnings = report.findings.len() - errors;
-    let scope = if report.commits > 0 {
-        format!("{} file versions in the working tree and {} commits", report.files, report.commits)
-    } else {
-        format!("{} files", report.files)
-    };
-    let _ = writeln!(out, "audit: {errors} problem(s), {warnings} warning(s) in {scope}");
-    out
 }
 
 #[cfg(test)]
