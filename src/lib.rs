@@ -16,5 +16,4 @@ pub mod report;
 pub mod secret;
 pub mod sops;
 pub mod sync;
-pub mod testbed;
 pub mod verify;

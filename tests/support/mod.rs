@@ -77,7 +77,7 @@ impl Testbed {
     }
 
     pub async fn client(&self) -> kube::Client {
-        dify_gitops::testbed::client_for(&self.kubeconfig).await.expect("kube client for the testbed")
+        dify_gitops_testbed::client_for(&self.kubeconfig).await.expect("kube client for the testbed")
     }
 
     /// `kubectl --kubeconfig <testbed> args…`, returning stdout; panics with stderr when it fails.
@@ -160,7 +160,7 @@ impl CliOutput {
 pub async fn apply_yaml(client: &kube::Client, yaml: &str) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), yaml).expect("writing manifest");
-    dify_gitops::testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
+    dify_gitops_testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
 }
 
 /// A fresh namespace name for one test on the shared cluster.
