@@ -10,6 +10,7 @@ pub mod ops;
 
 pub mod flux;
 pub mod git_server;
+pub mod net;
 pub mod proxy;
 pub mod sshd;
 pub mod traefik;
