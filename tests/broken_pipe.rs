@@ -1,7 +1,9 @@
 //! `dify-gitops … --output json | head`: a reader that stops early ends the command quietly with exit 0, never a
 //! panic (Rust ignores SIGPIPE, so every write after the reader left fails with EPIPE).
 
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Stdio;
 
 #[test]
 fn a_closed_stdout_is_success_not_a_panic() {
@@ -10,12 +12,10 @@ fn a_closed_stdout_is_success_not_a_panic() {
     // The read end is closed before the command starts, so its first write to stdout meets EPIPE.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let output = support::cli::command()
         .args(["init", "--env", "prod", "--image-tag", "1.13.3", "--helmrelease-api", "v2", "--output", "json"])
         .args(["--recipient", recipient, "--repo-dir"])
         .arg(dir.path())
-        .env_remove("KUBECONFIG")
-        .env_remove("DIFY_GITOPS_LOG")
         .stdout(writer)
         .stderr(Stdio::piped())
         .output()

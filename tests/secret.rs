@@ -16,8 +16,8 @@ const SMTP: &str = "smtp-from-file-5e4f3a2b";
 /// `dify-gitops args… --repo <remote>` with `stdin` piped in, the operator's identity unless `identity` is None,
 /// and TMPDIR set to `tmp`.
 fn run(ops: &Ops, args: &[&str], stdin: &str, identity: bool, tmp: &Path) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-    command.args(args).arg("--repo").arg(ops.remote()).env_remove("SOPS_AGE_KEY_FILE").env_remove("DIFY_GITOPS_LOG");
+    let mut command = support::cli::command();
+    command.args(args).arg("--repo").arg(ops.remote());
     command.env("XDG_CACHE_HOME", ops.cache_home()).env("TMPDIR", tmp);
     if identity {
         command.env("SOPS_AGE_KEY_FILE", ops.key());
@@ -106,7 +106,7 @@ fn secret_set_then_sync_is_one_commit_per_change_and_no_plaintext_anywhere() {
     let checkout = ops.dir.path().join("checkout");
     let cloned = Command::new("git").arg("clone").arg("-q").arg(ops.remote()).arg(&checkout).status().unwrap();
     assert!(cloned.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let out = support::cli::command()
         .args(["show-secret", "openai-api-key", "--repo-dir"])
         .arg(&checkout)
         .arg("--identity")

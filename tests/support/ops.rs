@@ -77,8 +77,8 @@ impl OpsRemote {
 
     /// `dify-gitops <args> --repo <remote>`, with SOPS_AGE_KEY_FILE set to `identity` or unset.
     pub fn cli(&self, args: &[&str], identity: Option<&Path>) -> (i32, String, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-        command.args(args).arg("--repo").arg(self.remote()).env_remove("SOPS_AGE_KEY_FILE");
+        let mut command = super::cli::command();
+        command.args(args).arg("--repo").arg(self.remote());
         command.env("XDG_CACHE_HOME", self.cache_home());
         if let Some(identity) = identity {
             command.env("SOPS_AGE_KEY_FILE", identity);
