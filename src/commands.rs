@@ -114,7 +114,7 @@ fn traefik_target(args: &TraefikArgs) -> TraefikTarget {
     TraefikTarget { service: args.traefik_service.clone(), namespace: args.traefik_namespace.clone() }
 }
 
-async fn client(global: &Global) -> Result<kube::Client> {
+async fn client(global: &Global) -> Result<cluster::Client> {
     cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await
 }
 

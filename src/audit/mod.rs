@@ -14,26 +14,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use crate::opsrepo::read::{BlobId, RepoReader};
 
-pub use report::table;
+pub use report::{Report, table};
 pub use rules::{Finding, Rule, Severity, is_sensitive_key, scan};
 
 /// Files larger than this are not read (an ops repo holds manifests, not blobs).
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// No error-level finding.
-    pub clean: bool,
-    /// Files (working tree) and file versions (history) scanned.
-    pub files: usize,
-    /// Commits walked (0 without --history).
-    pub commits: usize,
-    pub findings: Vec<Finding>,
-}
 
 pub struct Options<'a> {
     pub root: &'a Path,

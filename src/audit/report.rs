@@ -1,8 +1,22 @@
-//! The audit report for people: one block per finding, then a summary line.
+//! The audit report: what JSON carries, and for people one block per finding, then a summary line.
 
 use std::fmt::Write as _;
 
-use super::{Report, Severity};
+use serde::Serialize;
+
+use super::rules::{Finding, Severity};
+
+/// What `audit` found, for JSON and for [`table`].
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// No error-level finding.
+    pub clean: bool,
+    /// Files (working tree) and file versions (history) scanned.
+    pub files: usize,
+    /// Commits walked (0 without --history).
+    pub commits: usize,
+    pub findings: Vec<Finding>,
+}
 
 /// The findings for people: one block per finding, then a summary line.
 pub fn table(report: &Report) -> String {

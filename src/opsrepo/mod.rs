@@ -17,7 +17,7 @@ mod https;
 pub mod read;
 pub mod transport;
 
-use files::{lock_file, try_lock_file};
+use files::lock_file;
 pub use files::{read_if_exists, write_atomically};
 pub use transport::Access;
 

@@ -1,7 +1,7 @@
 //! What an answer means: which component gave it (told by its shape), and for each probe whether it passes and,
 //! when not, the fix. Pure functions over [`Answer`]s, tested without a server.
 
-use super::{Check, Status, Target};
+use super::model::{Check, Status, Target};
 
 /// What a server answered, or why there was no answer.
 #[derive(Debug, Clone)]

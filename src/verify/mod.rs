@@ -8,54 +8,26 @@
 //! - plugin daemon (Gin): JSON `{"code": <negative number>, "message": …, "data": …}`;
 //! - Traefik itself: `404 page not found` (no route) or a bare 502/503/504 (a route without a ready backend).
 //!
-//! Files: `judge.rs` (what an answer means: who answered, pass or fail and the fix; pure), `prober.rs` (the HTTP
-//! client that fetches, following redirects), `tls.rs` (the trust roots and `--insecure`'s verifier); here the
-//! probes in order and the table.
+//! Files: `model.rs` (the target, the trust, a check), `judge.rs` (what an answer means: who answered, pass or
+//! fail and the fix; pure), `prober.rs` (the HTTP client that fetches, following redirects), `tls.rs` (the trust
+//! roots and `--insecure`'s verifier); here the probes in order and the table.
 
 mod judge;
+mod model;
 mod prober;
 mod tls;
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result, bail};
-use http::Uri;
 use serde::Serialize;
 
 pub use judge::{
     Answer, Origin, judge_asset, judge_console_api, judge_plugin_hook, judge_service_api, judge_web, judge_websocket,
     next_assets, origin,
 };
+pub use model::{Check, Status, Target, Trust};
 pub use prober::Prober;
 
 /// A made-up hook id: the plugin daemon answers "not found" for it, which proves the route reaches the daemon.
 const PROBE_HOOK: &str = "dify-gitops-verify";
-
-/// How to trust the server's certificate.
-#[derive(Debug, Clone)]
-pub enum Trust {
-    /// The system's trusted roots.
-    System,
-    /// Only the CA certificates in this PEM file (NKP: the `kommander-ca` certificate).
-    CaFile(PathBuf),
-    /// No certificate check at all.
-    Insecure,
-}
-
-pub use crate::report::Status;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    pub status: Status,
-    /// The URL probed (after redirects, for the web page).
-    pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -63,39 +35,6 @@ pub struct Report {
     pub base_path: String,
     pub passed: bool,
     pub checks: Vec<Check>,
-}
-
-/// Where Dify is served: scheme + authority, and the base path without a trailing slash (`""` at the root).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub origin: String,
-    pub base: String,
-}
-
-impl Target {
-    pub fn parse(url: &str) -> Result<Self> {
-        let uri: Uri =
-            url.trim().parse().with_context(|| format!("'{url}' is not a URL: use e.g. https://192.0.2.10/dify"))?;
-        let scheme = uri.scheme_str().unwrap_or_default();
-        if scheme != "https" && scheme != "http" {
-            bail!("'{url}' must start with https:// or http:// (e.g. https://192.0.2.10/dify)");
-        }
-        let authority =
-            uri.authority().with_context(|| format!("'{url}' has no host: use e.g. https://192.0.2.10/dify"))?;
-        if uri.query().is_some() {
-            bail!("'{url}' has a query string: give only the address Dify is served at, e.g. https://192.0.2.10/dify");
-        }
-        let base = uri.path().trim_end_matches('/').to_string();
-        Ok(Self { origin: format!("{scheme}://{authority}"), base })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}{path}", self.origin, self.base)
-    }
-
-    fn shown_base(&self) -> &str {
-        if self.base.is_empty() { "/" } else { &self.base }
-    }
 }
 
 /// The probes, in order; the report passes when none fails.

@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::Trust;
 use super::judge::Answer;
+use super::model::Trust;
 use super::tls::{AnyCertificate, roots_from_file};
 
 /// An answer's body is read up to this size.

@@ -1,6 +1,6 @@
 //! Writing: yaml.v3's layout with an indent of 4 and its choice of scalar style, as `sops` writes.
 
-use super::{Node, Scalar, resolve_plain};
+use super::node::{Node, Scalar, resolve_plain};
 
 const INDENT: usize = 4;
 

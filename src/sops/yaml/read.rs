@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::{Context, bail};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Tag};
 
-use super::{Node, Scalar, resolve_plain};
+use super::node::{Node, Scalar, resolve_plain};
 
 /// Parses a single-document YAML text whose root is a mapping.
 pub(crate) fn parse(text: &str) -> anyhow::Result<Vec<(String, Node)>> {
