@@ -83,12 +83,9 @@ impl Audit {
 }
 
 fn audit(dir: &Path, args: &[&str]) -> Audit {
-    let out = support::cli::command().arg("audit").arg("--repo-dir").arg(dir).args(args).output().unwrap();
-    Audit {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    let (code, stdout, stderr) =
+        support::cli::run(support::cli::command().arg("audit").arg("--repo-dir").arg(dir).args(args)).parts();
+    Audit { code, stdout, stderr }
 }
 
 /// A random lowercase hex string: planted values are made at run time, never written in this file.

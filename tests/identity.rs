@@ -40,8 +40,7 @@ fn cli(args: &[&str], identity: Option<&Path>, env: &[(&str, &Path)]) -> (i32, S
     for (name, value) in env {
         command.env(name, value);
     }
-    let out = command.output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    support::cli::run(&mut command).parts()
 }
 
 /// The identity's key material without its prefix: a leak of any part of it must be caught.

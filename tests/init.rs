@@ -16,9 +16,7 @@ fn init(dir: &Path, kubeconfig: Option<&Path>, extra: &[&str]) -> (i32, String, 
     if let Some(kubeconfig) = kubeconfig {
         command.arg("--kubeconfig").arg(kubeconfig);
     }
-    let out = command.output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+    support::cli::run(&mut command).parts()
 }
 
 fn scratch() -> tempfile::TempDir {

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::ops::{OpsRemote as Ops, git};
 
@@ -22,11 +21,8 @@ fn run(ops: &Ops, args: &[&str], stdin: &str, identity: bool, tmp: &Path) -> (i3
     if identity {
         command.env("SOPS_AGE_KEY_FILE", ops.key());
     }
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // The child may refuse before reading: a closed pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    support::cli::run_with_stdin(&mut command, stdin).parts()
 }
 
 #[test]

@@ -26,9 +26,7 @@ fn sync(ops: &Ops, url: &str, host: &str, extra: &[&str], env: &[(&str, &str)]) 
     for (name, value) in env {
         command.env(name, value);
     }
-    let output = command.output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+    support::cli::run(&mut command).parts()
 }
 
 fn serve(ops: &Ops) -> (GitHttpsServer, String) {

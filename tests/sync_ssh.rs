@@ -23,16 +23,15 @@ fn home(ops: &Ops, name: &str, known_hosts: &str, default_key: Option<&Path>) ->
 
 /// `dify-gitops sync --host <host> --repo <ssh url> <extra>` with HOME = `home` and no ssh-agent.
 fn sync(ops: &Ops, sshd: &Sshd, home: &Path, host: &str, extra: &[&str]) -> (i32, String, String) {
-    let output = support::cli::command()
-        .args(["sync", "--host", host, "--repo", &sshd.url("ops.git")])
-        .args(extra)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("SOPS_AGE_KEY_FILE", ops.key())
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+    support::cli::run(
+        support::cli::command()
+            .args(["sync", "--host", host, "--repo", &sshd.url("ops.git")])
+            .args(extra)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("SOPS_AGE_KEY_FILE", ops.key()),
+    )
+    .parts()
 }
 
 fn logins(sshd: &Sshd) -> usize {

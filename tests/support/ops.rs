@@ -83,9 +83,7 @@ impl OpsRemote {
         if let Some(identity) = identity {
             command.env("SOPS_AGE_KEY_FILE", identity);
         }
-        let output = command.output().unwrap();
-        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+        super::cli::run(&mut command).parts()
     }
 
     /// `dify-gitops <args> --repo <remote>` with the operator's identity.
