@@ -213,10 +213,17 @@ pub struct InitArgs {
     pub chart_git_branch: String,
     /// HelmRelease API to write (default: the one the cluster serves: v2 from Flux 2.3, v2beta2 on Flux 2.2).
     #[arg(long, value_enum, value_name = "VERSION")]
-    pub helmrelease_api: Option<crate::init::HelmReleaseApi>,
+    pub helmrelease_api: Option<HelmReleaseApiArg>,
     /// Overwrite files that already exist.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `--helmrelease-api`: the HelmRelease API version `init` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HelmReleaseApiArg {
+    V2,
+    V2beta2,
 }
 
 #[derive(Args, Debug)]

@@ -1,52 +1,146 @@
-//! One function per command: wires the stages together, prints the result; owns no logic of its own.
+//! One function per command: turns the parsed arguments into the plain inputs of `config`, `cluster`, `sync`,
+//! `secret`, `init`, `verify` and `audit` (no module below this one sees a clap type), runs them, prints the result;
+//! owns no logic of its own.
+
+use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command, DiscoverArgs, Global, Output, PreflightArgs, SecretCommand};
+use crate::cli::{
+    Cli, Command, DiscoverArgs, Global, HelmReleaseApiArg, Output, OverlayArgs, PreflightArgs, RemoteArgs,
+    SecretCommand, SecretEnvArgs, TraefikArgs,
+};
+use crate::cluster::flux::HelmReleaseApi;
+use crate::cluster::traefik::TraefikTarget;
 use crate::cluster::{self, preflight, traefik};
+use crate::config::{Overrides, Selection};
 use crate::exit::{Exit, Failure};
+
+/// `println!` that returns the write error instead of panicking, so a closed pipe (`| head`) ends the command
+/// and `main` can treat it as success.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
+/// `print!` that returns the write error, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)
+    };
+}
 
 pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Discover(args) => discover(&cli.global, args).await,
         Command::Preflight(args) => preflight(&cli.global, args).await,
         Command::Verify(args) => verify(&cli.global, args).await,
-        Command::Render(args) => report(&cli.global, crate::sync::render(&cli.global, args).await?),
-        Command::Sync(args) => report(&cli.global, crate::sync::sync(&cli.global, args, args.dry_run).await?),
-        Command::Diff(args) => report(&cli.global, crate::sync::sync(&cli.global, args, true).await?),
+        Command::Render(args) => {
+            let inputs = overlay_inputs(&cli.global, &args.overlay);
+            report(&cli.global, crate::sync::render(&args.repo_dir, &inputs).await?)
+        }
+        Command::Sync(args) | Command::Diff(args) => {
+            let dry_run = args.dry_run || matches!(cli.command, Command::Diff(_));
+            let inputs = overlay_inputs(&cli.global, &args.overlay);
+            let remote = remote(&args.remote, args.branch.clone());
+            report(&cli.global, crate::sync::sync(&remote, &inputs, dry_run).await?)
+        }
         Command::Init(args) => init(&cli.global, args).await,
         Command::ShowSecret(args) => {
-            println!("{}", crate::sync::show_secret(args)?.as_str());
+            let selection = selection(&args.env, &args.config, Overrides::default());
+            let value = crate::sync::show_secret(&args.repo_dir, &selection, args.identity.as_deref(), &args.name)?;
+            outln!("{}", value.as_str())?;
             Ok(Exit::Ok)
         }
         Command::Audit(args) => audit(&cli.global, args),
         Command::Secret(args) => match &args.command {
-            SecretCommand::Set(args) => report(&cli.global, crate::secret::set(args).await?),
-            SecretCommand::List(args) => secret_list(&cli.global, args),
+            SecretCommand::Set(args) => {
+                let inputs = crate::secret::SetInputs {
+                    name: args.name.clone(),
+                    value_on_command_line: args.value_on_command_line.is_some(),
+                    from_file: args.from_file.clone(),
+                    force: args.force.clone(),
+                    identity: args.identity.clone(),
+                    dry_run: args.dry_run,
+                };
+                let (remote, selection) = secret_target(&args.target, args.branch.clone());
+                report(&cli.global, crate::secret::set(&remote, &selection, &inputs).await?)
+            }
+            SecretCommand::List(args) => secret_list(&cli.global, &args.target),
         },
     }
 }
 
-async fn client(global: &Global) -> Result<kube::Client> {
+/// The environment the flags select, with the flags that win over the config file.
+fn selection(env: &Option<String>, config: &std::path::Path, overrides: Overrides) -> Selection {
+    Selection { name: env.clone(), file: config.to_path_buf(), overrides }
+}
+
+fn overlay_inputs(global: &Global, args: &OverlayArgs) -> crate::sync::Inputs {
+    let overrides = Overrides {
+        image_tag: args.image_tag.clone(),
+        recipients: args.recipients.clone(),
+        context: global.context.clone(),
+    };
+    crate::sync::Inputs {
+        environment: selection(&args.env, &args.config, overrides),
+        identity: args.identity.clone(),
+        rotate: args.rotate.clone(),
+        discovery: crate::sync::Discovery {
+            host: args.host.clone(),
+            kubeconfig: global.kubeconfig.clone(),
+            timeout: args.timeout,
+            progress: !global.quiet,
+        },
+    }
+}
+
+fn remote(args: &RemoteArgs, branch: Option<String>) -> crate::sync::Remote {
+    crate::sync::Remote {
+        repo: args.repo.clone(),
+        git_username: args.git_username.clone(),
+        ssh_key: args.ssh_key.clone(),
+        reuse_clone: !args.no_cache,
+        branch,
+    }
+}
+
+fn secret_target(args: &SecretEnvArgs, branch: Option<String>) -> (crate::sync::Remote, Selection) {
+    (remote(&args.remote, branch), selection(&args.env, &args.config, Overrides::default()))
+}
+
+fn traefik_target(args: &TraefikArgs) -> TraefikTarget {
+    TraefikTarget { service: args.traefik_service.clone(), namespace: args.traefik_namespace.clone() }
+}
+
+async fn client(global: &Global) -> Result<cluster::Client> {
     cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await
 }
 
 async fn discover(global: &Global, args: &DiscoverArgs) -> Result<Exit> {
     let client = client(global).await?;
-    let found = traefik::discover(&client, &args.traefik, args.timeout, !global.quiet).await?;
+    let found = traefik::discover(&client, &traefik_target(&args.traefik), args.timeout, !global.quiet).await?;
     match global.output {
-        Output::Text => println!("{}", found.address),
-        Output::Json => println!("{}", serde_json::to_string(&found).context("serialising the result")?),
+        Output::Text => outln!("{}", found.address)?,
+        Output::Json => outln!("{}", serde_json::to_string(&found).context("serialising the result")?)?,
     }
     Ok(Exit::Ok)
 }
 
 async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
     let client = client(global).await?;
-    let report = preflight::run(&client, args).await;
+    let inputs = preflight::Inputs {
+        traefik: traefik_target(&args.traefik),
+        ingress_class: args.traefik.ingress_class.clone(),
+        namespace: args.namespace.clone(),
+        storage_class: args.storage_class.clone(),
+        rwx_storage_class: args.rwx_storage_class.clone(),
+    };
+    let report = preflight::run(&client, &inputs).await;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", preflight_table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", preflight_table(&report))?,
     }
     if report.passed {
         Ok(Exit::Ok)
@@ -60,26 +154,26 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
 /// Prints an overlay outcome; the exit code says whether anything changed.
 fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?)?,
         Output::Text if !outcome.changed => match &outcome.host {
-            Some(host) => println!("dify/{}: unchanged (external.host = {host})", outcome.environment),
-            None => println!("dify/{}: unchanged", outcome.environment),
+            Some(host) => outln!("dify/{}: unchanged (external.host = {host})", outcome.environment)?,
+            None => outln!("dify/{}: unchanged", outcome.environment)?,
         },
         Output::Text => {
-            println!(
+            outln!(
                 "dify/{}: {} change(s) in {}",
                 outcome.environment,
                 outcome.changes.len(),
                 outcome.directory.display()
-            );
+            )?;
             for change in &outcome.changes {
-                println!("  {change}");
+                outln!("  {change}")?;
             }
             match (&outcome.commit, outcome.pushed) {
                 (Some(commit), true) => {
-                    println!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))
+                    outln!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))?
                 }
-                (Some(commit), false) => println!("committed {commit} (no remote to push to)"),
+                (Some(commit), false) => outln!("committed {commit} (no remote to push to)")?,
                 _ => {}
             }
         }
@@ -88,14 +182,15 @@ fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
 }
 
 /// `secret list`: key names only, and whether sync generates each.
-fn secret_list(global: &Global, args: &crate::cli::SecretListArgs) -> Result<Exit> {
-    let listing = crate::secret::list(args)?;
+fn secret_list(global: &Global, args: &SecretEnvArgs) -> Result<Exit> {
+    let (remote, selection) = secret_target(args, None);
+    let listing = crate::secret::list(&remote, &selection)?;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&listing).context("serialising the list")?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&listing).context("serialising the list")?)?,
         Output::Text => {
             for secret in &listing.secrets {
                 let owner = if secret.generated { "generated by sync" } else { "added (kept by sync)" };
-                println!("{:<28} {owner}", secret.name);
+                outln!("{:<28} {owner}", secret.name)?;
             }
         }
     }
@@ -112,8 +207,8 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
     };
     let report = verify::run(&target, &verify::Prober::new(&trust, args.timeout)?).await;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", verify::table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", verify::table(&report))?,
     }
     if report.passed {
         return Ok(Exit::Ok);
@@ -125,7 +220,8 @@ async fn verify(global: &Global, args: &crate::cli::VerifyArgs) -> Result<Exit> 
 async fn init(global: &Global, args: &crate::cli::InitArgs) -> Result<Exit> {
     let recipients = crate::sops::Recipients::parse(args.recipients.iter()).context("--recipient")?;
     let api = match args.helmrelease_api {
-        Some(api) => api,
+        Some(HelmReleaseApiArg::V2) => HelmReleaseApi::V2,
+        Some(HelmReleaseApiArg::V2beta2) => HelmReleaseApi::V2beta2,
         None => crate::cluster::flux::served_helmrelease_api(&client(global).await?).await?,
     };
     let params = crate::init::Params {
@@ -142,14 +238,14 @@ async fn init(global: &Global, args: &crate::cli::InitArgs) -> Result<Exit> {
     match global.output {
         Output::Json => {
             let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-            println!("{}", serde_json::json!({"environment": args.env, "helmrelease_api": api, "files": paths}));
+            outln!("{}", serde_json::json!({"environment": args.env, "helmrelease_api": api, "files": paths}))?;
         }
         Output::Text => {
-            println!("wrote the ops repo layout for {} into {}:", args.env, args.repo_dir.display());
+            outln!("wrote the ops repo layout for {} into {}:", args.env, args.repo_dir.display())?;
             for (path, _) in &files {
-                println!("  {}", path.display());
+                outln!("  {}", path.display())?;
             }
-            println!("next: commit, then `dify-gitops sync` writes the overlay; gitops/README.md bootstraps Flux");
+            outln!("next: commit, then `dify-gitops sync` writes the overlay; gitops/README.md bootstraps Flux")?;
         }
     }
     Ok(Exit::Ok)
@@ -166,12 +262,12 @@ fn preflight_table(report: &preflight::Report) -> String {
 
 /// `audit`: scans the ops repo; exit 7 when it holds a problem.
 fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
-    let identities = crate::sync::load_identities(args.identity.as_deref())?;
+    let identities = crate::identity::load(args.identity.as_deref())?;
     let options = crate::audit::Options { root: &args.repo_dir, history: args.history, identities: &identities };
     let report = crate::audit::run(&options)?;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?),
-        Output::Text => print!("{}", crate::audit::table(&report)),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => out!("{}", crate::audit::table(&report))?,
     }
     if report.clean {
         return Ok(Exit::Ok);

@@ -24,7 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::cli::TraefikArgs;
+use crate::cluster::traefik::TraefikTarget;
 use crate::sops::Recipients;
 
 pub const CONFIG_FILE: &str = "dify-gitops.yaml";
@@ -93,7 +93,7 @@ pub struct Environment {
     pub name: String,
     pub context: Option<String>,
     pub namespace: String,
-    pub traefik: TraefikArgs,
+    pub traefik: TraefikTarget,
     pub chart: ChartSettings,
     pub recipients: Recipients,
     /// Relative to the ops repo root, inside it.
@@ -105,7 +105,26 @@ pub struct Environment {
 pub struct Overrides {
     pub image_tag: Option<String>,
     pub recipients: Vec<String>,
+    /// `--context`: the kubeconfig context, over the environment's `context`.
     pub context: Option<String>,
+}
+
+/// Which environment of which config file, with the command line's overrides: what every overlay command loads.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// The environment's name; None: the only one.
+    pub name: Option<String>,
+    /// The config file, relative to the ops repo root unless absolute.
+    pub file: PathBuf,
+    pub overrides: Overrides,
+}
+
+impl Selection {
+    /// Loads the selected environment from the config file of the ops repo at `root`.
+    pub fn load(&self, root: &Path) -> Result<Environment> {
+        let file = if self.file.is_absolute() { self.file.clone() } else { root.join(&self.file) };
+        load(&file, self.name.as_deref(), &self.overrides)
+    }
 }
 
 /// Loads `file` and resolves environment `name` (or the only one, when `name` is None).
@@ -166,14 +185,9 @@ pub fn parse(text: &str, file: &Path, name: Option<&str>, overrides: &Overrides)
     Ok(Environment {
         context: overrides.context.clone().or_else(|| env.context.clone()),
         namespace: non_empty(env.namespace.clone(), "dify", &at("namespace"))?,
-        traefik: TraefikArgs {
-            traefik_service: non_empty(
-                traefik.and_then(|t| t.service.clone()),
-                "kommander-traefik",
-                &at("traefik.service"),
-            )?,
-            traefik_namespace: traefik.and_then(|t| t.namespace.clone()),
-            ingress_class: non_empty(env.ingress_class.clone(), "kommander-traefik", &at("ingressClass"))?,
+        traefik: TraefikTarget {
+            service: non_empty(traefik.and_then(|t| t.service.clone()), "kommander-traefik", &at("traefik.service"))?,
+            namespace: traefik.and_then(|t| t.namespace.clone()),
         },
         chart: ChartSettings {
             ingress_class: non_empty(env.ingress_class.clone(), "kommander-traefik", &at("ingressClass"))?,
@@ -242,7 +256,7 @@ mod tests {
         assert_eq!(env.chart.path, "/dify");
         assert_eq!(env.chart.scheme, Scheme::Https);
         assert_eq!(env.chart.storage_class, "nutanix-volume");
-        assert_eq!(env.traefik.traefik_service, "kommander-traefik");
+        assert_eq!(env.traefik.service, "kommander-traefik");
     }
 
     #[test]
@@ -290,6 +304,21 @@ mod tests {
         assert_eq!(b.name, "b");
         let none = parse(&text, Path::new("c.yaml"), Some("c"), &Overrides::default()).unwrap_err();
         assert!(format!("{none:#}").contains("no environment 'c' (have: a, b)"));
+    }
+
+    #[test]
+    fn the_context_flag_wins_over_the_environments_and_traefik_is_resolved_once() {
+        let text = format!(
+            "environments:\n  prod:\n    context: from-file\n    imageTag: '1'\n    ingressClass: edge\n    \
+             traefik: {{service: t, namespace: n}}\n    recipients: [{RECIPIENT}]\n"
+        );
+        let file = Path::new("c.yaml");
+        assert_eq!(parse(&text, file, None, &Overrides::default()).unwrap().context.as_deref(), Some("from-file"));
+        let flag = Overrides { context: Some("from-flag".into()), ..Overrides::default() };
+        let env = parse(&text, file, None, &flag).unwrap();
+        assert_eq!(env.context.as_deref(), Some("from-flag"));
+        assert_eq!(env.chart.ingress_class, "edge");
+        assert_eq!(env.traefik, TraefikTarget { service: "t".into(), namespace: Some("n".into()) });
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use crate::cluster::flux::HelmReleaseApi;
+use crate::cluster::flux::HelmReleaseApi;
 use crate::sops::Recipients;
 
 /// (template, path in the ops repo with `ENV` for the environment and `OVERLAY` for its overlay directory).

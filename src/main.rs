@@ -33,9 +33,18 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dify_gitops::commands::run(cli)) {
         Ok(exit) => ExitCode::from(exit as u8),
+        // `dify-gitops … | head`: the reader has what it wanted; stopping is success, not an error.
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(Exit::Ok as u8),
         Err(error) => {
             eprintln!("dify-gitops: error: {error:#}");
             ExitCode::from(exit_for(&error) as u8)
         }
     }
+}
+
+/// Whether writing the result failed because stdout's reader went away (EPIPE; Rust ignores SIGPIPE).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

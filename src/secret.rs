@@ -3,22 +3,38 @@
 //! environment), kept in memory and wiped when dropped; it is never printed or written other than encrypted.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cli::{SecretEnvArgs, SecretListArgs, SecretSetArgs};
-use crate::config::{self, Environment, Overrides};
+use crate::config::Selection;
 use crate::exit::{Exit, Failure};
+use crate::identity;
 use crate::overlay::{self, Listed, SetRequest};
-use crate::sync::{Outcome, Update, config_path, load_identities, open_repo, publish};
+use crate::sync::{Outcome, Remote, Update, open_repo, publish};
+
+/// What `secret set` sets.
+#[derive(Debug, Clone)]
+pub struct SetInputs {
+    /// The key in the Secret's stringData.
+    pub name: String,
+    /// A value was given on the command line: refused.
+    pub value_on_command_line: bool,
+    /// Read the value from this file instead of stdin.
+    pub from_file: Option<PathBuf>,
+    /// The reason for setting a key sync generates.
+    pub force: Option<String>,
+    /// The operator's age identity file.
+    pub identity: Option<PathBuf>,
+    pub dry_run: bool,
+}
 
 /// `secret set NAME`: one commit (and push) when the value is new, none when the key already holds it.
-pub async fn set(args: &SecretSetArgs) -> Result<Outcome> {
-    if args.value_on_command_line.is_some() {
+pub async fn set(remote: &Remote, selection: &Selection, args: &SetInputs) -> Result<Outcome> {
+    if args.value_on_command_line {
         return Err(Failure::error(
             Exit::Usage,
             "secret set takes the value from stdin or --from-file, never from the command line (it would stay in \
@@ -27,9 +43,9 @@ pub async fn set(args: &SecretSetArgs) -> Result<Outcome> {
     }
     // The value first: a refused name or a missing identity must not leave it waiting on a pipe.
     let value = read_value(args.from_file.as_deref())?;
-    let mut repo = open_repo(&args.target.remote, args.branch.as_deref())?;
-    let env = load_environment(repo.workdir(), &args.target)?;
-    let identities = load_identities(args.identity.as_deref())?;
+    let mut repo = open_repo(remote)?;
+    let env = selection.load(repo.workdir())?;
+    let identities = identity::load(args.identity.as_deref())?;
     publish(&mut repo, &env, args.dry_run, |root| {
         let path = root.join(&env.directory).join(overlay::SECRETS_FILE);
         let existing = crate::opsrepo::read_if_exists(&path)?;
@@ -53,18 +69,14 @@ pub struct Listing {
     pub secrets: Vec<Listed>,
 }
 
-pub fn list(args: &SecretListArgs) -> Result<Listing> {
-    let repo = open_repo(&args.target.remote, None)?;
-    let env = load_environment(repo.workdir(), &args.target)?;
+pub fn list(remote: &Remote, selection: &Selection) -> Result<Listing> {
+    let repo = open_repo(remote)?;
+    let env = selection.load(repo.workdir())?;
     let path = repo.workdir().join(&env.directory).join(overlay::SECRETS_FILE);
     let text = crate::opsrepo::read_if_exists(&path)?
         .with_context(|| format!("{} does not exist: run `dify-gitops sync` first", path.display()))?;
     let secrets = overlay::list_secrets(&text).with_context(|| format!("reading {}", path.display()))?;
     Ok(Listing { environment: env.name, secrets })
-}
-
-fn load_environment(root: &Path, args: &SecretEnvArgs) -> Result<Environment> {
-    config::load(&config_path(root, &args.config), args.env.as_deref(), &Overrides::default())
 }
 
 /// The value from the file, or from stdin when it is not a terminal (typing would show it on screen). One

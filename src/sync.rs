@@ -8,12 +8,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{Global, OverlayArgs, RemoteArgs, RenderArgs, ShowSecretArgs, SyncArgs};
 use crate::cluster::flux::HelmReleaseApi;
-use crate::config::{self, Environment, Overrides};
+use crate::config::{Environment, Selection};
 use crate::opsrepo::{Access, OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
-use crate::{cluster, sops};
+use crate::{cluster, identity, sops};
 
 /// Attempts at pushing before giving up on a remote that keeps moving.
 const PUSH_ATTEMPTS: u32 = 8;
@@ -35,12 +34,50 @@ pub struct Outcome {
     pub pushed: bool,
 }
 
-pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
-    let root = &args.repo_dir;
-    let env = load_environment(root, &args.overlay)?;
-    let identities = load_identities(args.overlay.identity.as_deref())?;
-    let facts = cluster_facts(global, &env, &args.overlay).await?;
-    let plan = plan_in(root, &env, &facts, &identities, &args.overlay.rotate)?;
+/// What the overlay commands take besides the ops repo: which environment, the operator's identity, what to
+/// rotate, and how to find the host.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub environment: Selection,
+    /// The operator's age identity file, to carry secrets over and rotate them.
+    pub identity: Option<PathBuf>,
+    /// Secrets to regenerate, by name.
+    pub rotate: Vec<String>,
+    pub discovery: Discovery,
+}
+
+/// How the host is found: given, or Traefik's load-balancer address discovered on the cluster.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// `--host`: no cluster is asked.
+    pub host: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config); the context is the environment's.
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to wait for the address.
+    pub timeout: Duration,
+    /// Show the wait on stderr.
+    pub progress: bool,
+}
+
+/// Where the ops repo is and how to reach it (`sync`, `diff`, `secret`).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// A working copy (used in place), a bare repo's path, or a file://, https:// or ssh:// URL.
+    pub repo: String,
+    /// Sent with the HTTPS token.
+    pub git_username: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    /// Reuse the cached clone (else a temp clone).
+    pub reuse_clone: bool,
+    /// Commit to and push this branch instead of the remote's default.
+    pub branch: Option<String>,
+}
+
+pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
+    let env = inputs.environment.load(root)?;
+    let identities = identity::load(inputs.identity.as_deref())?;
+    let facts = cluster_facts(&env, &inputs.discovery).await?;
+    let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
     if !plan.is_unchanged() {
         crate::opsrepo::write_atomically(root, &files(&env, &plan))?;
     }
@@ -50,13 +87,13 @@ pub async fn render(global: &Global, args: &RenderArgs) -> Result<Outcome> {
 }
 
 /// `sync`, or with `dry_run` (and for `diff`) only the report.
-pub async fn sync(global: &Global, args: &SyncArgs, dry_run: bool) -> Result<Outcome> {
-    let mut repo = open_repo(&args.remote, args.branch.as_deref())?;
-    let env = load_environment(repo.workdir(), &args.overlay)?;
-    let identities = load_identities(args.overlay.identity.as_deref())?;
-    let facts = cluster_facts(global, &env, &args.overlay).await?;
+pub async fn sync(remote: &Remote, inputs: &Inputs, dry_run: bool) -> Result<Outcome> {
+    let mut repo = open_repo(remote)?;
+    let env = inputs.environment.load(repo.workdir())?;
+    let identities = identity::load(inputs.identity.as_deref())?;
+    let facts = cluster_facts(&env, &inputs.discovery).await?;
     let mut outcome = publish(&mut repo, &env, dry_run, |root| {
-        let plan = plan_in(root, &env, &facts, &identities, &args.overlay.rotate)?;
+        let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
         let files = files(&env, &plan).into_iter().map(|(path, text)| (path, text.to_string())).collect();
         Ok(Update { files, changes: plan.changes })
     })
@@ -71,9 +108,9 @@ pub(crate) struct Update {
     pub changes: Vec<Change>,
 }
 
-pub(crate) fn open_repo(remote: &RemoteArgs, branch: Option<&str>) -> Result<OpsRepo> {
+pub(crate) fn open_repo(remote: &Remote) -> Result<OpsRepo> {
     let access = Access::from_env(remote.git_username.clone(), remote.ssh_key.clone())?;
-    OpsRepo::open(&remote.repo, branch, access, !remote.no_cache)
+    OpsRepo::open(&remote.repo, remote.branch.as_deref(), access, remote.reuse_clone)
 }
 
 /// Plans on the repo's work tree, writes, commits and pushes; when another run pushed first, re-plans on the new
@@ -111,53 +148,29 @@ pub(crate) async fn publish(
 
 /// One secret of the environment's overlay (a generated one, or one added by hand), decrypted (the MAC verified)
 /// with the operator's identity.
-pub fn show_secret(args: &ShowSecretArgs) -> Result<zeroize::Zeroizing<String>> {
-    let env = config::load(&config_path(&args.repo_dir, &args.config), args.env.as_deref(), &Overrides::default())?;
-    let identities = load_identities(args.identity.as_deref())?;
+pub fn show_secret(
+    root: &Path,
+    selection: &Selection,
+    identity: Option<&Path>,
+    name: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    let env = selection.load(root)?;
+    let identities = identity::load(identity)?;
     if identities.is_empty() {
         bail!("reading a secret needs the operator's age identity: set SOPS_AGE_KEY_FILE or pass --identity");
     }
-    let path = args.repo_dir.join(&env.directory).join(overlay::SECRETS_FILE);
+    let path = root.join(&env.directory).join(overlay::SECRETS_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (run `dify-gitops sync` first)", path.display()))?;
     let decrypted = sops::decrypt(&text, &identities).with_context(|| format!("decrypting {}", path.display()))?;
     let string_data = &decrypted.manifest["stringData"];
-    let Some(value) = string_data[args.name.as_str()].as_str() else {
+    let Some(value) = string_data[name].as_str() else {
         let mut have: Vec<&str> = overlay::SECRET_NAMES.to_vec();
         let added = string_data.as_object().into_iter().flat_map(|m| m.keys()).map(String::as_str);
         have.extend(added.filter(|k| !overlay::SECRET_NAMES.contains(k)).collect::<Vec<_>>());
-        bail!("no secret named '{}' in {} (have: {})", args.name, path.display(), have.join(", "));
+        bail!("no secret named '{name}' in {} (have: {})", path.display(), have.join(", "));
     };
     Ok(zeroize::Zeroizing::new(value.to_string()))
-}
-
-pub(crate) fn config_path(root: &Path, config: &Path) -> PathBuf {
-    if config.is_absolute() { config.to_path_buf() } else { root.join(config) }
-}
-
-fn load_environment(root: &Path, args: &OverlayArgs) -> Result<Environment> {
-    let overrides = Overrides { image_tag: args.image_tag.clone(), recipients: args.recipients.clone(), context: None };
-    config::load(&config_path(root, &args.config), args.env.as_deref(), &overrides)
-}
-
-/// The operator's identities, from a file that must not be readable by others.
-pub(crate) fn load_identities(file: Option<&Path>) -> Result<Vec<age::x25519::Identity>> {
-    let Some(file) = file else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!("reading the age identity file {} (--identity / SOPS_AGE_KEY_FILE)", file.display())
-    })?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(file).map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "the age identity file {} is readable by others (mode {:o}): `chmod 600` it",
-                file.display(),
-                mode & 0o777
-            );
-        }
-    }
-    sops::parse_identities(&text).with_context(|| format!("the age identity file {}", file.display()))
 }
 
 /// What the overlay takes from the cluster.
@@ -168,14 +181,13 @@ struct ClusterFacts {
     helmrelease_api: Option<HelmReleaseApi>,
 }
 
-async fn cluster_facts(global: &Global, env: &Environment, args: &OverlayArgs) -> Result<ClusterFacts> {
-    if let Some(host) = &args.host {
+async fn cluster_facts(env: &Environment, discovery: &Discovery) -> Result<ClusterFacts> {
+    if let Some(host) = &discovery.host {
         validate_host(host)?;
         return Ok(ClusterFacts { host: host.clone(), helmrelease_api: None });
     }
-    let context = global.context.as_deref().or(env.context.as_deref());
-    let client = cluster::connect(global.kubeconfig.as_deref(), context).await?;
-    let found = cluster::traefik::discover(&client, &env.traefik, args.timeout, !global.quiet).await?;
+    let client = cluster::connect(discovery.kubeconfig.as_deref(), env.context.as_deref()).await?;
+    let found = cluster::traefik::discover(&client, &env.traefik, discovery.timeout, discovery.progress).await?;
     let helmrelease_api = match cluster::flux::served_helmrelease_api(&client).await {
         Ok(api) => Some(api),
         Err(error) => {
@@ -229,7 +241,7 @@ fn files<'a>(env: &Environment, plan: &'a Plan) -> Vec<(PathBuf, &'a str)> {
 fn outcome(
     env: &Environment,
     changes: &[Change],
-    commit: Option<git2::Oid>,
+    commit: Option<String>,
     branch: Option<&str>,
     pushed: bool,
 ) -> Outcome {
@@ -239,7 +251,7 @@ fn outcome(
         host: None,
         changed: !changes.is_empty(),
         changes: changes.iter().map(Change::to_string).collect(),
-        commit: commit.map(|c| c.to_string()),
+        commit,
         branch: branch.map(str::to_string),
         pushed,
     }

@@ -3,7 +3,6 @@
 //! and key — and no planted value is ever printed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod support;
 
@@ -84,20 +83,9 @@ impl Audit {
 }
 
 fn audit(dir: &Path, args: &[&str]) -> Audit {
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
-        .arg("audit")
-        .arg("--repo-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("DIFY_GITOPS_LOG")
-        .output()
-        .unwrap();
-    Audit {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    let (code, stdout, stderr) =
+        support::cli::run(support::cli::command().arg("audit").arg("--repo-dir").arg(dir).args(args)).parts();
+    Audit { code, stdout, stderr }
 }
 
 /// A random lowercase hex string: planted values are made at run time, never written in this file.
@@ -281,10 +269,10 @@ fn a_sops_file_for_another_key_is_a_warning_and_git_ignored_files_are_skipped() 
 
 #[test]
 fn help_documents_the_exit_code_and_examples() {
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops")).args(["audit", "--help"]).output().unwrap();
+    let out = support::cli::command().args(["audit", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("dify-gitops audit --repo-dir ~/ops --history"), "{help}");
     assert!(help.contains("7 problems found"), "{help}");
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops")).arg("--help").output().unwrap();
+    let out = support::cli::command().arg("--help").output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("7  audit:"));
 }

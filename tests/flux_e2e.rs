@@ -266,12 +266,11 @@ fn sync_with_sops_cli(testbed: &Testbed, ops: &OpsRepo) {
 /// work tree then follows the remote.
 fn secret_set(testbed: &Testbed, ops: &OpsRepo, name: &str, value: &str) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let mut child = support::cli::command()
         .args(["secret", "set", name, "--env", ENV, "--repo"])
         .arg(&ops.remote)
         .arg("--identity")
         .arg(&ops.identity)
-        .env_remove("SOPS_AGE_KEY_FILE")
         .env("XDG_CACHE_HOME", testbed.dir.join("cache"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -28,8 +28,8 @@ fn all_objects(ops: &Ops) -> String {
 
 /// `dify-gitops args…` with SOPS_AGE_KEY_FILE set to `identity` (or unset): (exit code, stdout, stderr).
 fn cli(args: &[&str], identity: Option<&Path>, env: &[(&str, &Path)]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-    command.args(args).env_remove("SOPS_AGE_KEY_FILE").env_remove("DIFY_GITOPS_LOG");
+    let mut command = support::cli::command();
+    command.args(args);
     // sync's cached clone goes beside the remote, into the test's own temp dir, and is removed with it.
     if let Some(remote) = args.iter().position(|a| *a == "--repo").and_then(|i| args.get(i + 1)) {
         command.env("XDG_CACHE_HOME", Path::new(remote).parent().unwrap().join("cache"));
@@ -40,8 +40,7 @@ fn cli(args: &[&str], identity: Option<&Path>, env: &[(&str, &Path)]) -> (i32, S
     for (name, value) in env {
         command.env(name, value);
     }
-    let out = command.output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    support::cli::run(&mut command).parts()
 }
 
 /// The identity's key material without its prefix: a leak of any part of it must be caught.
@@ -153,24 +152,10 @@ fn plaintext_secrets_never_reach_a_temp_file_or_any_write() {
     // Every byte the process (and its children) writes to any file descriptor, traced by strace: none carries a
     // secret, though sync decrypts them all (carry-over) and generates one (rotation).
     assert_strace_installed();
-    let trace = tmp.path().join("writes.strace");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-s", "1000000", "-e", "trace=write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg"])
-        .arg("-o")
-        .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_dify-gitops"))
-        .args(["sync", "--host", "192.0.2.10", "--rotate", "sandbox-api-key", "--repo", remote.to_str().unwrap()])
-        .env("SOPS_AGE_KEY_FILE", ops.key())
-        .env("TMPDIR", tmp.path())
-        .env("XDG_CACHE_HOME", ops.cache_home())
-        .output()
-        .unwrap();
-    let traced = std::fs::read_to_string(&trace).unwrap_or_default();
-    if !out.status.success() && traced.is_empty() {
-        eprintln!("strace cannot trace here (ptrace refused?): {}", String::from_utf8_lossy(&out.stderr));
-        return;
-    }
-    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, stderr, traced) =
+        traced(&ops, tmp.path(), "writes", &["sync", "--host", "192.0.2.10", "--rotate", "sandbox-api-key"], "");
+    assert_traced(&traced, &stderr);
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(traced.contains("ENC[AES256_GCM"), "the trace holds the writes of the encrypted overlay");
     let secrets = ops.secret_values();
     assert_eq!(secrets.len(), dify_gitops::overlay::SECRET_NAMES.len());
@@ -202,22 +187,31 @@ fn assert_strace_installed() {
     );
 }
 
+/// A trace with no write at all means strace could not trace (ptrace refused): the checks would prove nothing, so
+/// that is a failure, never a silent pass.
+fn assert_traced(traced: &str, stderr: &str) {
+    assert!(
+        !traced.is_empty(),
+        "strace traced nothing, so the plaintext checks cannot run: ptrace is refused here (allow it: \
+         kernel.yama.ptrace_scope <= 1, or CAP_SYS_PTRACE in a container). stderr: {stderr}"
+    );
+}
+
 /// Runs `dify-gitops args…` under strace with `stdin` piped in: (exit code, stderr, every traced write).
 fn traced(ops: &Ops, tmp: &Path, name: &str, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
     use std::io::Write;
     let trace = tmp.join(format!("{name}.strace"));
-    let mut child = Command::new("strace")
+    let mut child = support::cli::hermetic(&mut Command::new("strace"))
         .args(["-f", "-qq", "-s", "1000000", "-e", "trace=write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg"])
         .arg("-o")
         .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_dify-gitops"))
+        .arg(support::cli::BIN)
         .args(args)
         .arg("--repo")
         .arg(ops.remote())
         .env("SOPS_AGE_KEY_FILE", ops.key())
         .env("TMPDIR", tmp)
         .env("XDG_CACHE_HOME", ops.cache_home())
-        .env_remove("DIFY_GITOPS_LOG")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -251,7 +245,7 @@ fn a_value_given_to_secret_set_is_never_written_in_plain_text() {
         ("sync", vec!["sync", "--host", "192.0.2.11", "--rotate", "redis-password", "-vv"], String::new()),
     ] {
         let (code, stderr, traced) = traced(&ops, tmp.path(), name, &args, &stdin);
-        assert!(!traced.is_empty(), "strace traced nothing (is ptrace refused here?): {stderr}");
+        assert_traced(&traced, &stderr);
         assert_eq!(code, Some(6), "{args:?}: {stderr}");
         writes.push_str(&traced);
     }

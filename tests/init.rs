@@ -4,22 +4,19 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use support::ops::run;
 use support::{Testbed, apply_yaml, helmrelease_crd};
 
 fn init(dir: &Path, kubeconfig: Option<&Path>, extra: &[&str]) -> (i32, String, String) {
     let recipient = run("age-keygen", &["-y", dir.join("age.key").to_str().unwrap()], None);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
+    let mut command = support::cli::command();
     command.args(["init", "--env", "prod", "--image-tag", "1.13.3", "--recipient", recipient.trim(), "--repo-dir"]);
-    command.arg(dir.join("ops")).args(extra).env_remove("KUBECONFIG");
+    command.arg(dir.join("ops")).args(extra);
     if let Some(kubeconfig) = kubeconfig {
         command.arg("--kubeconfig").arg(kubeconfig);
     }
-    let out = command.output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+    support::cli::run(&mut command).parts()
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -44,7 +41,7 @@ fn the_layout_renders_and_builds_with_kustomize() {
         assert!(ops.join(file).is_file(), "{file} missing: {stdout}");
     }
     // The overlay's two remaining files come from render, into the directory init configured.
-    let render = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let render = support::cli::command()
         .args(["render", "--host", "192.0.2.10", "--repo-dir"])
         .arg(&ops)
         .env("SOPS_AGE_KEY_FILE", dir.path().join("age.key"))

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::ops::{OpsRemote as Ops, git};
 
@@ -16,17 +15,14 @@ const SMTP: &str = "smtp-from-file-5e4f3a2b";
 /// `dify-gitops args… --repo <remote>` with `stdin` piped in, the operator's identity unless `identity` is None,
 /// and TMPDIR set to `tmp`.
 fn run(ops: &Ops, args: &[&str], stdin: &str, identity: bool, tmp: &Path) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-    command.args(args).arg("--repo").arg(ops.remote()).env_remove("SOPS_AGE_KEY_FILE").env_remove("DIFY_GITOPS_LOG");
+    let mut command = support::cli::command();
+    command.args(args).arg("--repo").arg(ops.remote());
     command.env("XDG_CACHE_HOME", ops.cache_home()).env("TMPDIR", tmp);
     if identity {
         command.env("SOPS_AGE_KEY_FILE", ops.key());
     }
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // The child may refuse before reading: a closed pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    support::cli::run_with_stdin(&mut command, stdin).parts()
 }
 
 #[test]
@@ -106,7 +102,7 @@ fn secret_set_then_sync_is_one_commit_per_change_and_no_plaintext_anywhere() {
     let checkout = ops.dir.path().join("checkout");
     let cloned = Command::new("git").arg("clone").arg("-q").arg(ops.remote()).arg(&checkout).status().unwrap();
     assert!(cloned.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let out = support::cli::command()
         .args(["show-secret", "openai-api-key", "--repo-dir"])
         .arg(&checkout)
         .arg("--identity")

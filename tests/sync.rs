@@ -170,7 +170,7 @@ fn two_racing_syncs_never_lose_an_update() {
         let remote = ops.remote();
         // Each racer has a cache of its own, as two CI runners would: they meet at the remote, not at a lock.
         let spawn = |secret: &str| {
-            Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+            support::cli::command()
                 .args(["sync", HOST[0], HOST[1], "--rotate", secret, "--repo"])
                 .arg(&remote)
                 .env("SOPS_AGE_KEY_FILE", ops.key())
@@ -211,7 +211,7 @@ fn bad_inputs_are_clear_errors_and_leave_the_ops_repo_untouched() {
     assert!(stderr.contains("recipient"), "{stderr}");
     untouched(&ops);
 
-    let unreachable = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let unreachable = support::cli::command()
         .args(["sync", HOST[0], HOST[1], "--repo", "file:///nonexistent/ops.git"])
         .env("XDG_CACHE_HOME", ops.cache_home())
         .output()
@@ -301,8 +301,8 @@ fn show_secret_prints_one_named_secret_only_with_the_identity() {
     let checkout = ops.dir.path().join("checkout");
     run("git", &["clone", "-q", ops.remote().to_str().unwrap(), checkout.to_str().unwrap()], None);
     let show = |identity: Option<&Path>, name: &str| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-        command.args(["show-secret", name, "--repo-dir"]).arg(&checkout).env_remove("SOPS_AGE_KEY_FILE");
+        let mut command = support::cli::command();
+        command.args(["show-secret", name, "--repo-dir"]).arg(&checkout);
         if let Some(identity) = identity {
             command.arg("--identity").arg(identity);
         }

@@ -136,12 +136,11 @@ fn a_run_waits_for_the_one_holding_the_cache_and_says_so() {
     let lock = std::fs::OpenOptions::new().write(true).open(clone.with_extension("lock")).unwrap();
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let mut child = support::cli::command()
         .args(["sync", "--host", "192.0.2.11", "--repo"])
         .arg(ops.remote())
         .env("SOPS_AGE_KEY_FILE", ops.key())
         .env("XDG_CACHE_HOME", ops.cache_home())
-        .env_remove("DIFY_GITOPS_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::ops::{git, run};
@@ -14,16 +13,14 @@ use support::{Testbed, apply_yaml, helmrelease_crd, nkp_fixture, set_load_balanc
 const RELEASE: &str = "apps/prod/dify/helmrelease.yaml";
 
 fn dify_gitops(testbed: &Testbed, args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
-        .arg("--kubeconfig")
-        .arg(&testbed.kubeconfig)
-        .args(args)
-        .env("SOPS_AGE_KEY_FILE", dir.join("age.key"))
-        .env_remove("DIFY_GITOPS_LOG")
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+    support::cli::run(
+        support::cli::command()
+            .arg("--kubeconfig")
+            .arg(&testbed.kubeconfig)
+            .args(args)
+            .env("SOPS_AGE_KEY_FILE", dir.join("age.key")),
+    )
+    .parts()
 }
 
 /// Waits until the API server's discovery lists `group_version` (it follows a CRD change asynchronously).

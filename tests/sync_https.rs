@@ -13,36 +13,20 @@ use support::proxy::ConnectProxy;
 
 const TOKEN: &str = "ghp_TestTokenThatMustNeverBePrinted0123";
 
-/// Every variable ureq takes a proxy or its exceptions from (ureq 3.5 `Proxy::try_from_env`: the first valid of
-/// `ALL_PROXY`, `all_proxy`, `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`, `http_proxy`; then `NO_PROXY`, else
-/// `no_proxy`). `sync` removes them all, so the runner's own proxy never carries a test's traffic.
-const PROXY_VARIABLES: [&str; 8] =
-    ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
-
 /// `dify-gitops sync --host <host> --repo <url> <extra>` with `env` set; no token, CA or proxy unless `env` gives
 /// one.
 fn sync(ops: &Ops, url: &str, host: &str, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
+    let mut command = support::cli::command();
     command
         .args(["sync", "--host", host, "--repo", url])
         .args(extra)
         .env("HOME", ops.dir.path())
         .env("XDG_CACHE_HOME", ops.cache_home())
-        .env("SOPS_AGE_KEY_FILE", ops.key())
-        .env_remove("DIFY_GITOPS_GIT_TOKEN")
-        .env_remove("DIFY_GITOPS_GIT_USERNAME")
-        .env_remove("GIT_SSL_CAINFO")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR");
-    for name in PROXY_VARIABLES {
-        command.env_remove(name);
-    }
+        .env("SOPS_AGE_KEY_FILE", ops.key());
     for (name, value) in env {
         command.env(name, value);
     }
-    let output = command.output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+    support::cli::run(&mut command).parts()
 }
 
 fn serve(ops: &Ops) -> (GitHttpsServer, String) {

@@ -23,18 +23,15 @@ fn home(ops: &Ops, name: &str, known_hosts: &str, default_key: Option<&Path>) ->
 
 /// `dify-gitops sync --host <host> --repo <ssh url> <extra>` with HOME = `home` and no ssh-agent.
 fn sync(ops: &Ops, sshd: &Sshd, home: &Path, host: &str, extra: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
-        .args(["sync", "--host", host, "--repo", &sshd.url("ops.git")])
-        .args(extra)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("SOPS_AGE_KEY_FILE", ops.key())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("DIFY_GITOPS_SSH_KEY")
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+    support::cli::run(
+        support::cli::command()
+            .args(["sync", "--host", host, "--repo", &sshd.url("ops.git")])
+            .args(extra)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("SOPS_AGE_KEY_FILE", ops.key()),
+    )
+    .parts()
 }
 
 fn logins(sshd: &Sshd) -> usize {
@@ -134,13 +131,12 @@ fn a_key_held_by_ssh_agent_is_used_when_no_key_file_is_named() {
     let added = Command::new("ssh-add").arg(&sshd.client_key).env("SSH_AUTH_SOCK", &socket).output().unwrap();
     assert!(added.status.success(), "ssh-add: {}", String::from_utf8_lossy(&added.stderr));
 
-    let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+    let output = support::cli::command()
         .args(["sync", "--host", "192.0.2.10", "--repo", &sshd.url("ops.git")])
         .env("HOME", &home)
         .env("XDG_CACHE_HOME", home.join(".cache"))
         .env("SOPS_AGE_KEY_FILE", ops.key())
         .env("SSH_AUTH_SOCK", &socket)
-        .env_remove("DIFY_GITOPS_SSH_KEY")
         .output()
         .unwrap();
     agent.kill().unwrap();

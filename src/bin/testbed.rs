@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dify_gitops::testbed::{LocalCluster, apply_manifests};
+use dify_gitops_testbed::{LocalCluster, apply_manifests};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 /// Which HelmRelease API the cluster's Flux serves: v2 from Flux 2.3 (NKP 2.13), only v2beta2 on Flux 2.2 (NKP 2.12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum HelmReleaseApi {
     V2,
     V2beta2,

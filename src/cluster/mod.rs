@@ -11,6 +11,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// A connection to the API server, as [`connect`] makes it: what the other modules hand to this one's functions.
+pub use kube::Client;
+
 /// A client for the given kubeconfig file and context (defaults: $KUBECONFIG or ~/.kube/config, current context;
 /// in a pod, the in-cluster service account).
 pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<kube::Client> {

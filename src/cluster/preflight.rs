@@ -11,8 +11,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 
 use super::quantity;
-use super::traefik::{find_service, load_balancer_address};
-use crate::cli::PreflightArgs;
+use super::traefik::{TraefikTarget, find_service, load_balancer_address};
 pub use crate::report::Status;
 
 /// Kubernetes minors this release is tested against (NKP 2.12 ships 1.29; the test bed runs 1.36).
@@ -53,8 +52,23 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+/// What preflight checks the cluster for.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Where Kommander's Traefik Service is.
+    pub traefik: TraefikTarget,
+    /// The IngressClass Traefik serves.
+    pub ingress_class: String,
+    /// The namespace Dify is installed into.
+    pub namespace: String,
+    /// Dify's StorageClass; None: the cluster's default.
+    pub storage_class: Option<String>,
+    /// A ReadWriteMany StorageClass for the shared files volume, when one is planned.
+    pub rwx_storage_class: Option<String>,
+}
+
 /// Runs every check. The API check comes first: when the server cannot be reached, the rest is not tried.
-pub async fn run(client: &kube::Client, args: &PreflightArgs) -> Report {
+pub async fn run(client: &kube::Client, args: &Inputs) -> Report {
     let api = check_api(client).await;
     let checks = if api.status == Status::Fail {
         vec![api]
@@ -62,7 +76,7 @@ pub async fn run(client: &kube::Client, args: &PreflightArgs) -> Report {
         vec![
             api,
             check_storage_class(client, args.storage_class.as_deref()).await,
-            check_ingress_class(client, &args.traefik.ingress_class).await,
+            check_ingress_class(client, &args.ingress_class).await,
             check_traefik_address(client, args).await,
             check_middleware_crd(client).await,
             check_namespace(client, &args.namespace).await,
@@ -184,7 +198,7 @@ async fn check_ingress_class(client: &kube::Client, name: &str) -> Check {
     }
 }
 
-async fn check_traefik_address(client: &kube::Client, args: &PreflightArgs) -> Check {
+async fn check_traefik_address(client: &kube::Client, args: &Inputs) -> Check {
     const NAME: &str = "traefik-address";
     match find_service(client, &args.traefik).await {
         Err(error) => Check::fail(NAME, format!("{error:#}"), "pass --traefik-service/--traefik-namespace"),

@@ -11,11 +11,19 @@ use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 
-use crate::cli::TraefikArgs;
 use crate::exit::{Exit, Failure};
 
 /// Labels the Traefik Helm chart puts on its Service; used when no Service has the expected name.
 const TRAEFIK_NAME_LABEL: &str = "app.kubernetes.io/name=traefik";
+
+/// Where to look for Kommander's Traefik Service (from the flags or the config's `traefik:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraefikTarget {
+    /// The Service's name.
+    pub service: String,
+    /// Its namespace; None: searched across namespaces.
+    pub namespace: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRef {
@@ -58,9 +66,9 @@ pub fn load_balancer_address(service: &Service) -> Option<(String, AddressKind)>
 
 /// Finds the Traefik Service: in the given namespace; else the Service of that name in any namespace; else the
 /// one LoadBalancer Service labelled as Traefik's. Zero or several candidates is an error listing what was found.
-pub async fn find_service(client: &kube::Client, args: &TraefikArgs) -> Result<(ServiceRef, Service)> {
-    let name = &args.traefik_service;
-    if let Some(namespace) = &args.traefik_namespace {
+pub async fn find_service(client: &kube::Client, target: &TraefikTarget) -> Result<(ServiceRef, Service)> {
+    let name = &target.service;
+    if let Some(namespace) = &target.namespace {
         let service = Api::<Service>::namespaced(client.clone(), namespace)
             .get_opt(name)
             .await
@@ -118,12 +126,12 @@ fn service_ref(service: &Service) -> ServiceRef {
 /// Finds the Service and waits (watching it) until it has a load-balancer address, at most `timeout`.
 pub async fn discover(
     client: &kube::Client,
-    args: &TraefikArgs,
+    target: &TraefikTarget,
     timeout: Duration,
     progress: bool,
 ) -> Result<Discovered> {
     let started = Instant::now();
-    let (service_ref, service) = find_service(client, args).await?;
+    let (service_ref, service) = find_service(client, target).await?;
     let found = |(address, kind): (String, AddressKind)| Discovered {
         namespace: service_ref.namespace.clone(),
         service: service_ref.name.clone(),

@@ -35,7 +35,7 @@ pub fn acquire(url: &str) -> Result<Option<CachedClone>> {
     }
     let key: String = Sha256::digest(url.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
     let lock_path = root.join(format!("{key}.lock"));
-    let lock = super::try_lock_file(&lock_path)?;
+    let lock = super::files::try_lock_file(&lock_path)?;
     let lock = match lock {
         Some(lock) => lock,
         None => {
@@ -44,7 +44,7 @@ pub fn acquire(url: &str) -> Result<Option<CachedClone>> {
                 "another dify-gitops run is using the cached clone {}; waiting for it to finish",
                 root.join(&key).display()
             );
-            super::lock_file(&lock_path)?
+            super::files::lock_file(&lock_path)?
         }
     };
     Ok(Some(CachedClone { dir: root.join(key), _lock: lock }))

@@ -16,7 +16,8 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use zeroize::Zeroizing;
 
-use super::transport::TOKEN_ENV;
+/// The variable holding the HTTPS token (a GitHub or GitLab personal access token, a GitHub App token, ...).
+pub const TOKEN_ENV: &str = "DIFY_GITOPS_GIT_TOKEN";
 
 const CA_FILE_ENV: &str = "GIT_SSL_CAINFO";
 
@@ -25,10 +26,21 @@ const CA_FILE_ENV: &str = "GIT_SSL_CAINFO";
 const DEFAULT_USER: &str = "x-access-token";
 
 /// How requests to the remote are authenticated: HTTP Basic with the token, when there is one.
+#[derive(Clone)]
 pub struct Credentials {
     /// `--git-username`; else the URL's user, else [`DEFAULT_USER`].
     pub username: Option<String>,
     pub token: Option<Zeroizing<String>>,
+}
+
+impl Credentials {
+    /// The token from `DIFY_GITOPS_GIT_TOKEN` (never a flag or a URL, so it stays out of process lists, shell
+    /// history and logs) and the user name from the flags.
+    pub fn from_env(username: Option<String>) -> Self {
+        let token =
+            std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| Zeroizing::new(t.trim().into()));
+        Self { username, token }
+    }
 }
 
 /// The agent and credentials every `https://` transport of this process uses (libgit2's registry is global).
@@ -48,10 +60,12 @@ impl Client {
 }
 
 /// Makes libgit2 use this transport for `https://`; the first call of a process decides the credentials.
-pub fn register(credentials: Credentials) -> Result<()> {
+/// Called when an ops repo is opened, before any remote is used.
+pub fn register(credentials: &Credentials) -> Result<()> {
     if CLIENT.get().is_some() {
         return Ok(());
     }
+    let credentials = credentials.clone();
     let client = CLIENT.get_or_init(|| Arc::new(Client { agent: OnceLock::new(), credentials })).clone();
     // SAFETY: registered once (CLIENT is set only here), before any https:// remote is used.
     unsafe {

@@ -2,7 +2,8 @@
 //! ssh://) into a cached clone (or a private temp dir); write files atomically, commit only when the tree
 //! changed, push, and on a rejected push start over from the remote's new head.
 //!
-//! Architecture invariant: this is the only module that runs git. The remote is changed by one thing only, a
+//! Architecture invariant: this is the only module that runs git. `audit` reads repositories through [`read`],
+//! which opens them read-only. The remote is changed by one thing only, a
 //! successful push of a complete commit; every error before it leaves the remote as it was.
 
 use std::path::{Path, PathBuf};
@@ -13,9 +14,10 @@ use git2::{FetchOptions, FetchPrune, IndexAddOption, PushOptions, Repository, Re
 mod cache;
 mod files;
 mod https;
+pub mod read;
 pub mod transport;
 
-use files::{lock_file, try_lock_file};
+use files::lock_file;
 pub use files::{read_if_exists, write_atomically};
 pub use transport::Access;
 
@@ -58,6 +60,8 @@ impl OpsRepo {
     /// (a bare repo path, a `file://`, `https://` or `ssh://` URL) is cloned, into the cache when `reuse_clone`
     /// and a cache directory is available, else into a temp dir. `branch` defaults to the remote's default.
     pub fn open(spec: &str, branch: Option<&str>, access: Access, reuse_clone: bool) -> Result<Self> {
+        // libgit2's transports are process-wide: `https://` is ours from the first repo opened on.
+        https::register(&access.https)?;
         let path = Path::new(spec);
         if path.is_dir()
             && let Ok(repo) = Repository::open(path)
@@ -160,8 +164,8 @@ impl OpsRepo {
         write_atomically(self.workdir(), files)
     }
 
-    /// Commits everything under `dir` when the tree differs from HEAD; returns the new commit's id.
-    pub fn commit_if_changed(&self, dir: &Path, message: &str) -> Result<Option<git2::Oid>> {
+    /// Commits everything under `dir` when the tree differs from HEAD; returns the new commit's id (hex).
+    pub fn commit_if_changed(&self, dir: &Path, message: &str) -> Result<Option<String>> {
         let mut index = self.repo.index().context("reading the index")?;
         index.add_all([dir], IndexAddOption::DEFAULT, None).context("staging the overlay")?;
         index.update_all([dir], None).context("staging removed files")?;
@@ -182,7 +186,7 @@ impl OpsRepo {
         if parent.is_none() {
             self.repo.set_head(&reference).context("pointing HEAD at the new branch")?;
         }
-        Ok(Some(id))
+        Ok(Some(id.to_string()))
     }
 
     /// Pushes the branch to the remote.

@@ -1,6 +1,5 @@
-//! How the ops repo's remote is reached: credentials for HTTPS (a token from the environment, never a flag or a
-//! URL, so it stays out of process lists, shell history and logs; sent by `https.rs`) and SSH (a key file,
-//! ssh-agent, or the usual keys in ~/.ssh), and URLs that are safe to print.
+//! How the ops repo's remote is reached: credentials for HTTPS (a token from the environment, read and sent by
+//! `https.rs`) and SSH (a key file, ssh-agent, or the usual keys in ~/.ssh), and URLs that are safe to print.
 //!
 //! Server identity: HTTPS certificates are checked by rustls (`https.rs`), SSH host keys by libgit2 against
 //! `~/.ssh/known_hosts`. Neither check can be switched off.
@@ -10,28 +9,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use git2::{Cred, CredentialType, ProxyOptions, RemoteCallbacks};
-use zeroize::Zeroizing;
 
-/// The variable holding the HTTPS token (a GitHub or GitLab personal access token, a GitHub App token, ...).
-pub const TOKEN_ENV: &str = "DIFY_GITOPS_GIT_TOKEN";
+use super::https::{self, TOKEN_ENV};
 
-/// Credentials for the ops repo's SSH remotes (HTTPS ones are the https transport's).
+/// Credentials for the ops repo's remotes: the SSH key for SSH ones, the token for `https://` ones (handed to
+/// the https transport when the repo is opened).
 pub struct Access {
     ssh_key: Option<PathBuf>,
+    pub(super) https: https::Credentials,
 }
 
 impl Access {
-    /// The SSH key from the flags; for `https://`, the token from `DIFY_GITOPS_GIT_TOKEN` and the user name,
-    /// handed to the https transport.
+    /// The SSH key from the flags; for `https://`, the token from `DIFY_GITOPS_GIT_TOKEN` and the user name.
+    /// Reads the environment and checks the key file; installs nothing.
     pub fn from_env(username: Option<String>, ssh_key: Option<PathBuf>) -> Result<Self> {
-        let token =
-            std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| Zeroizing::new(t.trim().into()));
         if let Some(key) = &ssh_key {
             std::fs::metadata(key)
                 .with_context(|| format!("the SSH key {} (--ssh-key / DIFY_GITOPS_SSH_KEY)", key.display()))?;
         }
-        super::https::register(super::https::Credentials { username, token })?;
-        Ok(Self { ssh_key })
+        Ok(Self { ssh_key, https: https::Credentials::from_env(username) })
     }
 
     /// Callbacks for one fetch or push. libgit2 asks again after every refused credential, so each kind is

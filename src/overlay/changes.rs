@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::PlainValues;
+use super::values::PlainValues;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {

@@ -3,7 +3,7 @@
 //! the two versions of our HelmRelease differ in `apiVersion` only, so following the cluster is a one-line edit.
 //! A file the operator took over (no `app.kubernetes.io/managed-by: dify-gitops`) or on another version is left alone.
 
-use super::Change;
+use super::changes::Change;
 use crate::cluster::flux::HelmReleaseApi;
 
 /// The file name `init` gives the HelmRelease in the environment's directory.

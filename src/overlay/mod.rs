@@ -10,6 +10,7 @@
 
 mod changes;
 mod helmrelease;
+mod names;
 mod secrets;
 mod values;
 
@@ -26,12 +27,8 @@ pub use values::PlainValues;
 use crate::config::Environment;
 use crate::sops;
 
-/// File names inside the environment's directory.
-pub const VALUES_FILE: &str = "dify-values.yaml";
-pub const SECRETS_FILE: &str = "dify-secrets.sops.yaml";
-/// Object names the HelmRelease refers to.
-pub const VALUES_CONFIGMAP: &str = "dify-values";
-pub const SECRETS_SECRET: &str = "dify-secrets";
+use names::labels;
+pub use names::{SECRETS_FILE, SECRETS_SECRET, VALUES_CONFIGMAP, VALUES_FILE};
 
 /// What the ops repo holds now for the environment (file texts, as read).
 #[derive(Debug, Default, Clone)]
@@ -334,10 +331,6 @@ fn secret_manifest(env: &Environment, set: &SecretSet) -> Value {
 }
 
 /// Labels on both overlay objects: Flux's helm-controller reconciles the release when they change.
-fn labels() -> Value {
-    json!({"app.kubernetes.io/managed-by": "dify-gitops", "reconcile.fluxcd.io/watch": "Enabled"})
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

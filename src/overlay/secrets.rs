@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::Change;
+use super::changes::Change;
 
 /// Every key of the overlay's Secret. `dify-secret-key` feeds `secrets.difySecretKey`; the others are the
 /// chart's `secrets.existingSecret` keys (agent tokens included, so switching the Agent node on finds them).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use super::{SECRETS_SECRET, VALUES_CONFIGMAP, labels};
+use super::names::{SECRETS_SECRET, VALUES_CONFIGMAP, labels};
 use crate::config::Environment;
 
 /// Dotted chart value keys to string values, e.g. `external.host` → `192.0.2.10`.

@@ -27,7 +27,7 @@ async fn main() {
     for trial in 0..TRIALS {
         // dify-gitops discover: patch as soon as it says it is watching.
         let name = service(&client, &namespace, &format!("w{trial}")).await;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        let mut child = support::cli::command()
             .args(["--kubeconfig", &kubeconfig, "discover", "-v", "--timeout", "60s", "--traefik-service", &name])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -46,7 +46,7 @@ async fn main() {
     let kubeconfig = testbed.kubeconfig.display().to_string();
     let sync = |cached: bool| {
         let start = Instant::now();
-        let status = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
+        let status = support::cli::command()
             .args(["--kubeconfig", &kubeconfig, "sync", "-q", "--repo", root.join("ops.git").to_str().unwrap()])
             .args(if cached { &[][..] } else { &["--no-cache"][..] })
             .env("SOPS_AGE_KEY_FILE", &key)

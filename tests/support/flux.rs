@@ -5,7 +5,7 @@
 //! the thread that started them ends; the git server's threads end with the process.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,11 +93,6 @@ pub fn crd_dirs() -> Vec<PathBuf> {
         .collect()
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Controller {
     name: &'static str,
     child: Child,
@@ -116,14 +111,14 @@ impl Flux {
     pub fn start(kubeconfig: &Path) -> Flux {
         let binaries = controller_binaries();
         let dir = tempfile::Builder::new().prefix("dify-gitops-flux.").tempdir().unwrap();
-        let storage_addr = format!("127.0.0.1:{}", free_port());
+        let storage_addr = format!("127.0.0.1:{}", super::net::free_port());
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
         let mut controllers = Vec::new();
         for name in CONTROLLERS {
             let mut args = vec![
-                format!("--metrics-addr=127.0.0.1:{}", free_port()),
-                format!("--health-addr=127.0.0.1:{}", free_port()),
+                format!("--metrics-addr=127.0.0.1:{}", super::net::free_port()),
+                format!("--health-addr=127.0.0.1:{}", super::net::free_port()),
                 "--enable-leader-election=false".to_string(),
                 "--log-encoding=console".to_string(),
                 "--log-level=debug".to_string(),

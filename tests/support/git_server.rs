@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use dify_gitops_testbed::certs::TestCa;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::net::serve_each;
 
 /// A git smart-HTTP server (read only) for the bare repositories under `root`: `http://127.0.0.1:<port>/<name>.git`.
 /// Each request runs `git http-backend` as a CGI program. Its threads end with the test process.
@@ -32,16 +31,7 @@ impl GitHttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let project_root = root.to_path_buf();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let project_root = project_root.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve_one(stream, &project_root) {
-                        eprintln!("git http server: {e}");
-                    }
-                });
-            }
-        });
+        serve_each(listener, "git http server", move |stream| serve_one(stream, &project_root));
         GitHttpServer { url, root: root.to_path_buf() }
     }
 
@@ -116,19 +106,9 @@ impl GitHttpsServer {
         let url = format!("https://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let site = Site { root: root.to_path_buf(), token: token.to_string(), tls: Arc::new(tls), seen: seen.clone() };
-        let site = Arc::new(site);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let site = site.clone();
-                std::thread::spawn(move || {
-                    // A failed handshake (a client that does not trust the CA) may land here too; the line
-                    // helps when a test did not expect it.
-                    if let Err(e) = serve_tls(stream, &site) {
-                        eprintln!("git https server: {e}");
-                    }
-                });
-            }
-        });
+        // A failed handshake (a client that does not trust the CA) is reported too; the line helps when a test
+        // did not expect it.
+        serve_each(listener, "git https server", move |stream| serve_tls(stream, &site));
         GitHttpsServer { url, root: root.to_path_buf(), ca_file, token: token.to_string(), seen, _dir: dir }
     }
 
@@ -156,17 +136,9 @@ impl GitHttpsServer {
 
 /// A CA and a serving certificate signed by it for 127.0.0.1 and localhost: (CA PEM, certificate, key).
 fn certificates() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "dify-gitops test git CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut serving = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    serving.distinguished_name.push(DnType::CommonName, "dify-gitops test git server");
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = serving.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.der().clone(), PrivatePkcs8KeyDer::from(key.serialize_der()).into())
+    let ca = TestCa::new("dify-gitops test git CA").expect("test CA");
+    let serving = ca.serving("dify-gitops test git server", &["127.0.0.1", "localhost"]).expect("serving certificate");
+    (ca.pem(), CertificateDer::from(serving.cert_der), PrivatePkcs8KeyDer::from(serving.key_der).into())
 }
 
 /// The answer without the token; `WWW-Authenticate` is what makes git and libgit2 ask for credentials.

@@ -6,10 +6,12 @@
 //! The testbed watches this test process, so even a panicking or killed test run leaves nothing behind.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
 pub mod ops;
 
 pub mod flux;
 pub mod git_server;
+pub mod net;
 pub mod proxy;
 pub mod sshd;
 pub mod traefik;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+pub use cli::CliOutput;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -77,7 +80,7 @@ impl Testbed {
     }
 
     pub async fn client(&self) -> kube::Client {
-        dify_gitops::testbed::client_for(&self.kubeconfig).await.expect("kube client for the testbed")
+        dify_gitops_testbed::client_for(&self.kubeconfig).await.expect("kube client for the testbed")
     }
 
     /// `kubectl --kubeconfig <testbed> args…`, returning stdout; panics with stderr when it fails.
@@ -99,20 +102,14 @@ impl Testbed {
 
     /// Runs the `dify-gitops` binary with another kubeconfig (an impersonating one, say).
     pub fn dify_gitops_with(&self, kubeconfig: &Path, args: &[&str]) -> CliOutput {
-        let output = Command::new(env!("CARGO_BIN_EXE_dify-gitops"))
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .env_remove("DIFY_GITOPS_LOG")
-            // The clone cache of `sync` stays inside the testbed's directory, removed with it.
-            .env("XDG_CACHE_HOME", self.dir.join("cache"))
-            .output()
-            .expect("running dify-gitops");
-        CliOutput {
-            code: output.status.code().expect("dify-gitops exited by a signal"),
-            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
-        }
+        cli::run(
+            cli::command()
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args)
+                // The clone cache of `sync` stays inside the testbed's directory, removed with it.
+                .env("XDG_CACHE_HOME", self.dir.join("cache")),
+        )
     }
 
     /// A kubeconfig for the same cluster that acts as `user` (impersonation by the admin).
@@ -142,25 +139,11 @@ impl Drop for Testbed {
     }
 }
 
-/// What a `dify-gitops` run printed and returned.
-#[derive(Debug)]
-pub struct CliOutput {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl CliOutput {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
-    }
-}
-
 /// Applies a YAML manifest (one or more documents) with the testbed's own server-side apply.
 pub async fn apply_yaml(client: &kube::Client, yaml: &str) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), yaml).expect("writing manifest");
-    dify_gitops::testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
+    dify_gitops_testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
 }
 
 /// A fresh namespace name for one test on the shared cluster.

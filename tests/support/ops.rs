@@ -77,15 +77,13 @@ impl OpsRemote {
 
     /// `dify-gitops <args> --repo <remote>`, with SOPS_AGE_KEY_FILE set to `identity` or unset.
     pub fn cli(&self, args: &[&str], identity: Option<&Path>) -> (i32, String, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dify-gitops"));
-        command.args(args).arg("--repo").arg(self.remote()).env_remove("SOPS_AGE_KEY_FILE");
+        let mut command = super::cli::command();
+        command.args(args).arg("--repo").arg(self.remote());
         command.env("XDG_CACHE_HOME", self.cache_home());
         if let Some(identity) = identity {
             command.env("SOPS_AGE_KEY_FILE", identity);
         }
-        let output = command.output().unwrap();
-        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (output.status.code().unwrap(), text(output.stdout), text(output.stderr))
+        super::cli::run(&mut command).parts()
     }
 
     /// `dify-gitops <args> --repo <remote>` with the operator's identity.

@@ -56,26 +56,14 @@ impl ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let setup = Arc::new(Setup { required, seen: seen.clone() });
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let setup = setup.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve(stream, &setup) {
-                        eprintln!("connect proxy: {e}");
-                    }
-                });
-            }
-        });
+        let setup = Setup { required, seen: seen.clone() };
+        super::net::serve_each(listener, "connect proxy", move |stream| serve(stream, &setup));
         ConnectProxy { url, seen }
     }
 
     /// `http://127.0.0.1:<port>` of a port nothing listens on: a proxy that refuses every connection.
     pub fn refusing_url() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        drop(listener);
-        format!("http://{address}")
+        format!("http://127.0.0.1:{}", super::net::free_port())
     }
 
     /// The `host:port` of each `CONNECT` that was answered `200`, in order.

@@ -21,7 +21,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ impl Sshd {
         let version = sshd_version();
         // A port free a moment ago can be taken before sshd binds it: then sshd exits at once and we try another.
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+            let port = super::net::free_port();
             let config = dir.join("sshd_config");
             std::fs::write(&config, sshd_config(&dir, port, &user, version)).expect("writing sshd_config");
             let mut process = spawn(&config, &log);

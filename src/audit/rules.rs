@@ -1,25 +1,14 @@
-//! `dify-gitops audit`: finds what must never be in an ops repo — a Kubernetes Secret that is not SOPS-encrypted, a
-//! password or key in a ConfigMap or values file, a committed age identity or PEM private key, a SOPS file whose
-//! MAC does not verify — in the working tree and, with `--history`, in every commit reachable from HEAD.
-//!
-//! Scanning is pure ([`scan`]: a path and its text in, findings out); [`run`] only feeds it files and git blobs.
-//! Git is read through git2 object by object (no checkout, nothing written). **A finding never carries the value
-//! it found**: only the file, line or commit, the key, a redacted hint (kind and length) and the fix.
+//! The rules: what must never be in an ops repo, found in one file's text. Pure: a path and its text in, findings
+//! out; a finding names the place, the key, a redacted hint and the fix, never the value.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use anyhow::{Context, Result};
 use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::sops;
-
-/// Files larger than this are not read (an ops repo holds manifests, not blobs).
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 static AGE_IDENTITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"AGE-SECRET-KEY-(?:PQ-)?1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{20,}|AGE-PLUGIN-[A-Z0-9-]+-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{20,}")
@@ -71,7 +60,7 @@ impl Rule {
         if matches!(self, Rule::SopsUnverified | Rule::InvalidYaml) { Severity::Warning } else { Severity::Error }
     }
 
-    fn fix(self, history: bool) -> String {
+    pub(super) fn fix(self, history: bool) -> String {
         let fix = match self {
             Rule::AgeIdentity => {
                 "remove the file; an age identity belongs in a password store and, for Flux, in the cluster's \
@@ -128,181 +117,6 @@ pub struct Finding {
     pub hint: String,
     pub message: String,
     pub fix: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// No error-level finding.
-    pub clean: bool,
-    /// Files (working tree) and file versions (history) scanned.
-    pub files: usize,
-    /// Commits walked (0 without --history).
-    pub commits: usize,
-    pub findings: Vec<Finding>,
-}
-
-pub struct Options<'a> {
-    pub root: &'a Path,
-    pub history: bool,
-    pub identities: &'a [age::x25519::Identity],
-}
-
-/// Scans the working tree of `root` (a bare repository: its HEAD) and, with `history`, every commit reachable from
-/// HEAD. History reports only file versions that differ from the working tree, each with the commit that
-/// introduced it.
-pub fn run(options: &Options) -> Result<Report> {
-    let root = options.root;
-    let repo = git2::Repository::open(root).ok();
-    if options.history && repo.is_none() {
-        anyhow::bail!("{} is not a git repository: --history reads its commits (drop --history to scan files)", {
-            root.display()
-        });
-    }
-    let mut findings = Vec::new();
-    let mut current: HashMap<String, git2::Oid> = HashMap::new();
-    let mut files = 0;
-    match &repo {
-        Some(repo) if repo.is_bare() => {
-            if let Some(tree) = head_tree(repo)? {
-                for (path, oid) in blobs(&tree)? {
-                    if let Some(text) = blob_text(repo, oid)? {
-                        files += 1;
-                        findings.extend(scan(&path, &text, options.identities));
-                    }
-                    current.insert(path, oid);
-                }
-            }
-        }
-        _ => {
-            let mut paths = Vec::new();
-            walk(root, root, repo.as_ref(), &mut paths)?;
-            for path in paths {
-                let relative = relative(root, &path);
-                let Some(text) = read_text(&path)? else { continue };
-                files += 1;
-                findings.extend(scan(&relative, &text, options.identities));
-                current.insert(relative, git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())?);
-            }
-        }
-    }
-    let mut commits = 0;
-    if let (true, Some(repo)) = (options.history, &repo) {
-        let (walked, scanned, found) = scan_history(repo, &current, options.identities)?;
-        commits = walked;
-        files += scanned;
-        findings.extend(found);
-    }
-    findings.sort_by(|a, b| (&a.commit, &a.path, a.line, a.rule).cmp(&(&b.commit, &b.path, b.line, b.rule)));
-    let clean = findings.iter().all(|f| f.severity != Severity::Error);
-    Ok(Report { clean, files, commits, findings })
-}
-
-fn scan_history(
-    repo: &git2::Repository,
-    current: &HashMap<String, git2::Oid>,
-    identities: &[age::x25519::Identity],
-) -> Result<(usize, usize, Vec<Finding>)> {
-    let mut walk = repo.revwalk().context("walking the history")?;
-    match walk.push_head() {
-        Ok(()) => {}
-        Err(e) if e.code() == git2::ErrorCode::UnbornBranch || e.code() == git2::ErrorCode::NotFound => {
-            return Ok((0, 0, Vec::new()));
-        }
-        Err(e) => return Err(e).context("reading HEAD"),
-    }
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
-    let mut seen: HashSet<(String, git2::Oid)> = HashSet::new();
-    let (mut commits, mut scanned, mut findings) = (0, 0, Vec::new());
-    for id in walk {
-        let commit = repo.find_commit(id.context("walking the history")?)?;
-        commits += 1;
-        for (path, oid) in blobs(&commit.tree()?)? {
-            if current.get(&path) == Some(&oid) || !seen.insert((path.clone(), oid)) {
-                continue;
-            }
-            let Some(text) = blob_text(repo, oid)? else { continue };
-            scanned += 1;
-            for mut finding in scan(&path, &text, identities) {
-                finding.commit = Some(commit.id().to_string());
-                finding.fix = finding.rule.fix(true);
-                findings.push(finding);
-            }
-        }
-    }
-    Ok((commits, scanned, findings))
-}
-
-fn head_tree(repo: &git2::Repository) -> Result<Option<git2::Tree<'_>>> {
-    match repo.head() {
-        Ok(head) => Ok(Some(head.peel_to_tree().context("reading HEAD's tree")?)),
-        Err(e) if e.code() == git2::ErrorCode::UnbornBranch || e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e).context("reading HEAD"),
-    }
-}
-
-/// Every blob of a tree with its path (submodules and symlinks skipped).
-fn blobs(tree: &git2::Tree) -> Result<Vec<(String, git2::Oid)>> {
-    let mut out = Vec::new();
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) && entry.filemode() != 0o120000 {
-            out.push((format!("{dir}{}", entry.name().unwrap_or("")), entry.id()));
-        }
-        git2::TreeWalkResult::Ok
-    })
-    .context("walking a tree")?;
-    Ok(out)
-}
-
-fn blob_text(repo: &git2::Repository, oid: git2::Oid) -> Result<Option<String>> {
-    let blob = repo.find_blob(oid).with_context(|| format!("reading blob {oid}"))?;
-    if blob.is_binary() || blob.size() as u64 > MAX_FILE_BYTES {
-        return Ok(None);
-    }
-    Ok(std::str::from_utf8(blob.content()).ok().map(str::to_string))
-}
-
-/// Files under `dir`, skipping `.git`, symlinks and what git ignores (it is not committed).
-fn walk(root: &Path, dir: &Path, repo: Option<&git2::Repository>, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if entry.file_name() == ".git" || kind.is_symlink() {
-            continue;
-        }
-        if let Some(repo) = repo
-            && repo.is_path_ignored(path.strip_prefix(root).unwrap_or(&path)).unwrap_or(false)
-        {
-            continue;
-        }
-        if kind.is_dir() {
-            walk(root, &path, repo, out)?;
-        } else if kind.is_file() {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
-}
-
-/// A file's text, or None when it is binary, too large or not UTF-8.
-fn read_text(path: &Path) -> Result<Option<String>> {
-    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    if size > MAX_FILE_BYTES {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.iter().take(8000).any(|&b| b == 0) {
-        return Ok(None);
-    }
-    Ok(String::from_utf8(bytes).ok())
 }
 
 /// Every problem in one file. Pure: `path` is only used to decide whether it is YAML and to label findings.
@@ -635,39 +449,6 @@ fn locate_line(chunk: &str, path: &str, value: &str) -> usize {
             .map(|i| from + i)
     };
     find(from).or_else(|| find(0)).unwrap_or(0)
-}
-
-/// The findings for people: one block per finding, then a summary line.
-pub fn table(report: &Report) -> String {
-    let mut out = String::new();
-    for f in &report.findings {
-        let severity = match f.severity {
-            Severity::Error => "ERROR",
-            Severity::Warning => "WARN ",
-        };
-        let place = match (&f.commit, f.line) {
-            (Some(commit), _) => format!("{}:{}", &commit[..commit.len().min(12)], f.path),
-            (None, Some(line)) => format!("{}:{line}", f.path),
-            (None, None) => f.path.clone(),
-        };
-        let key = f.key.as_deref().map(|k| format!("  key {k}")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{severity}  {place}{key}  [{}]",
-            serde_json::to_value(f.rule).unwrap_or_default().as_str().unwrap_or("")
-        );
-        let _ = writeln!(out, "       {} ({})", f.message, f.hint);
-        let _ = writeln!(out, "       fix: {}", f.fix);
-    }
-    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    let warnings = report.findings.len() - errors;
-    let scope = if report.commits > 0 {
-        format!("{} file versions in the working tree and {} commits", report.files, report.commits)
-    } else {
-        format!("{} files", report.files)
-    };
-    let _ = writeln!(out, "audit: {errors} problem(s), {warnings} warning(s) in {scope}");
-    out
 }
 
 #[cfg(test)]

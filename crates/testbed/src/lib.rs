@@ -8,7 +8,7 @@
 //! Architecture invariant: nothing the testbed starts outlives it. Children die with it (see
 //! [`process::Child`]), and its directory is removed when [`LocalCluster`] is dropped.
 
-mod certs;
+pub mod certs;
 mod fixture;
 mod process;
 
@@ -19,7 +19,8 @@ use anyhow::{Context, Result, bail};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use fixture::apply_manifests;
-use process::{Child, find_tool, free_port};
+pub use process::free_port;
+use process::{Child, find_tool};
 
 /// The user the admin token authenticates as (group `system:masters`).
 pub const ADMIN_USER: &str = "testbed-admin";
