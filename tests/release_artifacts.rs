@@ -293,7 +293,7 @@ fn renovate_config_is_valid_and_its_managers_find_every_pin() {
     assert_eq!(dify.len(), 1);
     assert!(app_version.contains(&format!("appVersion: \"{}\"", dify[0].0.1)));
 
-    // Every pin line of scripts/test-tools is found exactly once, as a Go module or a PyPI package.
+    // Every pin line of scripts/test-tools is found exactly once, as a Go module, a PyPI or an npm package.
     let tools = read("scripts/test-tools");
     let pin_line = Regex::new(r"(?m)^([A-Z0-9_]+)_VERSION=([0-9][^\s]*)").unwrap();
     let pinned: Vec<&str> = pin_line.captures_iter(&tools).map(|c| c.get(2).unwrap().as_str()).collect();
@@ -356,7 +356,12 @@ fn release_workflow_builds_pushes_and_checksums_on_tags() {
     assert!(chart.contains("helm push") && chart.contains("oci://ghcr.io/"), "{chart}");
     let release = &jobs["release"];
     assert_eq!(release["permissions"]["contents"], "write");
-    assert_eq!(release["needs"], serde_json::json!(["binary", "image", "chart"]));
+    assert_eq!(release["needs"], serde_json::json!(["binary", "image", "chart", "web-images"]));
+    // The /dify web image of each Dify version, through the web-image workflow (the recipe tests/dify runs).
+    let web = &jobs["web-images"];
+    assert_eq!(web["uses"], "./.github/workflows/web-image.yml");
+    assert_eq!(web["with"]["path"], "/dify");
+    assert!(web["strategy"]["matrix"]["dify"].as_array().is_some_and(|v| v.iter().any(|d| d == "1.13.3")), "{web}");
     let publish = run_text("release");
     assert!(publish.contains("sha256sum") && publish.contains("SHA256SUMS") && publish.contains("gh release create"));
     // Every action is pinned to a major version at least.
