@@ -67,6 +67,13 @@ pub fn origin(answer: &Answer) -> Origin {
     }
 }
 
+/// A redirect from `<path>/` to `<path>`: Next.js normalising the trailing slash, so the web answered the path
+/// (real Dify's web does this for `/socket.io/` when no api-websocket route takes it first).
+fn drops_the_trailing_slash(answer: &Answer, path: &str) -> bool {
+    matches!(answer, Answer::Response { status: 301 | 308, location: Some(location), .. }
+        if location.split('?').next().is_some_and(|p| p.ends_with(path)))
+}
+
 fn describe(origin: &Origin) -> &'static str {
     match origin {
         Origin::Web => "web (HTML)",
@@ -301,7 +308,7 @@ pub fn judge_plugin_hook(target: &Target, answer: &Answer) -> Check {
 /// as it does when collaboration is off (the path then falls to the web catch-all).
 pub fn judge_websocket(target: &Target, answer: &Answer) -> Check {
     const NAME: &str = "websocket";
-    let origin = origin(answer);
+    let origin = if drops_the_trailing_slash(answer, "/socket.io") { Origin::Web } else { origin(answer) };
     match origin {
         Origin::EngineIo => pass(NAME, answer, "Socket.IO handshake from api-websocket".to_string()),
         Origin::Web | Origin::NoRoute => Check {

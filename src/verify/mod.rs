@@ -205,6 +205,23 @@ mod tests {
         let check = judge_websocket(&target(), &web);
         assert_eq!(check.status, Status::Skip);
         assert!(check.reason.contains("collaboration is off"), "{}", check.reason);
+        // Real Dify's web (Next.js) redirects `/socket.io/` to `/socket.io`: the web answered, as above.
+        let trailing_slash = Answer::Response {
+            url: "https://192.0.2.10/dify/socket.io/?EIO=4&transport=polling".into(),
+            status: 308,
+            content_type: "text/plain".into(),
+            location: Some("/dify/socket.io?EIO=4&transport=polling".into()),
+            body: "/dify/socket.io?EIO=4&transport=polling".into(),
+        };
+        assert_eq!(judge_websocket(&target(), &trailing_slash).status, Status::Skip);
+        let elsewhere = Answer::Response {
+            url: "https://192.0.2.10/dify/socket.io/?EIO=4&transport=polling".into(),
+            status: 308,
+            content_type: "text/plain".into(),
+            location: Some("/dify/signin".into()),
+            body: String::new(),
+        };
+        assert_eq!(judge_websocket(&target(), &elsewhere).status, Status::Fail);
         let down = response(503, "text/plain", "Service Unavailable");
         let check = judge_websocket(&target(), &down);
         assert_eq!(check.status, Status::Fail);
