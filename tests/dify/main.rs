@@ -54,7 +54,7 @@ fn prepared(version: &str) -> Images {
     let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
     assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    for part in ["src", "api-venv", "web-dify"] {
+    for part in ["src", "api-venv", "web-dify", "plugin-daemon"] {
         assert!(
             dir.join(part).is_dir(),
             "{} is missing: build it with `tests/dify/prepare {version}` (scripts/test dify does)",
@@ -69,6 +69,7 @@ fn prepared(version: &str) -> Images {
         src: dir.join("src"),
         api_venv: dir.join("api-venv"),
         web_build: dir.join("web-dify"),
+        plugin_daemon: dir.join("plugin-daemon"),
         run_dir: PathBuf::new(),
         node_dir,
     }
