@@ -3,8 +3,8 @@
 //! Traefik, driven in a real browser at `https://<Traefik's address>/dify`.
 //!
 //! The pieces (README.md in this directory says more):
-//! - `tests/dify/prepare` builds the api's virtualenv and the `/dify` web (`scripts/dify-web-build`) once per
-//!   source archive; this test fails, naming the command, when they are missing.
+//! - `tests/dify/prepare` builds the api's virtualenv, the `/dify` web (`scripts/dify-web-build`) and the plugin
+//!   daemon the chart pins once per source archive; this test fails, naming the command, when they are missing.
 //! - The testbed's kube-apiserver holds the release: `helm install --no-hooks` of `chart/dify`, as `deploy.sh`
 //!   would run it, so the chart's generated Secrets exist; the migration Job comes from the release's hooks.
 //! - `release.rs` resolves each container against the cluster's Secrets and ConfigMaps; `images.rs` does what
