@@ -18,7 +18,7 @@
 //!   the api's virtualenv was made with, on the image's PATH. 0.6's `tini` is left out: no pod here is PID 1.
 //! - **postgres** (the official image): `tests/dify/postgres-entrypoint.sh` does what the image's entrypoint
 //!   does on first start (initdb with `POSTGRES_USER`/`POSTGRES_PASSWORD`, create `POSTGRES_DB`), with Debian's
-//!   PostgreSQL, as the `postgres` user.
+//!   PostgreSQL, as the `postgres` user. `LANG` is a UTF-8 locale as in the image, so the databases are UTF8.
 //! - **redis** (the official image): the rendered `args` with Debian's `redis-server`.
 //!
 //! Volume mounts of postgres, redis and the plugin daemon become directories of the run; a rendered value that
@@ -257,6 +257,9 @@ impl Images {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), format!("{POSTGRES_BIN}:{BASE_PATH}")),
             ("PGDATA".into(), "/var/lib/postgresql/data".into()),
+            // The image sets LANG=en_US.utf8, so initdb makes UTF8 databases; without a LANG it would make
+            // SQL_ASCII ones, where psycopg2 refuses non-ASCII text (an app's emoji icon). This Debian has C.UTF-8.
+            ("LANG".into(), "C.UTF-8".into()),
         ];
         env.extend(c.env.iter().cloned());
         let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
