@@ -8,13 +8,22 @@
 //!   environment starts from the `ENV` lines of `.github/docker/dify-web.Dockerfile` (the image the project
 //!   publishes) with its build argument `NEXT_PUBLIC_BASE_PATH` from the build; the entrypoint is Dify's
 //!   `entrypoint.sh` from the build output, with `/app/` mapped to the build directory.
+//! - **Dify plugin daemon** (`…/dify-plugin-daemon:<tag>-local`): the daemon the chart pins, built by
+//!   `tests/dify/prepare` from its source archive (`plugin-daemon/bin`). The image's `/app` (its working directory)
+//!   holds those binaries, and its storage volume where the chart mounts it (`/app/storage`). The environment
+//!   starts from the `ENV` lines of the daemon's `docker/local.dockerfile` (read at run time: `PLATFORM=local`,
+//!   `UV_PATH`, …), and the command is that Dockerfile's `ENTRYPOINT`/`CMD` unless the container sets its own:
+//!   0.5 runs its `entrypoint.sh`, 0.6 its `commandline migrate` and then `main`, with `/app/` pointed here. What the
+//!   image installs for plugins (uv at `UV_PATH`, Python 3.12 as `python3`) is the harness's uv and the Python
+//!   the api's virtualenv was made with, on the image's PATH. 0.6's `tini` is left out: no pod here is PID 1.
 //! - **postgres** (the official image): `tests/dify/postgres-entrypoint.sh` does what the image's entrypoint
 //!   does on first start (initdb with `POSTGRES_USER`/`POSTGRES_PASSWORD`, create `POSTGRES_DB`), with Debian's
-//!   PostgreSQL, as the `postgres` user.
+//!   PostgreSQL, as the `postgres` user. `LANG` is a UTF-8 locale as in the image, so the databases are UTF8.
 //! - **redis** (the official image): the rendered `args` with Debian's `redis-server`.
 //!
-//! Volume mounts of postgres and redis become directories of the run; a rendered value that names a mount path
-//! (`--dir /data`, `PGDATA`) is mapped to that directory.
+//! Volume mounts of postgres, redis and the plugin daemon become directories of the run; a rendered value that
+//! names a mount path (`--dir /data`, `PGDATA`, `PLUGIN_STORAGE_LOCAL_ROOT=/app/storage`, `HOME=/tmp`) is mapped
+//! to that directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +41,9 @@ pub struct Images {
     pub api_venv: PathBuf,
     /// `scripts/dify-web-build`'s output.
     pub web_build: PathBuf,
+    /// The plugin daemon the chart pins: `src/` (its tree) and `bin/` (`main`, and `commandline` where its image
+    /// ships it), as `tests/dify/prepare` builds them.
+    pub plugin_daemon: PathBuf,
     /// Where this run keeps the image trees and volumes.
     pub run_dir: PathBuf,
     pub node_dir: PathBuf,
@@ -41,6 +53,7 @@ pub struct Images {
 pub enum Kind {
     Api,
     Web,
+    PluginDaemon,
     Postgres,
     Redis,
 }
@@ -54,6 +67,7 @@ pub fn kind(image: &str) -> Kind {
     let name = image.rsplit('/').next().unwrap_or(image);
     let repo = name.split(':').next().unwrap_or(name);
     match repo {
+        r if r.ends_with("dify-plugin-daemon") => Kind::PluginDaemon,
         r if r.ends_with("-api") => Kind::Api,
         r if r.ends_with("-web") => Kind::Web,
         "postgres" => Kind::Postgres,
@@ -83,6 +97,7 @@ impl Images {
         match kind(&container.image) {
             Kind::Api => self.api(container, pod),
             Kind::Web => self.web(container, pod),
+            Kind::PluginDaemon => self.plugin_daemon(container, pod),
             Kind::Postgres => self.postgres(container, pod),
             Kind::Redis => self.redis(container, pod),
         }
@@ -139,6 +154,92 @@ impl Images {
         }
     }
 
+    fn plugin_daemon(&self, c: &Container, pod: &str) -> Launch {
+        let src = self.plugin_daemon.join("src");
+        let dockerfile = src.join("docker/local.dockerfile");
+        let image = self.run_dir.join("image-plugin-daemon");
+        // The image's WORKDIR and home of its binaries, /app.
+        let app = image.join("app");
+        let volumes = self.volumes(c, None);
+        std::fs::create_dir_all(&app).unwrap();
+        for entry in
+            std::fs::read_dir(self.plugin_daemon.join("bin")).expect("reading the plugin daemon's bin/").flatten()
+        {
+            let link = app.join(entry.file_name());
+            if !link.exists() {
+                std::os::unix::fs::symlink(entry.path(), link).unwrap();
+            }
+        }
+        // Where a volume is mounted inside /app (the storage at /app/storage), /app leads to it too.
+        for (mount, dir) in &volumes {
+            if let Some(rest) = mount.strip_prefix("/app/") {
+                let link = app.join(rest);
+                if !link.exists() {
+                    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+                    std::os::unix::fs::symlink(dir, link).unwrap();
+                }
+            }
+        }
+        let map = |v: &str| {
+            let mapped = map_volumes(v, &volumes);
+            if mapped == v { map_prefix(v, "/app", &app) } else { mapped }
+        };
+        // What the image installs beside the daemon: uv (`pip install uv`, at /usr/local/bin/uv, named by UV_PATH)
+        // and Python 3.12 as python3 (plugins' virtualenvs are made with `uv venv --python 3.12`). Here: the
+        // harness's uv, and the Python 3.12 the api's virtualenv was made with.
+        let tools = image.join("bin");
+        std::fs::create_dir_all(&tools).unwrap();
+        let host_path = std::env::var("PATH").unwrap_or_default();
+        let uv = host_path.split(':').map(|d| Path::new(d).join("uv")).find(|p| p.is_file()).unwrap_or_else(|| {
+            panic!("uv is not on PATH (scripts/test-tools install uv): the plugin daemon's image has it")
+        });
+        let python = python_home(&self.api_venv).join("python3.12");
+        assert!(python.is_file(), "{} is missing: the plugin daemon's image has Python 3.12", python.display());
+        for (name, target) in [("uv", uv), ("python3", python.clone()), ("python3.12", python)] {
+            let link = tools.join(name);
+            if !link.exists() {
+                std::os::unix::fs::symlink(target, link).unwrap();
+            }
+        }
+        // Image paths are mapped before host paths join them (the run directory may itself be under /tmp).
+        let mut env: Vec<(String, String)> = dockerfile_env(&dockerfile, &BTreeMap::new(), BASE_PATH)
+            .into_iter()
+            .map(|(k, v)| match (k.as_str(), v.as_str()) {
+                ("PATH", _) => (k, format!("{}:{v}", tools.display())),
+                (_, "/usr/local/bin/uv") => (k, tools.join("uv").display().to_string()),
+                _ => (k, map(&v)),
+            })
+            .collect();
+        env.extend(c.env.iter().map(|(k, v)| (k.clone(), map(v))));
+        // Kubernetes: `command` replaces the image's ENTRYPOINT (and its CMD), `args` replaces its CMD.
+        let (entrypoint, cmd) = dockerfile_command(&dockerfile);
+        let mut argv = match (&c.command, &c.args) {
+            (Some(command), args) => [command.clone(), args.clone().unwrap_or_default()].concat(),
+            (None, Some(args)) => [entrypoint, args.clone()].concat(),
+            (None, None) => [entrypoint, cmd].concat(),
+        };
+        // 0.6's image starts under tini (`tini -g --`) so that the daemon is not PID 1, which its Python plugins
+        // take for being orphaned. No pod here is PID 1 of a namespace, so the daemon runs without it.
+        if argv.first().is_some_and(|a| a.ends_with("/tini"))
+            && let Some(at) = argv.iter().position(|a| a == "--")
+        {
+            argv.drain(..=at);
+        }
+        assert!(!argv.is_empty(), "the plugin daemon's image has no command: {}", dockerfile.display());
+        // The image's scripts name /app/... absolutely (0.5's entrypoint.sh runs /app/main): the same script,
+        // pointed at this tree.
+        let entrypoint_sh = src.join("entrypoint.sh");
+        if argv.iter().any(|a| a.contains("/app/entrypoint.sh")) {
+            let script = std::fs::read_to_string(&entrypoint_sh).unwrap();
+            let target = app.join("entrypoint.sh");
+            std::fs::write(&target, script.replace("/app/", &format!("{}/", app.display()))).unwrap();
+            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let argv: Vec<String> = argv.iter().map(|a| a.replace("/app/", &format!("{}/", app.display()))).collect();
+        let cwd = c.working_dir.as_deref().map_or(app.clone(), |w| PathBuf::from(map(w)));
+        Launch { pod: pod.to_string(), program: which(&argv[0], &env), args: argv[1..].to_vec(), env, cwd, user: None }
+    }
+
     fn volumes(&self, c: &Container, owner: Option<&str>) -> Vec<(String, PathBuf)> {
         c.volume_mounts
             .iter()
@@ -161,6 +262,9 @@ impl Images {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), format!("{POSTGRES_BIN}:{BASE_PATH}")),
             ("PGDATA".into(), "/var/lib/postgresql/data".into()),
+            // The image sets LANG=en_US.utf8, so initdb makes UTF8 databases; without a LANG it would make
+            // SQL_ASCII ones, where psycopg2 refuses non-ASCII text (an app's emoji icon). This Debian has C.UTF-8.
+            ("LANG".into(), "C.UTF-8".into()),
         ];
         env.extend(c.env.iter().cloned());
         let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
@@ -196,6 +300,15 @@ impl Images {
             user: None,
         }
     }
+}
+
+/// The directory of the Python a virtualenv was made with (`home` in its `pyvenv.cfg`).
+fn python_home(venv: &Path) -> PathBuf {
+    let cfg = venv.join("pyvenv.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap_or_else(|e| panic!("reading {}: {e}", cfg.display()));
+    text.lines()
+        .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == "home").map(|(_, v)| PathBuf::from(v.trim())))
+        .unwrap_or_else(|| panic!("{} names no home", cfg.display()))
 }
 
 /// `value` with a leading `from` (a whole path component) replaced by `to`.
@@ -238,39 +351,11 @@ pub fn dockerfile_env(
     build_args: &BTreeMap<String, String>,
     base_path: &str,
 ) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(dockerfile).unwrap_or_else(|e| panic!("reading {}: {e}", dockerfile.display()));
-    let mut stages: Vec<Stage> = Vec::new();
-    let joined = text.replace("\\\n", " ");
-    for line in joined.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        match word.to_ascii_uppercase().as_str() {
-            "FROM" => {
-                let parts: Vec<&str> = rest.split_whitespace().collect();
-                let name = match parts.as_slice() {
-                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
-                    _ => String::new(),
-                };
-                stages.push((name, parts.first().unwrap_or(&"").to_string(), Vec::new()));
-            }
-            w @ ("ENV" | "ARG") => {
-                if let Some(stage) = stages.last_mut() {
-                    stage.2.push((w.to_string(), rest.trim().to_string()));
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut chain = Vec::new();
-    let mut current = stages.len().checked_sub(1);
-    while let Some(i) = current {
-        chain.push(i);
-        let parent = &stages[i].1;
-        current = stages[..i].iter().rposition(|s| &s.0 == parent);
-    }
+    let (stages, chain) = stage_chain(dockerfile);
     let mut env: Vec<(String, String)> = vec![("PATH".into(), base_path.into())];
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     for &i in chain.iter().rev() {
-        for (word, rest) in &stages[i].2 {
+        for (word, rest) in stages[i].2.iter().filter(|(w, _)| w == "ENV" || w == "ARG") {
             let lookup = |env: &Vec<(String, String)>, args: &BTreeMap<String, String>, name: &str| {
                 env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| args.get(name).cloned())
             };
@@ -288,8 +373,81 @@ pub fn dockerfile_env(
     env
 }
 
-/// A build stage: its name, the stage or image it is built `FROM`, and its `ENV`/`ARG` instructions in order.
+/// A build stage: its name, the stage or image it is built `FROM`, and its other instructions in order (the
+/// instruction's word in upper case, and the rest of it).
 type Stage = (String, String, Vec<(String, String)>);
+
+/// The stages of a Dockerfile, and the indexes of its last stage and the stages it is built `FROM`, last first.
+/// Continuation lines are joined; the bodies of heredocs (`RUN <<EOF … EOF`) are not instructions and are skipped.
+fn stage_chain(dockerfile: &Path) -> (Vec<Stage>, Vec<usize>) {
+    let text = std::fs::read_to_string(dockerfile).unwrap_or_else(|e| panic!("reading {}: {e}", dockerfile.display()));
+    let mut stages: Vec<Stage> = Vec::new();
+    let joined = text.replace("\\\n", " ");
+    let mut heredoc: Option<String> = None;
+    for line in joined.lines().map(str::trim) {
+        if let Some(end) = &heredoc {
+            if line == end {
+                heredoc = None;
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let word = word.to_ascii_uppercase();
+        if let Some(at) = rest.find("<<") {
+            let marker = rest[at + 2..].trim_start_matches('-');
+            let marker: String = marker.chars().take_while(|c| !c.is_whitespace()).collect();
+            let marker = marker.trim_matches(|c| c == '"' || c == '\'');
+            if !marker.is_empty() && marker.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                heredoc = Some(marker.to_string());
+            }
+        }
+        if word == "FROM" {
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            let name = match parts.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
+                _ => String::new(),
+            };
+            stages.push((name, parts.first().unwrap_or(&"").to_string(), Vec::new()));
+        } else if let Some(stage) = stages.last_mut() {
+            stage.2.push((word, rest.trim().to_string()));
+        }
+    }
+    let mut chain = Vec::new();
+    let mut current = stages.len().checked_sub(1);
+    while let Some(i) = current {
+        chain.push(i);
+        let parent = &stages[i].1;
+        current = stages[..i].iter().rposition(|s| &s.0 == parent);
+    }
+    (stages, chain)
+}
+
+/// The image's `ENTRYPOINT` and `CMD` (each empty when not set), as the last stage or the stages it is built
+/// `FROM` last set them. The exec form is a JSON array; the shell form runs under `/bin/sh -c`.
+pub fn dockerfile_command(dockerfile: &Path) -> (Vec<String>, Vec<String>) {
+    let (stages, chain) = stage_chain(dockerfile);
+    let (mut entrypoint, mut cmd) = (Vec::new(), Vec::new());
+    for &i in chain.iter().rev() {
+        for (word, rest) in &stages[i].2 {
+            let argv = || -> Vec<String> {
+                serde_json::from_str(rest).unwrap_or_else(|_| vec!["/bin/sh".into(), "-c".into(), rest.clone()])
+            };
+            match word.as_str() {
+                "ENTRYPOINT" => {
+                    entrypoint = argv();
+                    // Docker: setting ENTRYPOINT clears a CMD set before it.
+                    cmd.clear();
+                }
+                "CMD" => cmd = argv(),
+                _ => {}
+            }
+        }
+    }
+    (entrypoint, cmd)
+}
 
 /// `K=V K2="V 2"` or the legacy `K V` form.
 fn assignments(rest: &str) -> Vec<(String, Option<String>)> {
@@ -364,4 +522,25 @@ fn dockerfile_env_follows_stages_and_expansion() {
     assert_eq!(get("NOT"), None);
     assert_eq!(get("PATH"), Some("/app/api/.venv/bin:/bin"));
     assert_eq!((get("A"), get("B"), get("C")), (Some("1"), Some("two words"), Some("3")));
+}
+
+#[test]
+fn dockerfile_command_follows_stages_and_skips_heredocs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Dockerfile");
+    std::fs::write(
+        &file,
+        "FROM x AS build\nCMD [\"never\"]\nFROM y\nARG P=local\nRUN <<EOF bash\nset -e\nENV NOT=seen\nCMD nope\nEOF\n\
+         ENV PLATFORM=$P\nCMD [\"/bin/bash\", \"-c\", \"/app/run\"]\n",
+    )
+    .unwrap();
+    let (entrypoint, cmd) = dockerfile_command(&file);
+    assert!(entrypoint.is_empty());
+    assert_eq!(cmd, ["/bin/bash", "-c", "/app/run"]);
+    let env = dockerfile_env(&file, &BTreeMap::new(), "/bin");
+    assert_eq!(env, [("PATH".to_string(), "/bin".to_string()), ("PLATFORM".to_string(), "local".to_string())]);
+    std::fs::write(&file, "FROM y\nCMD [\"a\"]\nENTRYPOINT [\"/usr/bin/tini\", \"--\"]\n").unwrap();
+    assert_eq!(dockerfile_command(&file), (vec!["/usr/bin/tini".to_string(), "--".to_string()], vec![]));
+    std::fs::write(&file, "FROM y\nCMD exec /app/main\n").unwrap();
+    assert_eq!(dockerfile_command(&file).1, ["/bin/sh", "-c", "exec /app/main"]);
 }

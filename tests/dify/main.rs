@@ -3,8 +3,8 @@
 //! Traefik, driven in a real browser at `https://<Traefik's address>/dify`.
 //!
 //! The pieces (README.md in this directory says more):
-//! - `tests/dify/prepare` builds the api's virtualenv and the `/dify` web (`scripts/dify-web-build`) once per
-//!   source archive; this test fails, naming the command, when they are missing.
+//! - `tests/dify/prepare` builds the api's virtualenv, the `/dify` web (`scripts/dify-web-build`) and the plugin
+//!   daemon the chart pins once per source archive; this test fails, naming the command, when they are missing.
 //! - The testbed's kube-apiserver holds the release: `helm install --no-hooks` of `chart/dify`, as `deploy.sh`
 //!   would run it, so the chart's generated Secrets exist; the migration Job comes from the release's hooks.
 //! - `release.rs` resolves each container against the cluster's Secrets and ConfigMaps; `images.rs` does what
@@ -54,7 +54,7 @@ fn prepared(version: &str) -> Images {
     let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
     assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    for part in ["src", "api-venv", "web-dify"] {
+    for part in ["src", "api-venv", "web-dify", "plugin-daemon"] {
         assert!(
             dir.join(part).is_dir(),
             "{} is missing: build it with `tests/dify/prepare {version}` (scripts/test dify does)",
@@ -69,6 +69,7 @@ fn prepared(version: &str) -> Images {
         src: dir.join("src"),
         api_venv: dir.join("api-venv"),
         web_build: dir.join("web-dify"),
+        plugin_daemon: dir.join("plugin-daemon"),
         run_dir: PathBuf::new(),
         node_dir,
     }
