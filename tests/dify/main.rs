@@ -423,6 +423,10 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         let took = install.wait_ready(store);
         install.figure(format!("{store} ready in {:.1} s", took.as_secs_f64()));
     }
+    // The plugin daemon needs only the stores (it creates its own database); the api asks it for models.
+    install.start("dify-plugin-daemon");
+    let took = install.wait_ready("dify-plugin-daemon");
+    install.figure(format!("dify-plugin-daemon ready in {:.1} s", took.as_secs_f64()));
 
     // The post-install hook: the migration Job, its init container first.
     let migration_started = Instant::now();
@@ -440,7 +444,7 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         .filter(|w| w["kind"] == "Deployment")
         .filter(|w| {
             let image = w["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
-            images::runnable(image)
+            matches!(images::kind_of(image), Some(Kind::Api | Kind::Web))
         })
         .map(|w| w["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
@@ -450,7 +454,7 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         .iter()
         .filter(|w| w["kind"] == "Deployment")
         .map(|w| w["metadata"]["name"].as_str().unwrap())
-        .filter(|n| !deployments.iter().any(|d| d == n))
+        .filter(|n| !deployments.iter().any(|d| d == n) && *n != "dify-plugin-daemon")
         .collect();
     install.figure(format!("running {}; not run yet: {}", deployments.join(", "), not_run.join(", ")));
     for workload in &deployments {
@@ -548,9 +552,8 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
 
     // 4. A chat app, then its public web app under /dify.
     b.click_text("Create from Blank").await;
-    let app_type = std::env::var("DIFY_HARNESS_APP_TYPE").unwrap_or_else(|_| "Chatbot".into());
-    b.find(Locator::XPath(&format!("//*[normalize-space(.)='{app_type}']")), "the app types", long).await;
-    b.click_text(&app_type).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Chatbot']"), "the app types", long).await;
+    b.click_text("Chatbot").await;
     b.fill("input[placeholder='Give your app a name']", "Harness chat").await;
     b.shot("create-app").await;
     b.click_button("Create").await;
