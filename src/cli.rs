@@ -401,6 +401,12 @@ pub struct PreflightArgs {
     /// A ReadWriteMany StorageClass for the files volume shared by api and worker, when you plan to use one.
     #[arg(long, value_name = "NAME")]
     pub rwx_storage_class: Option<String>,
+    /// The path Dify will be served under (the chart's expose.path).
+    #[arg(long, default_value = "/dify", value_name = "PATH")]
+    pub path: String,
+    /// The web image you will set in images.web (REPOSITORY:TAG), when the path is neither / nor /dify.
+    #[arg(long, value_name = "IMAGE")]
+    pub web_image: Option<String>,
 }
 
 /// Parses `90`, `90s`, `5m`, `1h`, `250ms`.

@@ -136,6 +136,8 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
         namespace: args.namespace.clone(),
         storage_class: args.storage_class.clone(),
         rwx_storage_class: args.rwx_storage_class.clone(),
+        path: args.path.clone(),
+        web_image: args.web_image.clone(),
     };
     let report = preflight::run(&client, &inputs).await;
     match global.output {

@@ -75,6 +75,7 @@ pub struct Remote {
 
 pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
     let env = inputs.environment.load(root)?;
+    warn_about_the_web_image(&env);
     let identities = identity::load(inputs.identity.as_deref())?;
     let facts = cluster_facts(&env, &inputs.discovery).await?;
     let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
@@ -90,6 +91,7 @@ pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
 pub async fn sync(remote: &Remote, inputs: &Inputs, dry_run: bool) -> Result<Outcome> {
     let mut repo = open_repo(remote)?;
     let env = inputs.environment.load(repo.workdir())?;
+    warn_about_the_web_image(&env);
     let identities = identity::load(inputs.identity.as_deref())?;
     let facts = cluster_facts(&env, &inputs.discovery).await?;
     let mut outcome = publish(&mut repo, &env, dry_run, |root| {
@@ -179,6 +181,20 @@ struct ClusterFacts {
     host: String,
     /// The HelmRelease API Flux serves; None with `--host` (no cluster asked) or on a cluster without Flux.
     helmrelease_api: Option<HelmReleaseApi>,
+}
+
+/// A path no published web image is built for: the overlay is still written (images.web may be set in the
+/// HelmRelease's values, which sync does not own), but the operator hears it now, not from a blank page.
+fn warn_about_the_web_image(env: &Environment) {
+    let check = cluster::preflight::judge_web_image(&env.chart.path, None);
+    if check.status == cluster::preflight::Status::Fail {
+        tracing::warn!(
+            "{}: unless the HelmRelease's values set images.web.repository/tag to Dify's web built with \
+             NEXT_PUBLIC_BASE_PATH={} (the web-image workflow), Flux's install will fail",
+            check.reason,
+            env.chart.path
+        );
+    }
 }
 
 async fn cluster_facts(env: &Environment, discovery: &Discovery) -> Result<ClusterFacts> {

@@ -60,6 +60,16 @@ async fn every_check_passes_on_a_good_nkp_cluster() {
 }
 
 #[tokio::test]
+async fn a_path_without_a_web_image_built_for_it_fails_before_the_install() {
+    let testbed = good_cluster().await;
+    let (code, checks) = preflight(&testbed, &["--path", "/ai"]);
+    assert_eq!((code, status(&checks, "web-image")), (3, "fail".into()));
+    assert!(checks["web-image"]["fix"].as_str().unwrap().contains("NEXT_PUBLIC_BASE_PATH=/ai"), "{checks:?}");
+    let (code, checks) = preflight(&testbed, &["--path", "/ai", "--web-image", "registry.example.com/web-ai:1.13.3"]);
+    assert_eq!((code, status(&checks, "web-image")), (0, "warn".into()));
+}
+
+#[tokio::test]
 async fn a_missing_ingress_class_fails_its_check() {
     let testbed = good_cluster().await;
     testbed.kubectl(&["delete", "ingressclass", "kommander-traefik"]);

@@ -196,6 +196,23 @@ fn two_racing_syncs_never_lose_an_update() {
 }
 
 #[test]
+fn a_path_no_published_web_image_is_built_for_is_said_at_sync() {
+    let ops = Ops::with_config(|recipient, _| {
+        format!("environments:\n  prod:\n    imageTag: 1.13.3\n    path: /ai\n    recipients: [{recipient}]\n")
+    });
+    let (code, _, stderr) = ops.sync(&["sync", HOST[0], HOST[1]]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains("path /ai: no published web image") && stderr.contains("NEXT_PUBLIC_BASE_PATH=/ai"),
+        "{stderr}"
+    );
+    // At /dify the chart's own web image serves: nothing to say.
+    let (code, _, stderr) = Ops::new().sync(&["sync", HOST[0], HOST[1]]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(!stderr.contains("web image"), "{stderr}");
+}
+
+#[test]
 fn bad_inputs_are_clear_errors_and_leave_the_ops_repo_untouched() {
     let ops = Ops::new();
     ops.sync(&["sync", HOST[0], HOST[1]]);

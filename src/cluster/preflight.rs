@@ -65,6 +65,10 @@ pub struct Inputs {
     pub storage_class: Option<String>,
     /// A ReadWriteMany StorageClass for the shared files volume, when one is planned.
     pub rwx_storage_class: Option<String>,
+    /// The path Dify is served under (`expose.path`).
+    pub path: String,
+    /// The web image the user names for that path (`images.web`), if any.
+    pub web_image: Option<String>,
 }
 
 /// Runs every check. The API check comes first: when the server cannot be reached, the rest is not tried.
@@ -78,6 +82,7 @@ pub async fn run(client: &kube::Client, args: &Inputs) -> Report {
             check_storage_class(client, args.storage_class.as_deref()).await,
             check_ingress_class(client, &args.ingress_class).await,
             check_traefik_address(client, args).await,
+            judge_web_image(&args.path, args.web_image.as_deref()),
             check_middleware_crd(client).await,
             check_namespace(client, &args.namespace).await,
             check_rbac(client, &args.namespace).await,
@@ -116,6 +121,41 @@ pub fn judge_version(major: &str, minor: &str, git_version: &str) -> Check {
         ),
         ("1", Some(_)) => Check::pass(NAME, format!("reachable, Kubernetes {git_version}")),
         _ => Check::warn(NAME, format!("unrecognised server version '{git_version}'"), "check `kubectl version`"),
+    }
+}
+
+/// The chart's web image rule (chart README, "Serving under a path"): Next.js fixes the base path when the web is
+/// built, so Dify's stock web image serves `/` only, the project publishes one built for `/dify`, and any other path
+/// needs the user's own build. Said here so that nobody first meets it as a blank page.
+pub fn judge_web_image(path: &str, web_image: Option<&str>) -> Check {
+    const NAME: &str = "web-image";
+    const RECIPE: &str = "the web-image workflow, or scripts/dify-web-build and .github/docker/dify-web.Dockerfile";
+    match (path, web_image) {
+        ("/", None) => Check::pass(NAME, "path /: Dify's stock web image serves it"),
+        ("/", Some(image)) => Check::pass(NAME, format!("path /: {image}")),
+        ("/dify", None) => Check::pass(
+            NAME,
+            "path /dify: the chart takes ghcr.io/dify-gitops/dify-web:<Dify version>, built for /dify",
+        ),
+        (path, Some(image)) => Check::warn(
+            NAME,
+            format!("path {path}: {image} must be Dify's web built with NEXT_PUBLIC_BASE_PATH={path}"),
+            format!(
+                "build it with {RECIPE} if it is not; after the install `dify-gitops verify --url https://<address>{path}` \
+                 tells a web built for another path"
+            ),
+        ),
+        (path, None) => Check::fail(
+            NAME,
+            format!(
+                "path {path}: no published web image is built for it (Next.js fixes the base path at build time), so \
+                 the chart refuses to install"
+            ),
+            format!(
+                "build Dify's web with NEXT_PUBLIC_BASE_PATH={path} ({RECIPE}), set images.web.repository/tag to it, \
+                 and pass --web-image REPOSITORY:TAG here; or serve Dify at /dify"
+            ),
+        ),
     }
 }
 
@@ -392,6 +432,20 @@ pub fn judge_capacity(nodes: &[Node]) -> Check {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_web_image_check_says_which_paths_need_a_build_of_their_own() {
+        assert_eq!(judge_web_image("/", None).status, Status::Pass);
+        assert_eq!(judge_web_image("/dify", None).status, Status::Pass);
+        let other = judge_web_image("/ai", None);
+        assert_eq!(other.status, Status::Fail);
+        assert!(other.fix.as_deref().unwrap().contains("NEXT_PUBLIC_BASE_PATH=/ai"), "{other:?}");
+        assert!(other.fix.as_deref().unwrap().contains("--web-image"), "{other:?}");
+        let own = judge_web_image("/ai", Some("registry.example.com/dify-web-ai:1.13.3"));
+        assert_eq!(own.status, Status::Warn);
+        assert!(own.reason.contains("NEXT_PUBLIC_BASE_PATH=/ai"), "{own:?}");
+    }
+
     use super::*;
 
     fn class(name: &str, provisioner: &str, default: bool) -> StorageClass {
