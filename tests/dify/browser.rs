@@ -1,6 +1,7 @@
 //! A real browser: Debian's headless Chromium driven over WebDriver (Debian's chromedriver, the fantoccini
 //! client). Every step keeps a PNG screenshot under the run's output directory.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ impl Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // Its own process group, which Chromium's processes join, so that all of them are killed together.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -171,15 +174,22 @@ impl Browser {
         self.client.execute_async(script, vec![]).await.unwrap_or_else(|e| panic!("running a script: {e}"))
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// Chromium must not outlive the test, even when a step panicked before `close`: its process group goes, and
+    /// whatever left the group is found by the profile directory that is this session's alone.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on chromedriver's own process group.
+        unsafe {
+            libc::kill(-(self.driver.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let profile = self._profile.path().display().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("--user-data-dir={profile}")]).status();
     }
 }
