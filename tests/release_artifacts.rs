@@ -370,3 +370,26 @@ fn release_workflow_builds_pushes_and_checksums_on_tags() {
         assert!(caps[2].starts_with('v') || caps[2].len() == 40, "{} is not pinned", &caps[0]);
     }
 }
+
+// ---- the web image for a path ----
+
+/// The web-image workflow builds with the recipe the real-Dify tests serve (scripts/dify-web-build, which knows
+/// Dify's root-workspace layout from 1.14) and packages its output; Dify's own `web/` context broke from 1.14.
+#[test]
+fn web_image_workflow_builds_with_the_tested_recipe() {
+    let text = read(".github/workflows/web-image.yml");
+    let workflow: Value = serde_saphyr::from_str(&text).expect("web-image.yml is YAML");
+    let on = workflow.get("on").or_else(|| workflow.get("true")).expect("an `on:` trigger");
+    assert!(on.get("workflow_call").is_some() && on.get("workflow_dispatch").is_some(), "{on}");
+    let steps = workflow["jobs"]["build"]["steps"].as_array().unwrap();
+    let runs: String = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(runs.contains("recipe/scripts/dify-web-build dify \"$BASE_PATH\" out"), "{runs}");
+    assert!(runs.contains("node:22-bookworm"), "the recipe runs where the image's base matches: {runs}");
+    let push =
+        steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("docker/build-push-action@"))).unwrap();
+    assert_eq!(push["with"]["context"], "out");
+    assert_eq!(push["with"]["file"], "recipe/.github/docker/dify-web.Dockerfile");
+    let dockerfile = read(".github/docker/dify-web.Dockerfile");
+    assert!(dockerfile.contains("ENTRYPOINT [\"/bin/sh\", \"/app/entrypoint.sh\"]"), "{dockerfile}");
+    assert!(dockerfile.contains("ARG NEXT_PUBLIC_BASE_PATH"), "{dockerfile}");
+}
