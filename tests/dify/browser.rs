@@ -88,17 +88,18 @@ impl Browser {
         self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default()
     }
 
+    /// Ends a wait that ran out: a screenshot of where the browser is, then a panic that names both.
+    async fn give_up(&mut self, what: String) -> ! {
+        let shot = self.shot("timeout").await;
+        panic!("{what} (at {}); screenshot {}", self.url().await, shot.display());
+    }
+
     /// Waits until the current URL contains `part`.
     pub async fn wait_url(&mut self, part: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.url().await.contains(part) {
             if Instant::now() > deadline {
-                let shot = self.shot("timeout").await;
-                panic!(
-                    "the browser never reached a URL with {part:?} (at {}); screenshot {}",
-                    self.url().await,
-                    shot.display()
-                );
+                self.give_up(format!("the browser never reached a URL with {part:?}")).await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -114,8 +115,7 @@ impl Browser {
                 return el;
             }
             if Instant::now() > deadline {
-                let shot = self.shot("missing").await;
-                panic!("{what} never appeared at {}; screenshot {}", self.url().await, shot.display());
+                self.give_up(format!("{what} never appeared")).await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -158,12 +158,7 @@ impl Browser {
                 }
             }
             if Instant::now() > deadline {
-                let shot = self.shot("missing").await;
-                panic!(
-                    "nothing clickable named {what:?} at {} ({last_error}); screenshot {}",
-                    self.url().await,
-                    shot.display()
-                );
+                self.give_up(format!("nothing clickable named {what:?} ({last_error})")).await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
