@@ -31,6 +31,9 @@ use std::path::{Path, PathBuf};
 use crate::pods::Launch;
 use crate::release::Container;
 
+/// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.
+pub const PATH_WEB_IMAGE: &str = "ghcr.io/dify-gitops/dify-web";
+
 /// The base image's PATH (Debian's, as python:3.12-slim and node:22 have it).
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -39,8 +42,10 @@ pub struct Images {
     /// The unpacked Dify source at the tag.
     pub src: PathBuf,
     pub api_venv: PathBuf,
-    /// `scripts/dify-web-build`'s output.
+    /// `scripts/dify-web-build`'s output for `/dify`: what the project's web image holds.
     pub web_build: PathBuf,
+    /// The same recipe's output for `/`: what Dify's stock web image holds (built by `prepare VERSION web-root`).
+    pub web_root: PathBuf,
     /// The plugin daemon the chart pins: `src/` (its tree) and `bin/` (`main`, and `commandline` where its image
     /// ships it), as `tests/dify/prepare` builds them.
     pub plugin_daemon: PathBuf,
@@ -127,29 +132,42 @@ impl Images {
     }
 
     fn web(&self, c: &Container, pod: &str) -> Launch {
+        // The project's image for /dify is packaged by its own Dockerfile; Dify's stock image (built for "/") by
+        // Dify's web/Dockerfile at the tag.
+        let (build_dir, dockerfile) = if c.image.starts_with(&format!("{PATH_WEB_IMAGE}:")) {
+            (&self.web_build, Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/docker/dify-web.Dockerfile"))
+        } else {
+            (&self.web_root, self.src.join("web/Dockerfile"))
+        };
+        assert!(
+            build_dir.join("dify-web-build.json").is_file(),
+            "{} is missing for the web image {}: build it with tests/dify/prepare <version> {}",
+            build_dir.display(),
+            c.image,
+            if build_dir == &self.web_root { "web-root" } else { "web" }
+        );
         let build: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.web_build.join("dify-web-build.json")).expect("reading dify-web-build.json"),
+            &std::fs::read_to_string(build_dir.join("dify-web-build.json")).expect("reading dify-web-build.json"),
         )
         .expect("dify-web-build.json is JSON");
         let base_path = build["basePath"].as_str().unwrap_or_default().to_string();
-        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/docker/dify-web.Dockerfile");
         let build_args = BTreeMap::from([("NEXT_PUBLIC_BASE_PATH".to_string(), base_path)]);
         let path = format!("{}:{BASE_PATH}", self.node_dir.display());
         let mut env = dockerfile_env(&dockerfile, &build_args, &path);
         env.extend(c.env.iter().cloned());
         assert!(c.command.is_none() && c.args.is_none(), "the web container overrides the image's entrypoint");
         // Dify's entrypoint.sh names /app/... absolutely: the same script, pointed at the build directory.
-        let script = std::fs::read_to_string(self.web_build.join("entrypoint.sh")).expect("reading entrypoint.sh");
+        let script = std::fs::read_to_string(build_dir.join("entrypoint.sh")).expect("reading entrypoint.sh");
         let dir = self.run_dir.join("image-web");
         std::fs::create_dir_all(&dir).unwrap();
         let entrypoint = dir.join("entrypoint.sh");
-        std::fs::write(&entrypoint, script.replace("/app/", &format!("{}/", self.web_build.display()))).unwrap();
+        std::fs::write(&entrypoint, script.replace("/app/", &format!("{}/", build_dir.display()))).unwrap();
         Launch {
             pod: pod.to_string(),
             program: "/bin/sh".into(),
             args: vec![entrypoint.display().to_string()],
             env,
-            cwd: self.web_build.clone(),
+            cwd: build_dir.clone(),
             user: None,
         }
     }

@@ -37,13 +37,11 @@ use serde_json::{Value, json};
 use support::traefik::{Traefik, traefik_crds};
 use support::{Testbed, nkp_fixture};
 
-use crate::images::{Images, Kind};
+use crate::images::{Images, Kind, PATH_WEB_IMAGE};
 use crate::pods::{Cluster, Launch, Process, tcp_open};
 use crate::release::{Container, Release};
 
 const NAMESPACE: &str = "dify";
-/// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.
-const PATH_WEB_IMAGE: &str = "ghcr.io/dify-gitops/dify-web";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,6 +67,7 @@ fn prepared(version: &str) -> Images {
         src: dir.join("src"),
         api_venv: dir.join("api-venv"),
         web_build: dir.join("web-dify"),
+        web_root: dir.join("web-root"),
         plugin_daemon: dir.join("plugin-daemon"),
         run_dir: PathBuf::new(),
         node_dir,
@@ -115,10 +114,11 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Install {
-    fn set_up(version: &str, extra_sets: &[&str]) -> Install {
+    /// `label` names the run's output directory, `test-output/dify/<label>/`.
+    fn set_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
         let started = Instant::now();
         let mut images = prepared(version);
-        let output = root().join("test-output/dify").join(version);
+        let output = root().join("test-output/dify").join(label);
         let _ = std::fs::remove_dir_all(&output);
         std::fs::create_dir_all(&output).unwrap();
         let crds = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -408,12 +408,10 @@ fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
     serde_json::Deserializer::from_str(&text).into_iter::<Value>().map(|v| v.expect("kubectl printed JSON")).collect()
 }
 
-/// Runs the chart's release of `version` and the browser scenario.
-fn real_dify(version: &str, extra_sets: &[&str]) {
-    let mut install = Install::set_up(version, extra_sets);
-
-    let web = install.release.containers("dify-web", false).remove(0);
-    assert_eq!(images::kind(&web.image), Kind::Web);
+/// Installs the chart for `version` and starts what the harness runs, in the order a cluster would get there:
+/// data stores, plugin daemon, the migration Job, then every Deployment, each until its probes pass.
+fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
+    let mut install = Install::set_up(version, extra_sets, label);
 
     // Data stores first, as their StatefulSets come up before the migration Job's init container lets it run.
     for store in ["dify-postgresql", "dify-redis"] {
@@ -470,7 +468,6 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         let took = install.wait_ready(workload);
         install.figure(format!("{workload} ready in {:.1} s", took.as_secs_f64()));
     }
-
     // The front door: the api through Traefik at the chart's path.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -481,6 +478,15 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         assert!(Instant::now() < deadline, "Traefik never routed /dify/console/api/setup to the api: {code} {body}");
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    install
+}
+
+/// Runs the chart's release of `version` and the browser scenario.
+fn real_dify(version: &str, extra_sets: &[&str]) {
+    let mut install = bring_up(version, extra_sets, version);
+    let web = install.release.containers("dify-web", false).remove(0);
+    assert_eq!(images::kind(&web.image), Kind::Web);
 
     // The init password, read the way the chart's NOTES tell a user to.
     let init_password = {
@@ -616,6 +622,17 @@ async fn sign_in(b: &mut browser::Browser, email: &str, password: &str) {
     b.fill("input#email", email).await;
     b.fill("input#password", password).await;
     b.click_text("Sign in").await;
+}
+
+/// The seed's mistake, on the real thing: Dify's stock web image (built for "/") named for /dify. Pages under /dify
+/// cannot load their scripts, and `verify` must say so and name the build to run.
+#[test]
+fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
+    let install = bring_up("1.13.3", &["images.web.repository=langgenius/dify-web"], "1.13.3-root-web");
+    let url = format!("https://{}/dify", install.address);
+    let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
+    assert_eq!(verify.code, 5, "verify should fail on a root-path web build:\n{}\n{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("NEXT_PUBLIC_BASE_PATH=/dify"), "verify should name the build:\n{}", verify.stdout);
 }
 
 #[test]
