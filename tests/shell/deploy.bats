@@ -13,7 +13,8 @@ teardown_file() { deploy_teardown_file; }
 @test "helm4: the release holds the expected values and a second run is a no-op upgrade" { check_values_and_idempotent_rerun; }
 @test "helm4: Traefik's Service: several or none found is an error listing them; --traefik-namespace picks one" { check_traefik_discovery_errors; }
 @test "helm4: no secret on stdout/stderr, also under bash -x and on errors" { check_no_secret_on_screen_or_trace; }
-@test "helm4: no secret in ps or helm's environment; the 0600 secrets file is removed on exit" { check_no_secret_in_ps_env_or_files; }
+@test "helm4: no secret in ps, helm's environment or a file given to helm: they reach helm on its stdin" { check_no_secret_in_ps_env_or_files; }
+@test "helm4: strace: deploy.sh and its children write the secrets into pipes only, never into a file" { check_no_secret_written_to_files; }
 @test "helm4: --dry-run prints the commands with secrets masked and creates nothing" { check_dry_run; }
 
 # Usage: neither a cluster nor helm is needed.
@@ -46,6 +47,13 @@ teardown_file() { deploy_teardown_file; }
   run env DIFY_SECRET_KEY=x chart/deploy.sh --image-tag
   [ "$status" -eq 2 ]
   [[ $output == *"--image-tag needs a value"* ]]
+  # helm's stdin carries the secrets: the user's values come as files.
+  run env DIFY_SECRET_KEY=x chart/deploy.sh --image-tag 1.13.3 -f -
+  [ "$status" -eq 2 ]
+  [[ $output == *"helm's stdin carries deploy.sh's secrets"* ]]
+  run env DIFY_SECRET_KEY=x chart/deploy.sh --image-tag 1.13.3 -- --values=-
+  [ "$status" -eq 2 ]
+  [[ $output == *"'--values=-'"* ]]
 }
 
 @test "deploy.sh is shellcheck clean" {
