@@ -59,11 +59,12 @@ ghcr.io/dify-gitops/dify-web:<tag> built for /dify. Any other path needs your ow
 NEXT_PUBLIC_BASE_PATH=<path>): --set images.web.repository=REPO --set images.web.tag=TAG. deploy.sh names the web
 image before installing and warns that your own image under a path must be built for that path.
 
-Exit codes:
+Exit codes (those of the dify-gitops CLI; deploy.sh uses no others):
   0  installed or upgraded (or, with --dry-run, printed)
   1  error: cluster, Traefik Service not found or ambiguous, helm failed
   2  usage: bad or missing option, DIFY_SECRET_KEY not set
-  3  timeout: Traefik's Service got no load-balancer address in time
+  4  timeout: Traefik's Service got no load-balancer address within --timeout (the CLI's discover timeout)
+  130, 143  interrupted (SIGINT, SIGTERM)
 EOF
 }
 
@@ -372,7 +373,7 @@ wait_for_address() {
       # The timeout asked for, not the seconds counted: a slow kubectl call must not change the message.
       printf '%s: error: Service %s has no load-balancer address after %d s (.status.loadBalancer.ingress is empty).\n  Inspect it with:\n    %s\n  Then re-run with a larger --timeout, or pass the public host with --host\n' \
         "$prog" "$ref" "$timeout_s" "$inspect" >&2
-      exit 3
+      exit 4
     fi
     if ((elapsed - last_report >= 10)); then
       say "  still no address after ${elapsed} s"
