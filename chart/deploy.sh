@@ -12,8 +12,6 @@ if [[ $- == *x* ]]; then trace=1; else trace=0; fi
 { set +x; } 2>/dev/null
 set -euo pipefail
 
-prog=deploy.sh
-
 usage() {
   cat <<EOF
 Usage: export DIFY_SECRET_KEY=\$(openssl rand -hex 32)
@@ -172,8 +170,8 @@ check_args() {
 
 # --- the web image for the path (trace is still off: the --set values may hold secrets) ---------------------------
 # Next.js fixes the base path at build time. The chart's default web image per path, when images.web.repository is
-# empty: "/" Dify's stock <repo>-web, /dify the project's build for /dify; any other path needs the user's own.
-project_web=ghcr.io/dify-gitops/dify-web project_web_path=/dify
+# empty: "/" Dify's stock <repo>-web, /dify the project's build for /dify (choose_web_image); any other path needs
+# the user's own.
 
 # images.web.repository of a values file, block or flow style ("" when it sets none).
 web_repo_in_file() {
@@ -206,6 +204,7 @@ web_repo_in_file() {
 # Sets web_info or web_warning: which web image serves the path. A path no published image serves is a usage error.
 choose_web_image() {
   local i opt val pairs pair user_web_repo
+  local project_web=ghcr.io/dify-gitops/dify-web project_web_path=/dify
   user_web_repo=''
   for ((i = 0; i < ${#extra[@]}; i++)); do
     opt=${extra[i]} val=''
