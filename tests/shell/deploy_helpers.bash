@@ -89,7 +89,8 @@ check_lb_timeout() {
   local ns=never-traefik-$H app=never-$H
   lb_service "$ns" traefik-never
   run deploy --image-tag 1.13.3 --traefik-service traefik-never --timeout 3s --namespace "$app" --release never
-  [ "$status" -eq 3 ]
+  # 4, the CLI's code for discover's timeout (3 is its "preflight failed").
+  [ "$status" -eq 4 ]
   [[ $output == *"Service $ns/traefik-never has no load-balancer address after 3 s"* ]]
   [[ $output == *"kubectl --namespace $ns get service traefik-never -o yaml"* ]]
   # Copy-paste check: the printed command really shows the Service.
@@ -199,7 +200,7 @@ check_no_secret_on_screen_or_trace() {
   run bash -c 'cd "$REPO/chart" && DIFY_SECRET_KEY=$TEST_SECRET env SHELLOPTS=xtrace ./deploy.sh "$@"' _ \
     --image-tag 1.13.3 --openai-api-key "$TEST_OPENAI" --traefik-service traefik-leak --timeout 2 \
     --namespace "$app" --release leak
-  [ "$status" -eq 3 ]
+  [ "$status" -eq 4 ]
   [[ $output == *"+ "* ]]
   refute_secrets_in_output
 }
@@ -234,13 +235,39 @@ EOF
   [ -s "$spy/ps.txt" ]
   ! grep -q -e "$TEST_SECRET" -e "$TEST_OPENAI" "$spy/ps.txt" || { echo "a secret is visible in ps"; return 1; }
   ! grep -q -e "$TEST_SECRET" -e "$TEST_OPENAI" "$spy/env.txt" || { echo "a secret is in helm's environment"; return 1; }
-  # Exactly one file held the secret: mode 0600 in a 0700 directory, gone after the run.
-  [ "$(wc -l <"$spy/secret-files.txt")" -eq 1 ]
-  local secret_file
-  secret_file=$(cat "$spy/secret-files.txt")
-  grep -qxF "600 700 $secret_file" "$spy/files.txt"
-  [ ! -e "$secret_file" ]
-  [ ! -e "$(dirname "$secret_file")" ]
+  # No file given to helm holds a secret: they come on its stdin (--values -); the values file is in a 0700 dir.
+  [ ! -e "$spy/secret-files.txt" ] || { echo "a file given to helm holds a secret: $(cat "$spy/secret-files.txt")"; return 1; }
+  grep -q ' --values - ' "$spy/ps.txt"
+  [ "$(grep -c '/values.yaml$' "$spy/files.txt")" -eq 1 ]
+  grep -qE '^[0-7]+ 700 .*/values.yaml$' "$spy/files.txt"
+}
+
+# Every write(2)-family call of deploy.sh and its children (helm, kubectl, subshells), traced by strace with each fd
+# annotated (-y): the secrets are written only into pipes (helm's stdin, command substitutions), never into a file.
+check_no_secret_written_to_files() {
+  # strace is one of the pinned test tools: without it the check cannot run, which is a failure, not a skip.
+  command -v strace >/dev/null || { echo "strace is not installed: scripts/test-tools install, and put it on PATH"; return 1; }
+  local app=strace-$H trace=$BATS_TEST_TMPDIR/deploy.strace hits=$BATS_TEST_TMPDIR/hits
+  set_lb_ip kon-workspace-test kommander-traefik 192.0.2.10
+  run env DIFY_SECRET_KEY="$TEST_SECRET" OPENAI_API_KEY="$TEST_OPENAI" \
+    strace -f -qq -y -s 1000000 -o "$trace" \
+    -e trace=openat,creat,write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg \
+    bash -c 'cd "$REPO/chart" && ./deploy.sh "$@"' _ --image-tag 1.13.3 --namespace "$app" --release traced -- --no-hooks
+  [ "$status" -eq 0 ]
+  refute_secrets_in_output
+  [ "$(release_values traced "$app" | jq -r .secrets.difySecretKey)" = "$TEST_SECRET" ]
+  [ "$(release_values traced "$app" | jq -r .secrets.openaiApiKey)" = "$TEST_OPENAI" ]
+  # A trace without writes means ptrace was refused (kernel.yama.ptrace_scope, CAP_SYS_PTRACE): it proves nothing.
+  grep -qE '^[0-9]+ +write\(' "$trace" || { echo "strace traced no write: is ptrace refused here?"; return 1; }
+  # The trace sees the secrets on their way (into helm's stdin), so their absence elsewhere means something...
+  grep -F -e "$TEST_SECRET" -e "$TEST_OPENAI" "$trace" >"$hits" || true
+  grep -qE '^[0-9]+ +write\([0-9]+<pipe:\[[0-9]+\]>.*'"$TEST_SECRET" "$hits" ||
+    { echo "no traced write into a pipe holds DIFY_SECRET_KEY: the trace misses its way to helm"; return 1; }
+  # ...and every call that carries one writes into a pipe: none into a file (or a socket, in plain text).
+  if grep -vE '^[0-9]+ +(write|writev)\([0-9]+<pipe:\[[0-9]+\]>' "$hits"; then
+    echo "a secret was written somewhere other than a pipe (the calls above, fd annotated with its file)"
+    return 1
+  fi
 }
 
 check_dry_run() {
@@ -252,7 +279,7 @@ check_dry_run() {
   refute_secrets_in_output
   [[ $output == *"nothing was created or installed"* ]]
   [[ $output == *"kubectl create namespace $app"* ]]
-  [[ $output == *"$HELM upgrade --install dryrun $REPO/chart/dify --namespace $app --values <values.yaml> --values <secrets.yaml>"* ]]
+  [[ $output == *"$HELM upgrade --install dryrun $REPO/chart/dify --namespace $app --values <values.yaml> --values -"* ]]
   [[ $output == *"--set secrets.openaiApiKey=<masked> --set web.replicas=1"* ]]
   [[ $output == *'host: "192.0.2.10"'* ]]
   [[ $output == *'difySecretKey: "<masked>"'* ]]
