@@ -631,6 +631,7 @@ fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
     let install = bring_up("1.13.3", &["images.web.repository=langgenius/dify-web"], "1.13.3-root-web");
     let url = format!("https://{}/dify", install.address);
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
+    eprintln!("dify: verify with a web built for the root:\n{}", verify.stdout);
     assert_eq!(verify.code, 5, "verify should fail on a root-path web build:\n{}\n{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.contains("NEXT_PUBLIC_BASE_PATH=/dify"), "verify should name the build:\n{}", verify.stdout);
 }
