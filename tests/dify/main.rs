@@ -558,8 +558,18 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
 
     // 4. A chat app, then its public web app under /dify.
     b.click_text("Create from Blank").await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Chatbot']"), "the app types", long).await;
-    b.click_text("Chatbot").await;
+    // Chatbot is among the "more basic app types", folded unless the app list was filtered to chat apps.
+    let chatbot = "LLM-based chatbot with simple setup";
+    b.find(Locator::XPath("//*[normalize-space(.)='Chatflow']"), "the app types", long).await;
+    let card = b.client.find(Locator::XPath(&format!("//*[normalize-space(.)='{chatbot}']"))).await;
+    let folded = match card {
+        Ok(card) => !card.is_displayed().await.unwrap_or(false),
+        Err(_) => true,
+    };
+    if folded {
+        b.click_button("More basic app types").await;
+    }
+    b.click_text(chatbot).await;
     b.fill("input[placeholder='Give your app a name']", "Harness chat").await;
     b.shot("create-app").await;
     b.click_button("Create").await;

@@ -140,7 +140,7 @@ impl StubResponse {
 pub type Handler = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
 
 /// A network namespace of the test: a /26 of 198.18.0.0/15 (benchmarking space, never routed), `.1` on this
-/// host's end of the veth pair, `.2` and up for stubs. Up to two per test process.
+/// host's end of the veth pair, `.2` and up for stubs. Up to four per test process.
 pub struct StubNet {
     worker: Worker,
     ns_if: String,
@@ -153,9 +153,9 @@ impl StubNet {
     pub fn create() -> StubNet {
         static CREATED: AtomicU8 = AtomicU8::new(0);
         let n = CREATED.fetch_add(1, Ordering::Relaxed) as u32;
-        assert!(n < 2, "at most two stub networks per test process");
+        assert!(n < 4, "at most four stub networks per test process");
         let pid = std::process::id();
-        let block = ((pid % 1024) * 2 + n) * 64; // 2048 blocks of 64 addresses in 198.18.0.0/15
+        let block = ((pid % 512) * 4 + n) * 64; // 2048 blocks of 64 addresses in 198.18.0.0/15
         let subnet = [198, 18 + (block >> 16) as u8, (block >> 8) as u8];
         let last = (block & 0xff) as u8;
         let (host_if, ns_if) = (format!("dgt{pid}{n}h"), format!("dgt{pid}{n}n"));
