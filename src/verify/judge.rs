@@ -183,9 +183,9 @@ pub fn judge_web(target: &Target, answer: &Answer) -> Check {
     prefixes.dedup();
     let build_fix = |what: &str| {
         format!(
-            "{what}: build the web image with NEXT_PUBLIC_BASE_PATH={base} (docker build --build-arg \
-             NEXT_PUBLIC_BASE_PATH={base} -t <registry>/dify-web:<tag> web/ in a checkout of Dify at the same tag) and \
-             set images.web.repository and images.web.tag to it",
+            "{what}: build the web image with NEXT_PUBLIC_BASE_PATH={base} (dify-gitops' web-image workflow, or by \
+             hand `scripts/dify-web-build <Dify checkout at the same tag> {base} out/` and \
+             .github/docker/dify-web.Dockerfile) and set images.web.repository and images.web.tag to it",
             base = target.base
         )
     };
