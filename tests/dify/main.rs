@@ -256,7 +256,7 @@ impl Install {
         }
         for container in self.release.containers(workload, false) {
             let launch = self.images.launch(&container, &pod);
-            let process = self.cluster.start(clone_launch(&launch));
+            let process = self.cluster.start(launch.clone());
             self.pods.push(Pod { container, launch, ip, process });
         }
     }
@@ -289,10 +289,9 @@ impl Install {
         if let Some(exec) = probe.get("exec") {
             let argv: Vec<String> =
                 exec["command"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
-            let mut launch = clone_launch(&pod.launch);
+            let mut launch = pod.launch.clone();
             launch.program = argv[0].clone();
             launch.args = argv[1..].to_vec();
-            launch.pod = pod.launch.pod.clone();
             let process = self.cluster.start(launch);
             let timeout = Duration::from_secs(probe["timeoutSeconds"].as_u64().unwrap_or(1).max(1));
             let started = Instant::now();
@@ -374,17 +373,6 @@ impl Drop for Install {
                 let _ = std::fs::copy(log.path(), self.output.join(log.file_name()));
             }
         }
-    }
-}
-
-fn clone_launch(l: &Launch) -> Launch {
-    Launch {
-        pod: l.pod.clone(),
-        program: l.program.clone(),
-        args: l.args.clone(),
-        env: l.env.clone(),
-        cwd: l.cwd.clone(),
-        user: l.user.clone(),
     }
 }
 

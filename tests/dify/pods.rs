@@ -28,6 +28,7 @@ pub struct Cluster {
 }
 
 /// What to run, as a pod would run it.
+#[derive(Clone)]
 pub struct Launch {
     pub pod: String,
     pub program: String,
