@@ -31,7 +31,7 @@ beat and migration run the api image. */}}
 {{- $repo = include "dify.projectWebRepository" .root -}}
 {{- $tag = $tag | default (include "dify.version" .root) -}}
 {{- else if hasKey $suffixes $component -}}
-{{- $prefix := required "images.dify.repository is required: the prefix of the Dify images, e.g. --set images.dify.repository=langgenius/dify" .root.Values.images.dify.repository -}}
+{{- $prefix := include "dify.required" (dict "root" .root "key" "images.dify.repository") -}}
 {{- $repo = $repo | default (printf "%s-%s" $prefix (get $suffixes $component)) -}}
 {{- $tag = $tag | default .root.Values.images.dify.tag -}}
 {{- else if has $component (list "sandbox" "pluginDaemon") -}}

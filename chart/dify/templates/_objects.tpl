@@ -4,7 +4,7 @@ PodDisruptionBudgets. */}}
 apply to all of them. */}}
 {{- define "dify.ingressAnnotations" -}}
 {{- $root := .root -}}
-{{- $scheme := required "external.scheme is required: http or https" $root.Values.external.scheme -}}
+{{- $scheme := include "dify.required" (dict "root" $root "key" "external.scheme") -}}
 {{- if not (has $scheme (list "http" "https")) -}}{{ fail (printf "external.scheme must be http or https, not %q" $scheme) }}{{- end -}}
 {{- $a := dict -}}
 {{- if eq $scheme "https" -}}
@@ -32,7 +32,7 @@ metadata:
   annotations: {{- . | nindent 4 }}
   {{- end }}
 spec:
-  ingressClassName: {{ required "expose.ingressClassName is required: the IngressClass serving Dify, e.g. the cluster's Traefik class" $root.Values.expose.ingressClassName | quote }}
+  ingressClassName: {{ include "dify.required" (dict "root" $root "key" "expose.ingressClassName") | quote }}
   rules:
     - http:
         paths:
@@ -73,7 +73,9 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* maxUnavailable 1: voluntary evictions take one pod at a time and never block a drain of single replicas. */}}
+{{/* maxUnavailable 1: voluntary evictions take one pod at a time and never block a drain of single replicas.
+podDisruptionBudget.enabled is checked here and only here: the *-pdb.yaml templates say only whether their
+component exists. */}}
 {{- define "dify.pdb" -}}
 {{- $c := dict "root" .root "component" .component -}}
 {{- if .root.Values.podDisruptionBudget.enabled -}}

@@ -2,7 +2,7 @@
 
 {{/* expose.path normalised: "" for the root path, else "/dify" style (no trailing slash). */}}
 {{- define "dify.basePath" -}}
-{{- $p := required "expose.path is required: the public path, \"/\" or e.g. /dify" .Values.expose.path -}}
+{{- $p := include "dify.required" (dict "root" . "key" "expose.path") -}}
 {{- if not (regexMatch "^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$" $p) -}}
 {{- fail (printf "expose.path %q must be \"/\" or start with \"/\" and have no trailing slash, e.g. /dify" $p) -}}
 {{- end -}}
@@ -11,8 +11,8 @@
 
 {{/* scheme://host[/path]: the public URL every Dify URL variable starts with. */}}
 {{- define "dify.publicUrl" -}}
-{{- $scheme := required "external.scheme is required: http or https" .Values.external.scheme -}}
-{{- $host := required "external.host is required: the host or load-balancer IP browsers use" .Values.external.host -}}
+{{- $scheme := include "dify.required" (dict "root" . "key" "external.scheme") -}}
+{{- $host := include "dify.required" (dict "root" . "key" "external.host") -}}
 {{- printf "%s://%s%s" $scheme $host (include "dify.basePath" .) -}}
 {{- end -}}
 

@@ -3,7 +3,7 @@ lives here alone: README.md, "Versions", mirrors it. */}}
 
 {{/* The Dify version: images.dify.version when set (tags that are no version), else images.dify.tag. */}}
 {{- define "dify.version" -}}
-{{- $tag := required "images.dify.tag is required: the Dify release tag, e.g. --set images.dify.tag=1.13.3" .Values.images.dify.tag -}}
+{{- $tag := include "dify.required" (dict "root" . "key" "images.dify.tag") -}}
 {{- $v := .Values.images.dify.version | default $tag | trimPrefix "v" -}}
 {{- if not (regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+([-+].*)?$" $v) -}}
 {{- fail (printf "images.dify.tag %q is not a Dify version: set images.dify.version to the version it contains, e.g. 1.13.3" $tag) -}}
