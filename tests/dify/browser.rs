@@ -164,6 +164,21 @@ impl Browser {
         }
     }
 
+    /// Chooses `file` in the file input `css`, as a user picking it in the file dialog (or dropping it) does. Pages
+    /// keep their file inputs hidden behind a button or a drop zone, so the input is shown first.
+    pub async fn upload(&mut self, css: &str, file: &Path) {
+        let show = format!(
+            "const el = document.querySelector({css:?}); if (!el) return false;
+             el.classList.remove('hidden'); el.style.display = 'block'; return true;"
+        );
+        let shown = self.client.execute(&show, vec![]).await.unwrap_or_else(|e| panic!("showing {css}: {e}"));
+        if shown != serde_json::Value::Bool(true) {
+            self.give_up(format!("no file input {css}")).await;
+        }
+        let input = self.find(Locator::Css(css), css, Duration::from_secs(10)).await;
+        input.send_keys(&file.display().to_string()).await.unwrap_or_else(|e| panic!("choosing {}: {e}", file.display()));
+    }
+
     /// Runs `script` in the page as an async function body; it calls `arguments[0]` with its result.
     pub async fn run_async(&self, script: &str) -> serde_json::Value {
         self.client.execute_async(script, vec![]).await.unwrap_or_else(|e| panic!("running a script: {e}"))
@@ -185,6 +200,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let profile = self._profile.path().display().to_string();
-        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("--user-data-dir={profile}")]).status();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("user-data-dir={profile}")]).status();
     }
 }

@@ -49,6 +49,12 @@ pub struct Images {
     /// The plugin daemon the chart pins: `src/` (its tree) and `bin/` (`main`, and `commandline` where its image
     /// ships it), as `tests/dify/prepare` builds them.
     pub plugin_daemon: PathBuf,
+    /// The sandbox the chart pins: `src/`, `bin/` (`main`) and `python/`, as `tests/dify/prepare` builds them.
+    pub sandbox: PathBuf,
+    /// Weaviate as `prepare` builds it: `bin/weaviate` and the module's `Dockerfile`.
+    pub weaviate: PathBuf,
+    /// The OpenAI-API-compatible model plugin, packaged by `prepare` (not an image: what a user uploads).
+    pub model_package: PathBuf,
     /// Where this run keeps the image trees and volumes.
     pub run_dir: PathBuf,
     pub node_dir: PathBuf,
@@ -61,14 +67,20 @@ pub enum Kind {
     PluginDaemon,
     Postgres,
     Redis,
+    Sandbox,
+    SsrfProxy,
+    Weaviate,
 }
 
-/// The kind of `image`, or None when the harness does not run it yet (sandbox, SSRF proxy, Weaviate: issue 16).
+/// The kind of `image`, or None when the harness does not run it.
 pub fn kind_of(image: &str) -> Option<Kind> {
     let name = image.rsplit('/').next().unwrap_or(image);
     let repo = name.split(':').next().unwrap_or(name);
     Some(match repo {
         r if r.ends_with("dify-plugin-daemon") => Kind::PluginDaemon,
+        "dify-sandbox" => Kind::Sandbox,
+        "squid" => Kind::SsrfProxy,
+        "weaviate" => Kind::Weaviate,
         r if r.ends_with("-api") => Kind::Api,
         r if r.ends_with("-web") => Kind::Web,
         "postgres" => Kind::Postgres,
@@ -105,6 +117,117 @@ impl Images {
             Kind::PluginDaemon => self.plugin_daemon(container, pod),
             Kind::Postgres => self.postgres(container, pod),
             Kind::Redis => self.redis(container, pod),
+            Kind::Sandbox => self.sandbox(container, pod),
+            Kind::SsrfProxy => self.ssrf_proxy(container, pod),
+            Kind::Weaviate => self.weaviate(container, pod),
+        }
+    }
+
+    /// The files the container's ConfigMap volumes hold, written under `root` at their paths in the container.
+    fn write_config_files(c: &Container, root: &Path) -> Vec<(String, PathBuf)> {
+        c.config_files
+            .iter()
+            .map(|(path, content)| {
+                let file = root.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(&file, content).unwrap();
+                (path.clone(), file)
+            })
+            .collect()
+    }
+
+    /// The code sandbox: its image's `/` is a directory of the run, where its working directory is (`main` reads
+    /// `conf/config.yaml` and `dependencies/` relative to it, where the chart mounts them). `/var/sandbox`, where it
+    /// builds the jail each snippet is chrooted into, is a tmpfs of the pod. The image's Python (`/opt/python`,
+    /// with the packages its Dockerfile installs) is the virtualenv `prepare` made; the image's default library
+    /// paths (`DEFAULT_PYTHON_LIB_REQUIREMENTS` in the sandbox's source, read here) name its Python 3.14's
+    /// directories, so they are mapped to that Python's: `PYTHON_PATH` and `PYTHON_LIB_PATH`, which the sandbox
+    /// reads before its defaults. The image's entrypoint unpacks Node.js for the Node runner (not used here) and
+    /// runs `/main`.
+    fn sandbox(&self, c: &Container, pod: &str) -> Launch {
+        let root = self.run_dir.join("image-sandbox");
+        let files = Self::write_config_files(c, &root);
+        for mount in &c.volume_mounts {
+            if !files.iter().any(|(p, _)| p == mount) {
+                std::fs::create_dir_all(root.join(mount.trim_start_matches('/'))).unwrap();
+            }
+        }
+        let python = self.sandbox.join("python");
+        let home = python_home(&python);
+        let stdlib = home.parent().unwrap().join("lib/python3.12");
+        let site = python.join("lib/python3.12/site-packages");
+        let defaults = std::fs::read_to_string(self.sandbox.join("src/internal/static/config_default_amd64.go"))
+            .expect("reading the sandbox's default library paths");
+        let mut lib_paths = vec![stdlib.display().to_string(), site.display().to_string()];
+        lib_paths.extend(
+            defaults
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix('"')?.strip_suffix("\",").map(str::to_string))
+                .filter(|p| !p.contains("/python3")),
+        );
+        let mut env = vec![
+            ("PATH".to_string(), BASE_PATH.to_string()),
+            ("PYTHON_PATH".to_string(), python.join("bin/python3").display().to_string()),
+            ("PYTHON_LIB_PATH".to_string(), lib_paths.join(",")),
+        ];
+        env.extend(c.env.iter().cloned());
+        assert!(c.command.is_none() && c.args.is_none(), "the sandbox container overrides the image's entrypoint");
+        Launch {
+            pod: pod.to_string(),
+            program: self.sandbox.join("bin/main").display().to_string(),
+            args: vec![],
+            env,
+            cwd: root,
+            user: None,
+            tmpfs: vec![("/var".into(), vec!["/var/sandbox".into()])],
+        }
+    }
+
+    /// The SSRF proxy: the rendered command with Debian's squid, the ConfigMap's `squid.conf` at the path the
+    /// command names, as the chart's user (13, `proxy` in Debian as in the image).
+    fn ssrf_proxy(&self, c: &Container, pod: &str) -> Launch {
+        let root = self.run_dir.join(format!("image-{}", c.workload));
+        let mut files = Self::write_config_files(c, &root);
+        files.extend(self.volumes(c, Some("proxy")));
+        let map = |v: &str| map_volumes(v, &files);
+        let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
+        argv.extend(c.args.clone().unwrap_or_default());
+        assert!(!argv.is_empty(), "the squid container runs the image's entrypoint, which the harness does not do");
+        let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
+        env.extend(c.env.iter().cloned());
+        Launch {
+            pod: pod.to_string(),
+            program: which(&argv[0], &env),
+            args: argv[1..].iter().map(|a| map(a)).collect(),
+            env,
+            cwd: "/".into(),
+            user: Some("proxy".into()),
+            tmpfs: vec![],
+        }
+    }
+
+    /// Weaviate: the server `prepare` built, with its image's `ENTRYPOINT`/`CMD` from the module's Dockerfile and
+    /// the data volume a directory of the run.
+    fn weaviate(&self, c: &Container, pod: &str) -> Launch {
+        let volumes = self.volumes(c, None);
+        let map = |v: &str| map_volumes(v, &volumes);
+        let (entrypoint, cmd) = dockerfile_command(&self.weaviate.join("Dockerfile"));
+        let argv = match (&c.command, &c.args) {
+            (Some(command), args) => [command.clone(), args.clone().unwrap_or_default()].concat(),
+            (None, Some(args)) => [entrypoint, args.clone()].concat(),
+            (None, None) => [entrypoint, cmd].concat(),
+        };
+        assert_eq!(argv.first().map(String::as_str), Some("/bin/weaviate"), "Weaviate's image runs /bin/weaviate");
+        let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
+        env.extend(c.env.iter().map(|(k, v)| (k.clone(), map(v))));
+        Launch {
+            pod: pod.to_string(),
+            program: self.weaviate.join("bin/weaviate").display().to_string(),
+            args: argv[1..].to_vec(),
+            env,
+            cwd: "/".into(),
+            user: None,
+            tmpfs: vec![],
         }
     }
 
@@ -128,7 +251,7 @@ impl Images {
             }
         };
         let cwd = c.working_dir.as_deref().map_or(root.clone(), |w| PathBuf::from(map(w)));
-        Launch { pod: pod.to_string(), program, args, env, cwd, user: None }
+        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![] }
     }
 
     fn web(&self, c: &Container, pod: &str) -> Launch {
@@ -169,6 +292,7 @@ impl Images {
             env,
             cwd: build_dir.clone(),
             user: None,
+            tmpfs: vec![],
         }
     }
 
@@ -255,7 +379,15 @@ impl Images {
         }
         let argv: Vec<String> = argv.iter().map(|a| a.replace("/app/", &format!("{}/", app.display()))).collect();
         let cwd = c.working_dir.as_deref().map_or(app.clone(), |w| PathBuf::from(map(w)));
-        Launch { pod: pod.to_string(), program: which(&argv[0], &env), args: argv[1..].to_vec(), env, cwd, user: None }
+        Launch {
+            pod: pod.to_string(),
+            program: which(&argv[0], &env),
+            args: argv[1..].to_vec(),
+            env,
+            cwd,
+            user: None,
+            tmpfs: vec![],
+        }
     }
 
     fn volumes(&self, c: &Container, owner: Option<&str>) -> Vec<(String, PathBuf)> {
@@ -298,6 +430,7 @@ impl Images {
             env,
             cwd: "/".into(),
             user: Some("postgres".into()),
+            tmpfs: vec![],
         }
     }
 
@@ -316,6 +449,7 @@ impl Images {
             env,
             cwd: "/".into(),
             user: None,
+            tmpfs: vec![],
         }
     }
 }

@@ -23,7 +23,9 @@
 mod support;
 
 mod browser;
+mod egress_proxy;
 mod images;
+mod model_server;
 mod pods;
 mod release;
 
@@ -37,11 +39,15 @@ use serde_json::{Value, json};
 use support::traefik::{Traefik, traefik_crds};
 use support::{Testbed, nkp_fixture};
 
+use crate::egress_proxy::EgressProxy;
 use crate::images::{Images, Kind, PATH_WEB_IMAGE};
+use crate::model_server::ModelServer;
 use crate::pods::{Cluster, Launch, Process, tcp_open};
 use crate::release::{Container, Release};
 
 const NAMESPACE: &str = "dify";
+/// The egress proxy's port on the load balancer's address.
+const EGRESS_PORT: u16 = 3128;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -52,7 +58,7 @@ fn prepared(version: &str) -> Images {
     let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
     assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    for part in ["src", "api-venv", "web-dify", "plugin-daemon"] {
+    for part in ["src", "api-venv", "web-dify", "plugin-daemon", "sandbox", "weaviate", "model-plugin"] {
         assert!(
             dir.join(part).is_dir(),
             "{} is missing: build it with `tests/dify/prepare {version}` (scripts/test dify does)",
@@ -69,6 +75,9 @@ fn prepared(version: &str) -> Images {
         web_build: dir.join("web-dify"),
         web_root: dir.join("web-root"),
         plugin_daemon: dir.join("plugin-daemon"),
+        sandbox: dir.join("sandbox"),
+        weaviate: dir.join("weaviate"),
+        model_package: dir.join("model-plugin/openai_api_compatible.difypkg"),
         run_dir: PathBuf::new(),
         node_dir,
     }
@@ -86,6 +95,10 @@ struct Install {
     testbed: Testbed,
     /// Kept for its lifetime: it serves the front door until the install is dropped.
     _traefik: Traefik,
+    /// The pods' only way out (to PyPI, for plugin installs).
+    egress: EgressProxy,
+    /// The private model endpoint the model plugin is pointed at.
+    model: ModelServer,
     cluster: Cluster,
     release: Release,
     images: Images,
@@ -130,6 +143,9 @@ impl Install {
         let cluster = Cluster::create(&run_dir);
         let address = cluster.net.host_address();
         let traefik = Traefik::start_on(&testbed, address);
+        // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
+        let egress = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
+        let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000);
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -148,7 +164,15 @@ impl Install {
         for set in &sets {
             args.extend(["--set-string", set]);
         }
-        for set in extra_sets {
+        // The plugin daemon installs plugins' dependencies through the proxy and reaches the model directly; the model
+        // plugin is a local package, unsigned (a documented chart value, off in this test only).
+        let daemon_sets = [
+            format!("pluginDaemon.proxy.http={}", egress.url),
+            format!("pluginDaemon.proxy.https={}", egress.url),
+            format!("pluginDaemon.proxy.noProxy={}", model.ip),
+            "pluginDaemon.forceVerifyingSignature=false".to_string(),
+        ];
+        for set in daemon_sets.iter().map(String::as_str).chain(extra_sets.iter().copied()) {
             args.extend(["--set", set]);
         }
         helm(&testbed, &args);
@@ -162,6 +186,8 @@ impl Install {
         let mut install = Install {
             testbed,
             _traefik: traefik,
+            egress,
+            model,
             cluster,
             release,
             images,
@@ -401,18 +427,39 @@ fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
 fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
     let mut install = Install::set_up(version, extra_sets, label);
 
-    // Data stores first, as their StatefulSets come up before the migration Job's init container lets it run.
-    for store in ["dify-postgresql", "dify-redis"] {
+    // Data stores first (every StatefulSet: PostgreSQL, Redis, Weaviate), as they come up before the migration
+    // Job's init container lets it run.
+    let of_kind = |install: &Install, kinds: &[Kind], kind_of_workload: &str| -> Vec<String> {
+        install
+            .release
+            .workloads
+            .iter()
+            .filter(|w| w["kind"] == kind_of_workload)
+            .filter(|w| {
+                let image = w["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
+                images::kind_of(image).is_some_and(|k| kinds.contains(&k))
+            })
+            .map(|w| w["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let stores = of_kind(&install, &[Kind::Postgres, Kind::Redis, Kind::Weaviate], "StatefulSet");
+    for store in &stores {
         install.start(store);
     }
-    for store in ["dify-postgresql", "dify-redis"] {
+    for store in &stores {
         let took = install.wait_ready(store);
         install.figure(format!("{store} ready in {:.1} s", took.as_secs_f64()));
     }
-    // The plugin daemon needs only the stores (it creates its own database); the api asks it for models.
-    install.start("dify-plugin-daemon");
-    let took = install.wait_ready("dify-plugin-daemon");
-    install.figure(format!("dify-plugin-daemon ready in {:.1} s", took.as_secs_f64()));
+    // The services Dify calls: the SSRF proxy, the sandbox behind it, and the plugin daemon (it needs only the
+    // stores and creates its own database; the api asks it for models when an app is created).
+    let services = of_kind(&install, &[Kind::SsrfProxy, Kind::Sandbox, Kind::PluginDaemon], "Deployment");
+    for service in &services {
+        install.start(service);
+    }
+    for service in &services {
+        let took = install.wait_ready(service);
+        install.figure(format!("{service} ready in {:.1} s", took.as_secs_f64()));
+    }
 
     // The post-install hook: the migration Job, its init container first.
     let migration_started = Instant::now();
@@ -422,27 +469,16 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
     let took = install.pod(&job).process.wait_success(Duration::from_secs(900));
     install.figure(format!("migration Job ({job}) succeeded in {:.1} s", took.as_secs_f64()));
 
-    // Every Deployment the harness can run (api, worker, beat, web, and api-websocket where the chart renders it).
-    let deployments: Vec<String> = install
-        .release
-        .workloads
-        .iter()
-        .filter(|w| w["kind"] == "Deployment")
-        .filter(|w| {
-            let image = w["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
-            matches!(images::kind_of(image), Some(Kind::Api | Kind::Web))
-        })
-        .map(|w| w["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
+    // Dify's own Deployments (api, worker, beat, web, and api-websocket where the chart renders it).
+    let deployments = of_kind(&install, &[Kind::Api, Kind::Web], "Deployment");
     let not_run: Vec<&str> = install
         .release
         .workloads
         .iter()
-        .filter(|w| w["kind"] == "Deployment")
         .map(|w| w["metadata"]["name"].as_str().unwrap())
-        .filter(|n| !deployments.iter().any(|d| d == n) && *n != "dify-plugin-daemon")
+        .filter(|n| ![&stores, &services, &deployments].iter().any(|l| l.iter().any(|d| d == n)) && *n != job)
         .collect();
-    install.figure(format!("running {}; not run yet: {}", deployments.join(", "), not_run.join(", ")));
+    assert!(not_run.is_empty(), "the harness runs every workload of the release, but not: {}", not_run.join(", "));
     for workload in &deployments {
         install.start(workload);
     }
@@ -494,8 +530,16 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     let url = format!("https://{}/dify", install.address);
     let shots = install.output.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (app_list, web_app) = runtime.block_on(browse(&url, &init_password, &shots));
+    let (app_list, web_app) =
+        runtime.block_on(browse(&url, &init_password, &shots, &install.images.model_package, &install.model.url));
     install.figure(format!("screenshots: {} and {}", app_list.display(), web_app.display()));
+    // The model was asked to stream, and the plugin's dependencies came from PyPI through the proxy.
+    let chats = install.model.requests_to("/v1/chat/completions");
+    assert!(chats.iter().any(|c| c["stream"] == true), "no streamed chat request reached the model: {chats:?}");
+    let through_proxy: Vec<String> =
+        install.egress.log().into_iter().filter(|l| l.contains("pypi.org") || l.contains("pythonhosted.org")).collect();
+    assert!(!through_proxy.is_empty(), "the plugin install fetched nothing from PyPI through the proxy");
+    install.figure(format!("PyPI requests through the egress proxy: {}", through_proxy.len()));
 
     // `dify-gitops verify` passes on this install.
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
@@ -511,7 +555,7 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     eprintln!("dify: figures and logs in {}", install.output.display());
 }
 
-async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathBuf) {
+async fn browse(url: &str, init_password: &str, shots: &Path, package: &Path, model_url: &str) -> (PathBuf, PathBuf) {
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
 
@@ -543,6 +587,11 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
     b.wait_url("/dify/apps", long).await;
     b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
     let app_list = b.shot("app-list-signed-in").await;
+
+    // 4. The model plugin, from its local package: Plugins, then the package dropped on the page.
+    install_model_plugin(&mut b, url, package).await;
+    // 5. Settings > Model Provider: the stub's chat model on the OpenAI-API-compatible provider.
+    add_model(&mut b, url, model_url).await;
 
     // 4. A chat app, then its public web app under /dify.
     b.click_text("Create from Blank").await;
@@ -584,7 +633,35 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
     tokio::time::sleep(Duration::from_secs(5)).await;
     let web_app = b.shot("web-app").await;
     // The chat page itself: its message box, not an error page.
-    b.find(Locator::Css("textarea"), "the web app's message box", long).await;
+    let message_box = b.find(Locator::Css("textarea"), "the web app's message box", long).await;
+    // A question; the answer is the model's, streamed: the page shows it growing word by word.
+    let watch = format!(
+        "window.__partials = []; const reply = {reply:?};
+         new MutationObserver(() => {{
+           const text = document.body.innerText;
+           for (let n = 1; n < reply.length; n++) {{
+             const prefix = reply.slice(0, n);
+             if (text.includes(prefix) && !text.includes(reply)) {{ window.__partials.push(n); break; }}
+           }}
+         }}).observe(document.body, {{subtree: true, childList: true, characterData: true}});",
+        reply = model_server::REPLY.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    b.client.execute(&watch, vec![]).await.expect("watching the page");
+    message_box.send_keys("Hello from the harness").await.unwrap();
+    message_box.send_keys(&String::from(char::from(fantoccini::key::Key::Enter))).await.unwrap();
+    b.find(
+        Locator::XPath(&format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY)),
+        "the model's reply in the web app",
+        long,
+    )
+    .await;
+    let chat = b.shot("chat-reply").await;
+    let partials = b.client.execute("return window.__partials.length", vec![]).await.unwrap();
+    assert!(
+        partials.as_u64().unwrap_or(0) > 0,
+        "the reply appeared whole, not streamed (no partial reply was ever on the page); {}",
+        chat.display()
+    );
 
     // 5. Reload the console: the session holds. Then sign out.
     b.goto(&format!("{url}/apps")).await;
@@ -611,6 +688,49 @@ async fn browse(url: &str, init_password: &str, shots: &Path) -> (PathBuf, PathB
     b.shot("signed-in-again").await;
     b.close().await;
     (app_list, web_app)
+}
+
+/// Plugins > drop a package: the install dialog, then Install, until it says it is done.
+async fn install_model_plugin(b: &mut browser::Browser, url: &str, package: &Path) {
+    let long = Duration::from_secs(90);
+    b.goto(&format!("{url}/plugins")).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Install plugin']"), "the plugins page", long).await;
+    b.upload("input#fileUploader", package).await;
+    b.find(Locator::XPath("//*[contains(normalize-space(.), 'About to install')]"), "the install dialog", long).await;
+    b.shot("plugin-ready-to-install").await;
+    b.click_button("Install").await;
+    // The daemon installs the plugin's Python dependencies (uv sync, through the proxy): minutes on a cold cache.
+    b.find(
+        Locator::XPath("//*[normalize-space(.)='Installation successful' or normalize-space(.)='Installation failed']"),
+        "the end of the plugin install",
+        Duration::from_secs(600),
+    )
+    .await;
+    let shot = b.shot("plugin-installed").await;
+    if b.client.find(Locator::XPath("//*[normalize-space(.)='Installation failed']")).await.is_ok() {
+        panic!("the model plugin failed to install; {}", shot.display());
+    }
+    b.click_button("Close").await;
+}
+
+/// Settings > Model Provider > OpenAI-API-compatible > Add Model: the stub's chat model.
+async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
+    let long = Duration::from_secs(90);
+    b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='OpenAI-API-compatible']"), "the installed provider", long).await;
+    b.shot("model-providers").await;
+    b.click_button("Add Model").await;
+    b.fill("input[placeholder='Enter full model name']", model_server::CHAT_MODEL).await;
+    b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
+    b.shot("add-model").await;
+    b.click_button("Save").await;
+    b.find(
+        Locator::XPath(&format!("//*[normalize-space(.)='{}']", model_server::CHAT_MODEL)),
+        "the added model in the provider's list",
+        long,
+    )
+    .await;
+    b.shot("model-added").await;
 }
 
 async fn sign_in(b: &mut browser::Browser, email: &str, password: &str) {

@@ -37,6 +37,10 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// Run as this user (name from /etc/passwd) instead of root, e.g. `postgres`, which refuses root.
     pub user: Option<String>,
+    /// Fresh tmpfs mounts in the pod's mount namespace: (an existing directory, directories to create in it).
+    /// For absolute paths a binary names that the host lacks (the sandbox's `/var/sandbox`): only the pod sees
+    /// them, and they go with it.
+    pub tmpfs: Vec<(String, Vec<String>)>,
 }
 
 pub struct Process {
@@ -49,7 +53,7 @@ impl Cluster {
     pub fn create(dir: &Path) -> Cluster {
         let hosts = dir.join("hosts");
         std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("writing the hosts file");
-        Cluster { net: StubNet::create(), dir: dir.to_path_buf(), hosts, entries: Mutex::new(Vec::new()) }
+        Cluster { net: StubNet::create_pod_network(), dir: dir.to_path_buf(), hosts, entries: Mutex::new(Vec::new()) }
     }
 
     /// Adds names for `ip` to the hosts file every pod reads (rewritten in place: bind mounts keep the inode).
@@ -79,6 +83,18 @@ impl Cluster {
         let target = CString::new("/etc/hosts").unwrap();
         let root = CString::new("/").unwrap();
         let ids = launch.user.as_deref().map(user_ids);
+        if let Some((uid, gid)) = ids {
+            // What the container writes to /dev/stdout (squid's access log) opens the log file again, as its user.
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("handing the pod log to the pod's user");
+        }
+        let tmpfs: Vec<(CString, Vec<CString>)> = launch
+            .tmpfs
+            .iter()
+            .map(|(at, dirs)| {
+                (CString::new(at.as_str()).unwrap(), dirs.iter().map(|d| CString::new(d.as_str()).unwrap()).collect())
+            })
+            .collect();
+        let tmpfs_type = CString::new("tmpfs").unwrap();
         // SAFETY: only async-signal-safe system calls on memory prepared before the fork.
         unsafe {
             command.pre_exec(move || {
@@ -95,6 +111,12 @@ impl Cluster {
                     std::ptr::null(),
                 ))?;
                 check(libc::mount(hosts.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                for (at, dirs) in &tmpfs {
+                    check(libc::mount(tmpfs_type.as_ptr(), at.as_ptr(), tmpfs_type.as_ptr(), 0, std::ptr::null()))?;
+                    for dir in dirs {
+                        check(libc::mkdir(dir.as_ptr(), 0o755))?;
+                    }
+                }
                 if let Some((uid, gid)) = ids {
                     check(libc::setgroups(0, std::ptr::null()))?;
                     check(libc::setgid(gid))?;

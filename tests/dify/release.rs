@@ -30,6 +30,9 @@ pub struct Container {
     /// Container port numbers by name.
     pub ports: BTreeMap<String, u16>,
     pub volume_mounts: Vec<String>,
+    /// Files that ConfigMap volumes put in the container: (path in the container, content). A mount with a
+    /// `subPath` is that key's file; without one, each key is a file in the mounted directory.
+    pub config_files: Vec<(String, String)>,
     pub readiness: Option<Value>,
     pub startup: Option<Value>,
     pub liveness: Option<Value>,
@@ -149,10 +152,33 @@ impl Release {
                 .flatten()
                 .filter_map(|m| m["mountPath"].as_str().map(str::to_string))
                 .collect(),
+            config_files: self.config_files(workload, c),
             readiness: Some(c["readinessProbe"].clone()).filter(|p| !p.is_null()),
             startup: Some(c["startupProbe"].clone()).filter(|p| !p.is_null()),
             liveness: Some(c["livenessProbe"].clone()).filter(|p| !p.is_null()),
         }
+    }
+
+    fn config_files(&self, workload: &str, c: &Value) -> Vec<(String, String)> {
+        let volumes = &self.workload(workload)["spec"]["template"]["spec"]["volumes"];
+        let mut files = Vec::new();
+        for mount in c["volumeMounts"].as_array().into_iter().flatten() {
+            let (Some(name), Some(path)) = (mount["name"].as_str(), mount["mountPath"].as_str()) else { continue };
+            let Some(volume) = volumes.as_array().into_iter().flatten().find(|v| v["name"] == name) else { continue };
+            let Some(map_name) = volume["configMap"]["name"].as_str() else { continue };
+            let data = self
+                .config_maps
+                .get(map_name)
+                .unwrap_or_else(|| panic!("{workload}: volume {name} names ConfigMap {map_name}, which does not exist"));
+            match mount["subPath"].as_str() {
+                Some(key) => files.push((
+                    path.to_string(),
+                    data.get(key).unwrap_or_else(|| panic!("ConfigMap {map_name} has no key {key}")).clone(),
+                )),
+                None => files.extend(data.iter().map(|(k, v)| (format!("{}/{k}", path.trim_end_matches('/')), v.clone()))),
+            }
+        }
+        files
     }
 
     fn value_from(&self, from: &Value, pod: &str) -> Option<String> {

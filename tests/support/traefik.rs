@@ -139,8 +139,9 @@ impl StubResponse {
 
 pub type Handler = Arc<dyn Fn(&StubRequest) -> StubResponse + Send + Sync>;
 
-/// A network namespace of the test: a /26 of 198.18.0.0/15 (benchmarking space, never routed), `.1` on this
-/// host's end of the veth pair, `.2` and up for stubs. Up to four per test process.
+/// A network namespace of the test: a /26 of 198.18.0.0/15 (benchmarking space, never routed), or of
+/// 100.64.0.0/10 for pods ([`StubNet::create_pod_network`]), `.1` on this host's end of the veth pair, `.2` and up
+/// for stubs. Up to four per test process.
 pub struct StubNet {
     worker: Worker,
     ns_if: String,
@@ -151,12 +152,24 @@ pub struct StubNet {
 
 impl StubNet {
     pub fn create() -> StubNet {
+        StubNet::create_in([198, 18])
+    }
+
+    /// A namespace whose addresses are in 100.64.0.0/10 (shared address space, RFC 6598): a private range, as a
+    /// cluster's pod network is (NKP's is 192.168.0.0/16), so what counts pods as private networks (the chart's
+    /// SSRF proxy admits clients from them) counts these; and unlike the RFC 1918 ranges, rarely a host's own LAN.
+    pub fn create_pod_network() -> StubNet {
+        StubNet::create_in([100, 64])
+    }
+
+    /// `base`: the first two octets of a range of at least a /15.
+    fn create_in(base: [u8; 2]) -> StubNet {
         static CREATED: AtomicU8 = AtomicU8::new(0);
         let n = CREATED.fetch_add(1, Ordering::Relaxed) as u32;
         assert!(n < 4, "at most four stub networks per test process");
         let pid = std::process::id();
-        let block = ((pid % 512) * 4 + n) * 64; // 2048 blocks of 64 addresses in 198.18.0.0/15
-        let subnet = [198, 18 + (block >> 16) as u8, (block >> 8) as u8];
+        let block = ((pid % 512) * 4 + n) * 64; // 2048 blocks of 64 addresses: a /15 from base
+        let subnet = [base[0], base[1] + (block >> 16) as u8, (block >> 8) as u8];
         let last = (block & 0xff) as u8;
         let (host_if, ns_if) = (format!("dgt{pid}{n}h"), format!("dgt{pid}{n}n"));
         let (tid_tx, tid_rx) = mpsc::channel();
@@ -188,6 +201,11 @@ impl StubNet {
         StubNet { worker, ns_if, subnet, last, next: AtomicU8::new(2) }
     }
 
+    /// The namespace's network, e.g. `100.64.3.0/26`.
+    pub fn cidr(&self) -> String {
+        format!("{}.{}.{}.{}/26", self.subnet[0], self.subnet[1], self.subnet[2], self.last)
+    }
+
     /// This host's end of the veth pair: reachable from inside the namespace, and from this host.
     pub fn host_address(&self) -> Ipv4Addr {
         Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], self.last + 1)
@@ -214,14 +232,16 @@ impl StubNet {
         ip
     }
 
+    /// A listener on `ip:port` inside the namespace, for a server of the test's own.
+    pub fn bind(&self, ip: Ipv4Addr, port: u16) -> std::io::Result<TcpListener> {
+        self.worker.run(move || TcpListener::bind((ip, port)))
+    }
+
     /// Serves `handler` on `ip:port` inside the namespace. Every answer carries `X-Stub-Component`, `X-Stub-Path`
     /// (the path the backend saw) and `X-Stub-Forwarded-Prefix` (what StripPrefix reported).
     pub fn serve(&self, ip: Ipv4Addr, port: u16, component: &str, handler: Handler) {
         let component = component.to_string();
-        let listener = self
-            .worker
-            .run(move || TcpListener::bind((ip, port)))
-            .unwrap_or_else(|e| panic!("binding a stub on {ip}:{port}: {e}"));
+        let listener = self.bind(ip, port).unwrap_or_else(|e| panic!("binding a stub on {ip}:{port}: {e}"));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (handler, component) = (handler.clone(), component.clone());

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import env_of, get, merge, pod_spec, render_chart, scenario
+from conftest import HelmError, env_of, get, merge, pod_spec, render_chart, scenario
 
 
 def container(objects, kind, name):
@@ -168,3 +168,37 @@ def test_web_listens_on_every_address_of_the_pod():
     # listens on the pod IP only, and `kubectl port-forward` (which dials localhost in the pod) is refused.
     env = env_of(container(render_chart(scenario("v1.13.3")), "Deployment", "web"))
     assert env["HOSTNAME"]["value"] == "0.0.0.0"
+
+
+def test_plugin_daemon_verifies_signatures_and_goes_direct_by_default():
+    env = env_of(container(render_chart(scenario("v1.13.3")), "Deployment", "plugin-daemon"))
+    assert go_bool(env["FORCE_VERIFYING_SIGNATURE"]["value"]) is True
+    assert int(env["PYTHON_ENV_INIT_TIMEOUT"]["value"]) == 120
+    assert not {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_MIRROR_URL"} & env.keys()
+
+
+def test_plugin_daemon_installs_through_a_proxy_but_reaches_the_release_directly():
+    # The daemon calls the api by its Service name with Go's client, which honours HTTP(S)_PROXY: without the
+    # release's names in NO_PROXY every call to the api would go to the corporate proxy and fail.
+    values = merge(scenario("v1.13.3"), {"pluginDaemon": {
+        "proxy": {"http": "http://proxy.corp:3128", "https": "http://proxy.corp:3128", "noProxy": "10.20.0.0/16, .models.corp"},
+        "pipIndexUrl": "https://nexus.corp/repository/pypi/simple", "installTimeout": 600,
+        "forceVerifyingSignature": False}})
+    objects = render_chart(values)
+    env = env_of(container(objects, "Deployment", "plugin-daemon"))
+    assert env["HTTP_PROXY"]["value"] == env["HTTPS_PROXY"]["value"] == "http://proxy.corp:3128"
+    direct = env["NO_PROXY"]["value"].split(",")
+    api_host = re.match(r"https?://([^:/]+)", env["DIFY_INNER_API_URL"]["value"]).group(1)
+    assert api_host in direct
+    assert {"localhost", "127.0.0.1", ".svc", ".cluster.local", "10.20.0.0/16", ".models.corp"} <= set(direct)
+    assert env["PIP_MIRROR_URL"]["value"] == "https://nexus.corp/repository/pypi/simple"
+    assert int(env["PYTHON_ENV_INIT_TIMEOUT"]["value"]) == 600
+    assert go_bool(env["FORCE_VERIFYING_SIGNATURE"]["value"]) is False
+
+
+@pytest.mark.parametrize("bad", [{"proxy": {"https": "proxy.corp:3128"}}, {"pipIndexUrl": "nexus.corp/simple"},
+                                 {"installTimeout": 0}, {"proxy": {"socks": "x"}}],
+                         ids=["proxy-without-scheme", "index-without-scheme", "zero-timeout", "unknown-key"])
+def test_plugin_daemon_rejects_values_it_cannot_use(bad):
+    with pytest.raises(HelmError):
+        render_chart(merge(scenario("v1.13.3"), {"pluginDaemon": bad}))
