@@ -88,9 +88,19 @@ impl Browser {
         self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default()
     }
 
-    /// Ends a wait that ran out: a screenshot of where the browser is, then a panic that names both.
-    async fn give_up(&mut self, what: String) -> ! {
-        let shot = self.shot("timeout").await;
+    /// Ends a step that failed: a screenshot of where the browser is, then a panic that names both. With
+    /// `DIFY_HARNESS_HOLD=<seconds>` everything keeps running that long first, to look at by hand.
+    pub async fn give_up(&mut self, what: String) -> ! {
+        let shot = self.shot("failed").await;
+        eprintln!("dify: {what} (at {}); screenshot {}", self.url().await, shot.display());
+        // What the page says (a dialog's validation message may be scrolled out of the screenshot).
+        let text = self.client.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
+        let text: String = text.as_str().unwrap_or_default().chars().take(4000).collect();
+        eprintln!("dify: the page's text:\n{text}");
+        if let Some(secs) = std::env::var("DIFY_HARNESS_HOLD").ok().and_then(|s| s.parse().ok()) {
+            eprintln!("dify: holding for {secs} s (DIFY_HARNESS_HOLD)");
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+        }
         panic!("{what} (at {}); screenshot {}", self.url().await, shot.display());
     }
 
@@ -141,6 +151,18 @@ impl Browser {
         self.click_last(&xpath, text).await;
     }
 
+    /// Clicks the visible button named by any of `texts` (a label that changed between Dify releases).
+    pub async fn click_button_any(&mut self, texts: &[&str]) {
+        let names: Vec<String> = texts.iter().map(|t| format!("normalize-space(.)='{t}'")).collect();
+        let xpath = format!("//button[{}]", names.join(" or "));
+        self.click_last(&xpath, &texts.join(" or ")).await;
+    }
+
+    /// Clicks the last visible element that `xpath` matches and that takes the click.
+    pub async fn click_xpath(&mut self, xpath: &str, what: &str) {
+        self.click_last(xpath, what).await;
+    }
+
     /// Clicks the last visible match that takes the click: a dialog comes after the page it covers, so its
     /// elements are tried before the covered page's.
     async fn click_last(&mut self, xpath: &str, what: &str) {
@@ -149,7 +171,8 @@ impl Browser {
         loop {
             let found = self.client.find_all(Locator::XPath(xpath)).await.unwrap_or_default();
             for el in found.iter().rev() {
-                if !el.is_displayed().await.unwrap_or(false) {
+                // A disabled button takes the click and does nothing (Install, while the package uploads).
+                if !el.is_displayed().await.unwrap_or(false) || !el.is_enabled().await.unwrap_or(false) {
                     continue;
                 }
                 match el.click().await {
@@ -176,7 +199,10 @@ impl Browser {
             self.give_up(format!("no file input {css}")).await;
         }
         let input = self.find(Locator::Css(css), css, Duration::from_secs(10)).await;
-        input.send_keys(&file.display().to_string()).await.unwrap_or_else(|e| panic!("choosing {}: {e}", file.display()));
+        input
+            .send_keys(&file.display().to_string())
+            .await
+            .unwrap_or_else(|e| panic!("choosing {}: {e}", file.display()));
     }
 
     /// Runs `script` in the page as an async function body; it calls `arguments[0]` with its result.

@@ -123,19 +123,6 @@ impl Images {
         }
     }
 
-    /// The files the container's ConfigMap volumes hold, written under `root` at their paths in the container.
-    fn write_config_files(c: &Container, root: &Path) -> Vec<(String, PathBuf)> {
-        c.config_files
-            .iter()
-            .map(|(path, content)| {
-                let file = root.join(path.trim_start_matches('/'));
-                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                std::fs::write(&file, content).unwrap();
-                (path.clone(), file)
-            })
-            .collect()
-    }
-
     /// The code sandbox: its image's `/` is a directory of the run, where its working directory is (`main` reads
     /// `conf/config.yaml` and `dependencies/` relative to it, where the chart mounts them). `/var/sandbox`, where it
     /// builds the jail each snippet is chrooted into, is a tmpfs of the pod. The image's Python (`/opt/python`,
@@ -145,13 +132,7 @@ impl Images {
     /// reads before its defaults. The image's entrypoint unpacks Node.js for the Node runner (not used here) and
     /// runs `/main`.
     fn sandbox(&self, c: &Container, pod: &str) -> Launch {
-        let root = self.run_dir.join("image-sandbox");
-        let files = Self::write_config_files(c, &root);
-        for mount in &c.volume_mounts {
-            if !files.iter().any(|(p, _)| p == mount) {
-                std::fs::create_dir_all(root.join(mount.trim_start_matches('/'))).unwrap();
-            }
-        }
+        let root = self.image_root(c, &self.volumes(c, None));
         let python = self.sandbox.join("python");
         let home = python_home(&python);
         let stdlib = home.parent().unwrap().join("lib/python3.12");
@@ -180,16 +161,15 @@ impl Images {
             cwd: root,
             user: None,
             tmpfs: vec![("/var".into(), vec!["/var/sandbox".into()])],
+            binds: vec![],
         }
     }
 
     /// The SSRF proxy: the rendered command with Debian's squid, the ConfigMap's `squid.conf` at the path the
     /// command names, as the chart's user (13, `proxy` in Debian as in the image).
     fn ssrf_proxy(&self, c: &Container, pod: &str) -> Launch {
-        let root = self.run_dir.join(format!("image-{}", c.workload));
-        let mut files = Self::write_config_files(c, &root);
-        files.extend(self.volumes(c, Some("proxy")));
-        let map = |v: &str| map_volumes(v, &files);
+        let volumes = self.volumes(c, Some("proxy"));
+        let map = |v: &str| map_volumes(v, &volumes);
         let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
         argv.extend(c.args.clone().unwrap_or_default());
         assert!(!argv.is_empty(), "the squid container runs the image's entrypoint, which the harness does not do");
@@ -203,6 +183,7 @@ impl Images {
             cwd: "/".into(),
             user: Some("proxy".into()),
             tmpfs: vec![],
+            binds: vec![],
         }
     }
 
@@ -228,6 +209,7 @@ impl Images {
             cwd: "/".into(),
             user: None,
             tmpfs: vec![],
+            binds: vec![],
         }
     }
 
@@ -251,7 +233,7 @@ impl Images {
             }
         };
         let cwd = c.working_dir.as_deref().map_or(root.clone(), |w| PathBuf::from(map(w)));
-        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![] }
+        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![], binds: vec![] }
     }
 
     fn web(&self, c: &Container, pod: &str) -> Launch {
@@ -293,6 +275,7 @@ impl Images {
             cwd: build_dir.clone(),
             user: None,
             tmpfs: vec![],
+            binds: vec![],
         }
     }
 
@@ -377,8 +360,18 @@ impl Images {
             std::fs::write(&target, script.replace("/app/", &format!("{}/", app.display()))).unwrap();
             std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        let argv: Vec<String> = argv.iter().map(|a| a.replace("/app/", &format!("{}/", app.display()))).collect();
+        // Volume paths are mapped word by word, so that a `sh -c` script of the chart (the trust-store init
+        // container's) names them too.
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.split(' ').map(|w| map_volumes(w, &volumes)).collect::<Vec<_>>().join(" "))
+            .map(|a| a.replace("/app/", &format!("{}/", app.display())))
+            .collect();
         let cwd = c.working_dir.as_deref().map_or(app.clone(), |w| PathBuf::from(map(w)));
+        // A mount over the image's own files (the CA bundle in /etc/ssl) covers that path in the pod, since the
+        // daemon and uv read it by its fixed path, not from a value the harness could map.
+        let binds =
+            volumes.iter().filter(|(path, _)| path.starts_with("/etc/")).map(|(p, v)| (v.clone(), p.clone())).collect();
         Launch {
             pod: pod.to_string(),
             program: which(&argv[0], &env),
@@ -387,23 +380,45 @@ impl Images {
             cwd,
             user: None,
             tmpfs: vec![],
+            binds,
         }
     }
 
+    /// Each mount of `c` as a path of this run: a volume is the directory `volumes/<workload>/<volume>`, shared by
+    /// the pod's containers (its init containers too) as a pod's volume is, holding a ConfigMap's files when it is
+    /// one; a mount with a `subPath` is that entry of it. `owner` (a user) gets the directories, as `fsGroup` would
+    /// give them to the pod.
     fn volumes(&self, c: &Container, owner: Option<&str>) -> Vec<(String, PathBuf)> {
-        c.volume_mounts
+        c.mounts
             .iter()
             .map(|m| {
-                let dir =
-                    self.run_dir.join("volumes").join(&c.workload).join(m.trim_start_matches('/').replace('/', "_"));
+                let dir = self.run_dir.join("volumes").join(&c.workload).join(&m.volume);
                 std::fs::create_dir_all(&dir).unwrap();
+                for (name, text) in m.config.iter().flatten() {
+                    std::fs::write(dir.join(name), text).unwrap();
+                }
                 if let Some(user) = owner {
                     let status = std::process::Command::new("chown").args([user, &dir.display().to_string()]).status();
                     assert!(status.is_ok_and(|s| s.success()), "chown {user} {}", dir.display());
                 }
-                (m.clone(), dir)
+                let target = m.sub_path.as_ref().map_or(dir.clone(), |sub| dir.join(sub));
+                (m.path.clone(), target)
             })
             .collect()
+    }
+
+    /// A directory standing for the image's `/` where a binary reads mounted files relative to its working
+    /// directory (the sandbox's `conf/config.yaml`): each mount path leads to its volume.
+    fn image_root(&self, c: &Container, volumes: &[(String, PathBuf)]) -> PathBuf {
+        let root = self.run_dir.join(format!("image-{}", c.workload));
+        for (path, target) in volumes {
+            let link = root.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            if link.symlink_metadata().is_err() {
+                std::os::unix::fs::symlink(target, &link).unwrap();
+            }
+        }
+        root
     }
 
     fn postgres(&self, c: &Container, pod: &str) -> Launch {
@@ -431,6 +446,7 @@ impl Images {
             cwd: "/".into(),
             user: Some("postgres".into()),
             tmpfs: vec![],
+            binds: vec![],
         }
     }
 
@@ -450,6 +466,7 @@ impl Images {
             cwd: "/".into(),
             user: None,
             tmpfs: vec![],
+            binds: vec![],
         }
     }
 }

@@ -149,6 +149,16 @@ impl Install {
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
+        // This machine reaches PyPI through a TLS-inspecting network, whose CA only its own trust store holds: the
+        // plugin daemon gets that store through the chart's caBundle, as an operator behind such a proxy gives theirs.
+        testbed.kubectl(&[
+            "-n",
+            NAMESPACE,
+            "create",
+            "configmap",
+            "egress-ca",
+            "--from-file=ca.crt=/etc/ssl/certs/ca-certificates.crt",
+        ]);
         let chart = root().join("chart/dify");
         let sets = [
             "expose.ingressClassName=kommander-traefik".to_string(),
@@ -171,6 +181,7 @@ impl Install {
             format!("pluginDaemon.proxy.https={}", egress.url),
             format!("pluginDaemon.proxy.noProxy={}", model.ip),
             "pluginDaemon.forceVerifyingSignature=false".to_string(),
+            "pluginDaemon.caBundle.configMap=egress-ca".to_string(),
         ];
         for set in daemon_sets.iter().map(String::as_str).chain(extra_sets.iter().copied()) {
             args.extend(["--set", set]);
@@ -696,21 +707,45 @@ async fn install_model_plugin(b: &mut browser::Browser, url: &str, package: &Pat
     b.goto(&format!("{url}/plugins")).await;
     b.find(Locator::XPath("//*[normalize-space(.)='Install plugin']"), "the plugins page", long).await;
     b.upload("input#fileUploader", package).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(.), 'About to install')]"), "the install dialog", long).await;
-    b.shot("plugin-ready-to-install").await;
-    b.click_button("Install").await;
-    // The daemon installs the plugin's Python dependencies (uv sync, through the proxy): minutes on a cold cache.
     b.find(
-        Locator::XPath("//*[normalize-space(.)='Installation successful' or normalize-space(.)='Installation failed']"),
-        "the end of the plugin install",
-        Duration::from_secs(600),
+        Locator::XPath("//*[normalize-space(text())='About to install the following plugin']"),
+        "the install dialog",
+        long,
     )
     .await;
-    let shot = b.shot("plugin-installed").await;
-    if b.client.find(Locator::XPath("//*[normalize-space(.)='Installation failed']")).await.is_ok() {
-        panic!("the model plugin failed to install; {}", shot.display());
+    b.shot("plugin-ready-to-install").await;
+    b.click_button("Install").await;
+    // The daemon installs the plugin's Python dependencies (uv sync, through the proxy). The dialog says how it
+    // ended, or (newer releases) closes and the install goes on as a task of the page, until the plugin is listed.
+    let listed = "//*[normalize-space(text())='OpenAI-API-compatible']";
+    let dialog = "//*[normalize-space(text())='Install Plugin' or normalize-space(text())='Installing...']";
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let shown = |found: Result<fantoccini::elements::Element, _>| async move {
+            match found {
+                Ok(el) => el.is_displayed().await.unwrap_or(false),
+                Err(_) => false,
+            }
+        };
+        if shown(b.client.find(Locator::XPath("//*[normalize-space(text())='Installation failed']")).await).await {
+            b.give_up("the model plugin failed to install".into()).await;
+        }
+        if shown(b.client.find(Locator::XPath("//*[normalize-space(text())='Installation successful']")).await).await {
+            b.shot("plugin-installed").await;
+            b.click_button("Close").await;
+            break;
+        }
+        if !shown(b.client.find(Locator::XPath(dialog)).await).await
+            && shown(b.client.find(Locator::XPath(listed)).await).await
+        {
+            b.shot("plugin-installed").await;
+            break;
+        }
+        if Instant::now() > deadline {
+            b.give_up("the plugin install never ended".into()).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    b.click_button("Close").await;
 }
 
 /// Settings > Model Provider > OpenAI-API-compatible > Add Model: the stub's chat model.
@@ -721,9 +756,22 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     b.shot("model-providers").await;
     b.click_button("Add Model").await;
     b.fill("input[placeholder='Enter full model name']", model_server::CHAT_MODEL).await;
+    // Model Type: a select that starts empty (1.14), where the options are in a list that opens on a click.
+    let model_type =
+        "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter'][1]";
+    if let Ok(select) = b.client.find(Locator::XPath(model_type)).await {
+        select.click().await.expect("opening the Model Type list");
+        b.click_text("LLM").await;
+    }
     b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
     b.shot("add-model").await;
-    b.click_button("Save").await;
+    b.click_button_any(&["Add", "Save"]).await;
+    // The provider's card lists its models folded: "Show Models", or "N Models" once it has some.
+    b.click_xpath(
+        "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
+        "the provider's model list",
+    )
+    .await;
     b.find(
         Locator::XPath(&format!("//*[normalize-space(.)='{}']", model_server::CHAT_MODEL)),
         "the added model in the provider's list",

@@ -41,6 +41,9 @@ pub struct Launch {
     /// For absolute paths a binary names that the host lacks (the sandbox's `/var/sandbox`): only the pod sees
     /// them, and they go with it.
     pub tmpfs: Vec<(String, Vec<String>)>,
+    /// Bind mounts in the pod's mount namespace: (a file or directory of the run, an existing path it covers).
+    /// For mounts over the image's own files that a binary reads by their fixed path (the system CA bundle).
+    pub binds: Vec<(PathBuf, String)>,
 }
 
 pub struct Process {
@@ -95,6 +98,11 @@ impl Cluster {
             })
             .collect();
         let tmpfs_type = CString::new("tmpfs").unwrap();
+        let binds: Vec<(CString, CString)> = launch
+            .binds
+            .iter()
+            .map(|(from, to)| (CString::new(from.to_str().unwrap()).unwrap(), CString::new(to.as_str()).unwrap()))
+            .collect();
         // SAFETY: only async-signal-safe system calls on memory prepared before the fork.
         unsafe {
             command.pre_exec(move || {
@@ -111,6 +119,9 @@ impl Cluster {
                     std::ptr::null(),
                 ))?;
                 check(libc::mount(hosts.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                for (from, to) in &binds {
+                    check(libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                }
                 for (at, dirs) in &tmpfs {
                     check(libc::mount(tmpfs_type.as_ptr(), at.as_ptr(), tmpfs_type.as_ptr(), 0, std::ptr::null()))?;
                     for dir in dirs {

@@ -29,13 +29,22 @@ pub struct Container {
     pub working_dir: Option<String>,
     /// Container port numbers by name.
     pub ports: BTreeMap<String, u16>,
-    pub volume_mounts: Vec<String>,
-    /// Files that ConfigMap volumes put in the container: (path in the container, content). A mount with a
-    /// `subPath` is that key's file; without one, each key is a file in the mounted directory.
-    pub config_files: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
     pub readiness: Option<Value>,
     pub startup: Option<Value>,
     pub liveness: Option<Value>,
+}
+
+/// One volume mount of a container.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Where the container sees it.
+    pub path: String,
+    /// The pod's volume: the same name in two containers of a pod is the same volume.
+    pub volume: String,
+    pub sub_path: Option<String>,
+    /// A ConfigMap volume's files (key to content); None for other volumes.
+    pub config: Option<BTreeMap<String, String>>,
 }
 
 fn items(list: &Value) -> Vec<Value> {
@@ -146,39 +155,47 @@ impl Release {
             env: env.clone(),
             working_dir: c["workingDir"].as_str().map(str::to_string),
             ports,
-            volume_mounts: c["volumeMounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["mountPath"].as_str().map(str::to_string))
-                .collect(),
-            config_files: self.config_files(workload, c),
+            mounts: self.mounts(workload, c),
             readiness: Some(c["readinessProbe"].clone()).filter(|p| !p.is_null()),
             startup: Some(c["startupProbe"].clone()).filter(|p| !p.is_null()),
             liveness: Some(c["livenessProbe"].clone()).filter(|p| !p.is_null()),
         }
     }
 
-    fn config_files(&self, workload: &str, c: &Value) -> Vec<(String, String)> {
+    fn mounts(&self, workload: &str, c: &Value) -> Vec<Mount> {
         let volumes = &self.workload(workload)["spec"]["template"]["spec"]["volumes"];
-        let mut files = Vec::new();
-        for mount in c["volumeMounts"].as_array().into_iter().flatten() {
-            let (Some(name), Some(path)) = (mount["name"].as_str(), mount["mountPath"].as_str()) else { continue };
-            let Some(volume) = volumes.as_array().into_iter().flatten().find(|v| v["name"] == name) else { continue };
-            let Some(map_name) = volume["configMap"]["name"].as_str() else { continue };
-            let data = self
-                .config_maps
-                .get(map_name)
-                .unwrap_or_else(|| panic!("{workload}: volume {name} names ConfigMap {map_name}, which does not exist"));
-            match mount["subPath"].as_str() {
-                Some(key) => files.push((
-                    path.to_string(),
-                    data.get(key).unwrap_or_else(|| panic!("ConfigMap {map_name} has no key {key}")).clone(),
-                )),
-                None => files.extend(data.iter().map(|(k, v)| (format!("{}/{k}", path.trim_end_matches('/')), v.clone()))),
-            }
-        }
-        files
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let volume = m["name"].as_str().unwrap_or_default().to_string();
+                let spec = volumes.as_array().into_iter().flatten().find(|v| v["name"] == volume.as_str());
+                let config = spec.and_then(|v| v["configMap"]["name"].as_str()).map(|name| {
+                    let data = self.config_maps.get(name).unwrap_or_else(|| {
+                        panic!("{workload}: volume {volume} names ConfigMap {name}, which does not exist")
+                    });
+                    // `items` picks keys (and may rename them); without it every key is a file.
+                    match spec.and_then(|v| v["configMap"]["items"].as_array()) {
+                        Some(items) => items
+                            .iter()
+                            .map(|i| {
+                                let key = i["key"].as_str().unwrap_or_default();
+                                let text = data.get(key).unwrap_or_else(|| panic!("ConfigMap {name} has no key {key}"));
+                                (i["path"].as_str().unwrap_or(key).to_string(), text.clone())
+                            })
+                            .collect(),
+                        None => data.clone(),
+                    }
+                });
+                Mount {
+                    path: m["mountPath"].as_str().unwrap_or_default().to_string(),
+                    volume,
+                    sub_path: m["subPath"].as_str().map(str::to_string),
+                    config,
+                }
+            })
+            .collect()
     }
 
     fn value_from(&self, from: &Value, pod: &str) -> Option<String> {

@@ -30,12 +30,16 @@ own default turns it on). */}}
 {{- define "dify.v1" -}}{{ include "dify.atLeast" (dict "root" . "min" "1.0.0") }}{{- end -}}
 
 {{/* Pinned companion images per Dify minor, newest row first; a row applies from its version up.
-Rows before 1.13 reuse the 1.13.3 pins (the oldest 1.x read from Dify's compose file). */}}
+Rows before 1.13 reuse the 1.13.3 pins (the oldest 1.x read from Dify's compose file). Except the plugin daemon of
+1.13: Dify's compose pins 0.5.3, whose /decode/from_identifier never binds the query parameter Dify 1.13.3's api
+sends (a json tag, not form; fixed in daemon 0.5.5, dify#34263), so no local package or marketplace plugin installs.
+0.6.1 (what 1.14 pins) installs them and runs the rest of 1.13.3, proven by tests/dify. */}}
 {{- define "dify.pinTable" -}}
 - {from: "1.17.1", sandbox: "0.2.15", pluginDaemon: "0.6.10-local", weaviate: "1.39.2"}
 - {from: "1.17.0", sandbox: "0.2.15", pluginDaemon: "0.6.10-local", weaviate: "1.27.0"}
 - {from: "1.15.0", sandbox: "0.2.15", pluginDaemon: "0.6.3-local", weaviate: "1.27.0"}
 - {from: "1.14.0", sandbox: "0.2.15", pluginDaemon: "0.6.1-local", weaviate: "1.27.0"}
+- {from: "1.13.0", sandbox: "0.2.14", pluginDaemon: "0.6.1-local", weaviate: "1.27.0"}
 - {from: "1.0.0", sandbox: "0.2.14", pluginDaemon: "0.5.3-local", weaviate: "1.27.0"}
 - {from: "0.0.0", sandbox: "0.2.10", pluginDaemon: "", weaviate: "1.19.0"}
 {{- end -}}

@@ -202,3 +202,31 @@ def test_plugin_daemon_installs_through_a_proxy_but_reaches_the_release_directly
 def test_plugin_daemon_rejects_values_it_cannot_use(bad):
     with pytest.raises(HelmError):
         render_chart(merge(scenario("v1.13.3"), {"pluginDaemon": bad}))
+
+
+def test_plugin_installs_trust_the_given_cas_where_uv_looks_for_them():
+    # uv gets only VIRTUAL_ENV, PATH, UV_CACHE_DIR and the proxies from the daemon (setup_python_environment.go at
+    # 0.5.3 and 0.6.1), so SSL_CERT_FILE cannot reach it: --native-tls makes it read the system bundle, which must then
+    # hold the extra CAs next to the image's own.
+    values = merge(scenario("v1.13.3"), {"pluginDaemon": {"caBundle": {"configMap": "corp-ca", "key": "bundle.pem"}}})
+    spec = pod_spec(get(render_chart(values), "Deployment", "plugin-daemon"))
+    (init,) = spec["initContainers"]
+    daemon = spec["containers"][0]
+    script = init["command"][-1]
+    assert script.startswith("cat /etc/ssl/certs/ca-certificates.crt /extra-ca/bundle.pem > /trust/")
+    written = script.split("> ")[1]
+    init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    system = next(m for m in daemon["volumeMounts"] if m["mountPath"] == "/etc/ssl/certs/ca-certificates.crt")
+    assert written == f"{init_mounts[system['name']]}/{system['subPath']}"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[system["name"]] == {"name": system["name"], "emptyDir": {}}
+    assert volumes["extra-ca"]["configMap"]["name"] == "corp-ca"
+    env = env_of(daemon)
+    assert "--native-tls" in env["PIP_EXTRA_ARGS"]["value"].split()
+    assert env["SSL_CERT_FILE"]["value"] == env["REQUESTS_CA_BUNDLE"]["value"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_plugin_daemon_has_no_trust_store_step_without_a_ca_bundle():
+    spec = pod_spec(get(render_chart(scenario("v1.13.3")), "Deployment", "plugin-daemon"))
+    assert "initContainers" not in spec
+    assert "PIP_EXTRA_ARGS" not in env_of(spec["containers"][0])
