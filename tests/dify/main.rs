@@ -182,6 +182,8 @@ impl Install {
             format!("pluginDaemon.proxy.noProxy={}", model.ip),
             "pluginDaemon.forceVerifyingSignature=false".to_string(),
             "pluginDaemon.caBundle.configMap=egress-ca".to_string(),
+            // Private destinations closed, as from Dify 1.15 (below it the chart's default follows Dify's: open).
+            "ssrfProxy.allowPrivateNetworks=false".to_string(),
         ];
         for set in daemon_sets.iter().map(String::as_str).chain(extra_sets.iter().copied()) {
             args.extend(["--set", set]);
@@ -541,9 +543,37 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     let url = format!("https://{}/dify", install.address);
     let shots = install.output.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (app_list, web_app) =
-        runtime.block_on(browse(&url, &init_password, &shots, &install.images.model_package, &install.model.url));
-    install.figure(format!("screenshots: {} and {}", app_list.display(), web_app.display()));
+    // A private address for the sandboxed code to try: the api pod's.
+    let private_target = format!("http://{}:5001/health", install.addresses["dify-api"]);
+    let started = Instant::now();
+    let seen = runtime.block_on(browse(
+        &url,
+        &init_password,
+        &shots,
+        &install.images.model_package,
+        &install.model.url,
+        &private_target,
+    ));
+    install.figure(format!("browser scenario: {:.1} s", started.elapsed().as_secs_f64()));
+    install.figure(format!(
+        "screenshots: app list {}, chat reply {}, sandbox {}",
+        seen.app_list.display(),
+        seen.chat.display(),
+        seen.sandbox.shot.display()
+    ));
+    // The Code node ran in the sandbox, and the SSRF proxy refused its request to a private address.
+    assert_eq!(seen.sandbox.squares, "squares=285", "the Code node's own result; {}", seen.sandbox.shot.display());
+    assert!(
+        seen.sandbox.private.starts_with("private=403") && seen.sandbox.private.contains("ERR_ACCESS_DENIED"),
+        "the SSRF proxy should refuse {private_target} (403 ERR_ACCESS_DENIED), the Code node saw {}; {}",
+        seen.sandbox.private,
+        seen.sandbox.shot.display()
+    );
+    let proxy_log = std::fs::read_to_string(install.cluster.dir.join("logs/dify-ssrf-proxy-0.log")).unwrap_or_default();
+    assert!(
+        proxy_log.lines().any(|l| l.contains("TCP_DENIED/403") && l.contains(&private_target)),
+        "the SSRF proxy's log has no refusal of {private_target}"
+    );
     // The model was asked to stream, and the plugin's dependencies came from PyPI through the proxy.
     let chats = install.model.requests_to("/v1/chat/completions");
     assert!(chats.iter().any(|c| c["stream"] == true), "no streamed chat request reached the model: {chats:?}");
@@ -566,7 +596,21 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     eprintln!("dify: figures and logs in {}", install.output.display());
 }
 
-async fn browse(url: &str, init_password: &str, shots: &Path, package: &Path, model_url: &str) -> (PathBuf, PathBuf) {
+/// What the browser scenario saw, for the test to check and the figures to name.
+struct Seen {
+    app_list: PathBuf,
+    chat: PathBuf,
+    sandbox: SandboxRun,
+}
+
+async fn browse(
+    url: &str,
+    init_password: &str,
+    shots: &Path,
+    package: &Path,
+    model_url: &str,
+    private_target: &str,
+) -> Seen {
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
 
@@ -626,18 +670,8 @@ async fn browse(url: &str, init_password: &str, shots: &Path, package: &Path, mo
     let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
     assert!(!app_id.is_empty(), "no app id in {app_url}");
     b.shot("app-created").await;
-    // The web app's address, as the app's overview shows it: ask the console API with the session's cookies.
-    let script = format!(
-        "const done = arguments[0];
-         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
-         fetch('/dify/console/api/apps/{app_id}', {{credentials: 'include', headers: {{'X-CSRF-Token': csrf}}}})
-           .then(r => r.json()).then(j => done(j)).catch(e => done({{error: String(e)}}));"
-    );
-    let app = b.run_async(&script).await;
-    let code = app["site"]["access_token"]
-        .as_str()
-        .or(app["site"]["code"].as_str())
-        .unwrap_or_else(|| panic!("the console API gave no site code for the app: {app}"));
+    // The web app's address, as the app's overview shows it.
+    let code = site_code(&b, &app_id).await;
     let web_app_url = format!("{url}/chat/{code}");
     b.goto(&web_app_url).await;
     b.wait_url(&format!("/dify/chat/{code}"), long).await;
@@ -697,8 +731,12 @@ async fn browse(url: &str, init_password: &str, shots: &Path, package: &Path, mo
     b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list after signing in", long)
         .await;
     b.shot("signed-in-again").await;
+
+    // 8. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
+    let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots).await;
     b.close().await;
-    (app_list, web_app)
+    let _ = web_app;
+    Seen { app_list, chat, sandbox }
 }
 
 /// Plugins > drop a package: the install dialog, then Install, until it says it is done.
@@ -779,6 +817,75 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     )
     .await;
     b.shot("model-added").await;
+    // Settings close: back to the app list.
+    b.goto(&format!("{url}/apps")).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+}
+
+/// What the sandbox workflow showed in its web app: the Code node's outputs.
+struct SandboxRun {
+    squares: String,
+    private: String,
+    shot: PathBuf,
+}
+
+/// Import the sandbox workflow (a DSL file, as a user imports one), publish it, and run it in its web app: its Code
+/// node runs in the sandbox and asks `target` (a private address) for a page through the SSRF proxy.
+async fn run_sandbox_workflow(b: &mut browser::Browser, url: &str, target: &str, dir: &Path) -> SandboxRun {
+    let long = Duration::from_secs(90);
+    let dsl = std::fs::read_to_string(root().join("tests/dify/fixtures/sandbox-workflow.yml")).unwrap();
+    let file = dir.join("sandbox-workflow.yml");
+    std::fs::write(&file, dsl.replace("TARGET_URL", target)).unwrap();
+    b.goto(&format!("{url}/apps")).await;
+    b.click_text("Import DSL file").await;
+    b.upload("input#fileUploader", &file).await;
+    b.shot("import-dsl").await;
+    b.click_button("Create").await;
+    b.wait_url("/workflow", long).await;
+    let app_url = b.url().await;
+    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+    b.find(Locator::XPath("//*[normalize-space(text())='Sandbox']"), "the imported Code node", long).await;
+    b.shot("workflow-imported").await;
+    b.click_button("Publish").await;
+    b.click_button_any(&["Publish Update", "Publish"]).await;
+    b.find(
+        Locator::XPath("//*[normalize-space(text())='Published' or starts-with(normalize-space(.), 'Published ')]"),
+        "the published state",
+        long,
+    )
+    .await;
+    let code = site_code(b, &app_id).await;
+    b.goto(&format!("{url}/workflow/{code}")).await;
+    b.click_button("Execute").await;
+    let out = b.find(Locator::XPath("//*[contains(text(), 'private=')]"), "the workflow's outputs", long).await;
+    let text = out.text().await.unwrap_or_default();
+    let shot = b.shot("sandbox-workflow-result").await;
+    let body = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
+    let body = body.as_str().unwrap_or_default().to_string();
+    let field = |name: &str| {
+        body.split(['"', '\n'])
+            .find(|t| t.starts_with(name))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {name} in the workflow's output ({text}); {}", shot.display()))
+    };
+    SandboxRun { squares: field("squares="), private: field("private="), shot: shot.clone() }
+}
+
+/// The web app code of app `app_id`, asked of the console API with the page's session (as the app's overview
+/// shows it).
+async fn site_code(b: &browser::Browser, app_id: &str) -> String {
+    let script = format!(
+        "const done = arguments[0];
+         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
+         fetch('/dify/console/api/apps/{app_id}', {{credentials: 'include', headers: {{'X-CSRF-Token': csrf}}}})
+           .then(r => r.json()).then(j => done(j)).catch(e => done({{error: String(e)}}));"
+    );
+    let app = b.run_async(&script).await;
+    app["site"]["access_token"]
+        .as_str()
+        .or(app["site"]["code"].as_str())
+        .unwrap_or_else(|| panic!("the console API gave no site code for the app: {app}"))
+        .to_string()
 }
 
 async fn sign_in(b: &mut browser::Browser, email: &str, password: &str) {
