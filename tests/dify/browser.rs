@@ -194,9 +194,15 @@ impl Browser {
             "const el = document.querySelector({css:?}); if (!el) return false;
              el.classList.remove('hidden'); el.style.display = 'block'; return true;"
         );
-        let shown = self.client.execute(&show, vec![]).await.unwrap_or_else(|e| panic!("showing {css}: {e}"));
-        if shown != serde_json::Value::Bool(true) {
-            self.give_up(format!("no file input {css}")).await;
+        // The input comes with its dialog, which may still be opening.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.client.execute(&show, vec![]).await.unwrap_or_else(|e| panic!("showing {css}: {e}"))
+            != serde_json::Value::Bool(true)
+        {
+            if Instant::now() > deadline {
+                self.give_up(format!("no file input {css}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let input = self.find(Locator::Css(css), css, Duration::from_secs(10)).await;
         input

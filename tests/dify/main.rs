@@ -837,6 +837,7 @@ async fn run_sandbox_workflow(b: &mut browser::Browser, url: &str, target: &str,
     let file = dir.join("sandbox-workflow.yml");
     std::fs::write(&file, dsl.replace("TARGET_URL", target)).unwrap();
     b.goto(&format!("{url}/apps")).await;
+    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list", long).await;
     b.click_text("Import DSL file").await;
     b.upload("input#fileUploader", &file).await;
     b.shot("import-dsl").await;

@@ -35,7 +35,7 @@ def test_should_create_exactly_one_beat_if_dify_is_1_x(name):
 @pytest.mark.parametrize(
     "name, sandbox, plugin_daemon, weaviate",
     [("v0.14.3", "0.2.10", None, "1.19.0"),
-     ("v1.13.3", "0.2.14", "0.5.3-local", "1.27.0"),
+     ("v1.13.3", "0.2.14", "0.6.1-local", "1.27.0"),
      ("v1.17.1", "0.2.15", "0.6.10-local", "1.39.2")],
 )
 def test_companion_images_are_pinned_per_dify_version(name, sandbox, plugin_daemon, weaviate):

@@ -49,12 +49,15 @@ def test_plugin_daemon_passes_its_own_configuration_check(values):
     assert plugin_daemon_config_error(env) is None
 
 
-def test_plugin_daemon_remote_debugging_port_is_off():
-    # Nothing routes the raw TCP debugging port to developers (the Ingresses carry HTTP only): the daemon does not
-    # open it, and the Service exposes only the HTTP port.
+def test_plugin_daemon_remote_debugging_listens_on_the_pods_loopback_only():
+    # With debugging off the daemon has no /debugging/key route, and the Plugins page asks for the key on every
+    # visit: an "Internal Server Error" each time. On, its raw TCP listener binds PLUGIN_REMOTE_INSTALLING_HOST
+    # (debugging_runtime/server.go, 0.5.3 and 0.6.1): the pod's loopback, which only `kubectl port-forward` reaches.
+    # The Service exposes only the HTTP port, and no Ingress routes the TCP one.
     objects = render_chart(scenario("v1.13.3"))
     env = env_of(container(objects, "Deployment", "plugin-daemon"))
-    assert env["PLUGIN_REMOTE_INSTALLING_ENABLED"]["value"] == "false"
+    assert go_bool(env["PLUGIN_REMOTE_INSTALLING_ENABLED"]["value"]) is True
+    assert env["PLUGIN_REMOTE_INSTALLING_HOST"]["value"] == "127.0.0.1"
     assert [p["port"] for p in get(objects, "Service", "plugin-daemon")["spec"]["ports"]] == [5002]
 
 
