@@ -181,9 +181,7 @@ fn the_binary_runs_in_an_image_like_root_with_nothing_else() {
     assert!(version.status.success(), "{version:?}");
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("dify-gitops "));
     // A closed port on a name only /etc/hosts knows: the probe fails with "refused", not a lookup error.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = dify_gitops_testbed::free_port().expect("a free loopback port");
     let url = format!("http://dify.example.test:{port}/dify");
     let verify = run(&["verify", "--url", &url, "--timeout", "5s", "--output", "json"]);
     let text = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));

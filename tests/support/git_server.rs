@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use dify_gitops_testbed::certs::TestCa;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::net::serve_each;
+use super::tls::serving_certificate;
 
 /// A git smart-HTTP server (read only) for the bare repositories under `root`: `http://127.0.0.1:<port>/<name>.git`.
 /// Each request runs `git http-backend` as a CGI program. Its threads end with the test process.
@@ -93,9 +93,15 @@ struct Site {
 impl GitHttpsServer {
     fn start(root: &Path, token: &str) -> GitHttpsServer {
         let dir = tempfile::Builder::new().prefix("dify-gitops-git-https.").tempdir().unwrap();
-        let (ca_pem, cert, key) = certificates();
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca_pem).unwrap();
+        let serving = serving_certificate(
+            &ca_file,
+            "dify-gitops test git CA",
+            "dify-gitops test git server",
+            &["127.0.0.1", "localhost"],
+        );
+        let cert = CertificateDer::from(serving.cert_der);
+        let key: PrivateKeyDer = PrivatePkcs8KeyDer::from(serving.key_der).into();
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("rustls protocol versions")
@@ -132,13 +138,6 @@ impl GitHttpsServer {
     pub fn log(&self) -> String {
         self.requests().iter().map(|r| format!("{r}\n")).collect()
     }
-}
-
-/// A CA and a serving certificate signed by it for 127.0.0.1 and localhost: (CA PEM, certificate, key).
-fn certificates() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let ca = TestCa::new("dify-gitops test git CA").expect("test CA");
-    let serving = ca.serving("dify-gitops test git server", &["127.0.0.1", "localhost"]).expect("serving certificate");
-    (ca.pem(), CertificateDer::from(serving.cert_der), PrivatePkcs8KeyDer::from(serving.key_der).into())
 }
 
 /// The answer without the token; `WWW-Authenticate` is what makes git and libgit2 ask for credentials.

@@ -14,6 +14,7 @@ pub mod git_server;
 pub mod net;
 pub mod proxy;
 pub mod sshd;
+pub mod tls;
 pub mod traefik;
 
 use std::io::{BufRead, BufReader};

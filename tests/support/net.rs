@@ -1,5 +1,5 @@
 //! Loopback plumbing shared by the tests' servers: a free port, and the accept loop that serves each connection
-//! on a thread of its own. (tests/support/traefik.rs keeps its own copies for now.)
+//! on a thread of its own (the git servers, the CONNECT proxy and Traefik's stub backends).
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;

@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::Testbed;
+use super::net::{free_port, serve_each};
+use super::tls::serving_certificate;
 
 /// The install command, printed whenever Traefik is missing.
 pub const INSTALL_HINT: &str = "scripts/test-tools install traefik && export PATH=\"$(scripts/test-tools path):$PATH\"";
@@ -242,11 +244,9 @@ impl StubNet {
     pub fn serve(&self, ip: Ipv4Addr, port: u16, component: &str, handler: Handler) {
         let component = component.to_string();
         let listener = self.bind(ip, port).unwrap_or_else(|e| panic!("binding a stub on {ip}:{port}: {e}"));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (handler, component) = (handler.clone(), component.clone());
-                std::thread::spawn(move || answer(stream, &component, &*handler));
-            }
+        serve_each(listener, "stub backend", move |stream| {
+            answer(stream, &component, &*handler);
+            Ok(())
         });
     }
 }
@@ -343,10 +343,6 @@ pub fn traefik_version(binary: &Path) -> String {
         .unwrap_or_else(|| panic!("no version in `{} version`: {text}", binary.display()))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("binding a free port").local_addr().unwrap().port()
-}
-
 /// The CRDs Traefik's CRD provider lists besides traefik.io Middleware (which the NKP fixture serves): it waits
 /// for every informer to sync, so each kind must be served (Traefik 2.11 also lists the old traefik.containo.us
 /// group). Open schemas: the tests create none of these objects.
@@ -415,11 +411,13 @@ impl Traefik {
             (kubeconfig_field(&kubeconfig, "token"), kubeconfig_field(&kubeconfig, "certificate-authority"));
 
         let ca_file = dir.join("ca.crt");
-        let extra_names: Vec<String> = address.iter().map(|a| a.to_string()).collect();
-        let (cert, key) = certificates(&ca_file, &extra_names);
+        let address_name = address.map(|a| a.to_string());
+        let mut names = vec!["127.0.0.1", "192.0.2.10", "localhost"];
+        names.extend(address_name.as_deref());
+        let serving = serving_certificate(&ca_file, "test kommander-ca", "kommander-traefik", &names);
         let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
-        std::fs::write(&cert_file, cert).unwrap();
-        std::fs::write(&key_file, key).unwrap();
+        std::fs::write(&cert_file, serving.cert_pem).unwrap();
+        std::fs::write(&key_file, serving.key_pem).unwrap();
         let dynamic = dir.join("dynamic.yaml");
         std::fs::write(
             &dynamic,
@@ -529,22 +527,4 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     Some(text)
-}
-
-/// A CA (written to `ca_file`) and Traefik's default certificate signed by it: (cert PEM, key PEM).
-fn certificates(ca_file: &Path, extra_names: &[String]) -> (String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "test kommander-ca");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(ca_file, ca.pem()).unwrap();
-    let mut names: Vec<String> = vec!["127.0.0.1".into(), "192.0.2.10".into(), "localhost".into()];
-    names.extend(extra_names.iter().cloned());
-    let mut leaf = CertificateParams::new(names).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "kommander-traefik");
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    (cert.pem(), key.serialize_pem())
 }
