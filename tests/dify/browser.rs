@@ -32,7 +32,7 @@ impl Browser {
             );
         }
         std::fs::create_dir_all(shots).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::support::net::free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             // Its own process group, which Chromium's processes join, so that all of them are killed together.

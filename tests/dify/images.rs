@@ -126,25 +126,27 @@ impl Images {
     /// The code sandbox: its image's `/` is a directory of the run, where its working directory is (`main` reads
     /// `conf/config.yaml` and `dependencies/` relative to it, where the chart mounts them). `/var/sandbox`, where it
     /// builds the jail each snippet is chrooted into, is a tmpfs of the pod. The image's Python (`/opt/python`,
-    /// with the packages its Dockerfile installs) is the virtualenv `prepare` made; the image's default library
-    /// paths (`DEFAULT_PYTHON_LIB_REQUIREMENTS` in the sandbox's source, read here) name its Python 3.14's
-    /// directories, so they are mapped to that Python's: `PYTHON_PATH` and `PYTHON_LIB_PATH`, which the sandbox
-    /// reads before its defaults. The image's entrypoint unpacks Node.js for the Node runner (not used here) and
+    /// with the packages its Dockerfile installs) is the Python `prepare` made; the image's default library paths
+    /// (`DEFAULT_PYTHON_LIB_REQUIREMENTS` in the sandbox's source, read here) name its Python 3.14's directories,
+    /// so they are mapped to that Python's: `PYTHON_PATH` and `PYTHON_LIB_PATH`, which the sandbox reads before its
+    /// defaults. The image's entrypoint unpacks Node.js for the Node runner (not used here) and
     /// runs `/main`.
     fn sandbox(&self, c: &Container, pod: &str) -> Launch {
         let root = self.image_root(c, &self.volumes(c, None));
         let python = self.sandbox.join("python");
-        let home = python_home(&python);
-        let stdlib = home.parent().unwrap().join("lib/python3.12");
-        let site = python.join("lib/python3.12/site-packages");
         let defaults = std::fs::read_to_string(self.sandbox.join("src/internal/static/config_default_amd64.go"))
             .expect("reading the sandbox's default library paths");
-        let mut lib_paths = vec![stdlib.display().to_string(), site.display().to_string()];
+        let libs = std::fs::read_to_string(self.sandbox.join("python-libs.txt")).expect("reading python-libs.txt");
+        // The image's Python library, then the system libraries its extension modules load (the image's
+        // /usr/lib/x86_64-linux-gnu holds little else; this host's holds a desktop's worth), then the rest of the
+        // defaults (certificates, name resolution, time zones) as they are.
+        let mut lib_paths = vec![python.join("lib/python3.12").display().to_string()];
+        lib_paths.extend(libs.lines().map(str::to_string));
         lib_paths.extend(
             defaults
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix('"')?.strip_suffix("\",").map(str::to_string))
-                .filter(|p| !p.contains("/python3")),
+                .filter(|p| !p.contains("/python3") && p != "/usr/lib/x86_64-linux-gnu"),
         );
         let mut env = vec![
             ("PATH".to_string(), BASE_PATH.to_string()),

@@ -108,6 +108,8 @@ struct Install {
     addresses: std::collections::BTreeMap<String, Ipv4Addr>,
     output: PathBuf,
     figures: Vec<String>,
+    /// When the set-up began (testbed, Traefik, then `helm install`): figures count from here.
+    started: Instant,
 }
 
 fn helm(testbed: &Testbed, args: &[&str]) -> String {
@@ -209,6 +211,7 @@ impl Install {
             addresses: Default::default(),
             output,
             figures: Vec::new(),
+            started,
         };
         install.wire_services();
         install.figure(format!("set-up (testbed, Traefik, helm install): {:.1} s", started.elapsed().as_secs_f64()));
@@ -553,8 +556,13 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         &install.images.model_package,
         &install.model.url,
         &private_target,
+        &install.cluster.dir.join("logs/dify-sandbox-0.log"),
     ));
     install.figure(format!("browser scenario: {:.1} s", started.elapsed().as_secs_f64()));
+    install.figure(format!(
+        "first chat reply {:.1} s after the set-up began (testbed, helm install, start-up, sign-up, plugin, model, app)",
+        seen.replied.duration_since(install.started).as_secs_f64()
+    ));
     install.figure(format!(
         "screenshots: app list {}, chat reply {}, sandbox {}",
         seen.app_list.display(),
@@ -600,6 +608,8 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
 struct Seen {
     app_list: PathBuf,
     chat: PathBuf,
+    /// When the model's whole reply was on the page.
+    replied: Instant,
     sandbox: SandboxRun,
 }
 
@@ -610,6 +620,7 @@ async fn browse(
     package: &Path,
     model_url: &str,
     private_target: &str,
+    sandbox_log: &Path,
 ) -> Seen {
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
@@ -700,6 +711,7 @@ async fn browse(
         long,
     )
     .await;
+    let replied = Instant::now();
     let chat = b.shot("chat-reply").await;
     let partials = b.client.execute("return window.__partials.length", vec![]).await.unwrap();
     assert!(
@@ -733,10 +745,10 @@ async fn browse(
     b.shot("signed-in-again").await;
 
     // 8. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
-    let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots).await;
+    let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots, sandbox_log).await;
     b.close().await;
     let _ = web_app;
-    Seen { app_list, chat, sandbox }
+    Seen { app_list, chat, replied, sandbox }
 }
 
 /// Plugins > drop a package: the install dialog, then Install, until it says it is done.
@@ -831,8 +843,23 @@ struct SandboxRun {
 
 /// Import the sandbox workflow (a DSL file, as a user imports one), publish it, and run it in its web app: its Code
 /// node runs in the sandbox and asks `target` (a private address) for a page through the SSRF proxy.
-async fn run_sandbox_workflow(b: &mut browser::Browser, url: &str, target: &str, dir: &Path) -> SandboxRun {
+async fn run_sandbox_workflow(
+    b: &mut browser::Browser,
+    url: &str,
+    target: &str,
+    dir: &Path,
+    sandbox_log: &Path,
+) -> SandboxRun {
     let long = Duration::from_secs(90);
+    // The sandbox answers its probes at once and builds the jail for Python snippets afterwards (copying the
+    // interpreter's library into it); a snippet run before that ends with exit 255. No probe of the chart can see
+    // it, so the test waits for the sandbox's own log line.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !std::fs::read_to_string(sandbox_log).unwrap_or_default().contains("python dependencies sandbox initialized")
+    {
+        assert!(Instant::now() < deadline, "the sandbox never built its Python jail: see {}", sandbox_log.display());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let dsl = std::fs::read_to_string(root().join("tests/dify/fixtures/sandbox-workflow.yml")).unwrap();
     let file = dir.join("sandbox-workflow.yml");
     std::fs::write(&file, dsl.replace("TARGET_URL", target)).unwrap();
@@ -848,7 +875,8 @@ async fn run_sandbox_workflow(b: &mut browser::Browser, url: &str, target: &str,
     b.find(Locator::XPath("//*[normalize-space(text())='Sandbox']"), "the imported Code node", long).await;
     b.shot("workflow-imported").await;
     b.click_button("Publish").await;
-    b.click_button_any(&["Publish Update", "Publish"]).await;
+    // The menu's button holds the label beside its keyboard shortcut.
+    b.click_xpath("//button[.//span[normalize-space(.)='Publish Update']]", "Publish Update").await;
     b.find(
         Locator::XPath("//*[normalize-space(text())='Published' or starts-with(normalize-space(.), 'Published ')]"),
         "the published state",
@@ -858,16 +886,25 @@ async fn run_sandbox_workflow(b: &mut browser::Browser, url: &str, target: &str,
     let code = site_code(b, &app_id).await;
     b.goto(&format!("{url}/workflow/{code}")).await;
     b.click_button("Execute").await;
-    let out = b.find(Locator::XPath("//*[contains(text(), 'private=')]"), "the workflow's outputs", long).await;
-    let text = out.text().await.unwrap_or_default();
+    // The result panel shows the outputs (in an editor whose text is split into spans): read the page's text.
+    let deadline = Instant::now() + long;
+    let body = loop {
+        let text = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.contains("private=") {
+            break text;
+        }
+        if Instant::now() > deadline {
+            b.give_up("the workflow's outputs never appeared".into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let shot = b.shot("sandbox-workflow-result").await;
-    let body = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
-    let body = body.as_str().unwrap_or_default().to_string();
     let field = |name: &str| {
         body.split(['"', '\n'])
             .find(|t| t.starts_with(name))
             .map(str::to_string)
-            .unwrap_or_else(|| panic!("no {name} in the workflow's output ({text}); {}", shot.display()))
+            .unwrap_or_else(|| panic!("no {name} in the workflow's output; {}", shot.display()))
     };
     SandboxRun { squares: field("squares="), private: field("private="), shot: shot.clone() }
 }
