@@ -1,4 +1,5 @@
-"""Scaling > footprint: the README's table of requests and limits is the one the chart's rendering gives."""
+"""Scaling > footprint: the README's table of requests and limits, and the totals of `dify-gitops preflight`, are
+the ones the chart's rendering gives."""
 
 import importlib.machinery
 import importlib.util
@@ -24,6 +25,12 @@ def test_readme_footprint_is_the_rendering():
     assert (CHART / "footprint.md").read_text() == table, \
         "chart/dify/footprint.md is stale: run scripts/chart-footprint, then scripts/chart-docs"
     assert table in README, "README.md lacks the current footprint: run scripts/chart-docs"
+
+
+def test_preflights_capacity_check_reads_the_same_numbers():
+    helm_binary("helm")
+    assert (REPO / "src" / "cluster" / "footprint.rs").read_text() == footprint_module().rust(), \
+        "src/cluster/footprint.rs is stale: run scripts/chart-footprint"
 
 
 def test_the_totals_add_up_per_component():
