@@ -2,6 +2,7 @@
 //! load-balancer address, the Flux APIs served, and the preflight checks. Nothing outside this module calls the API server.
 
 pub mod flux;
+mod footprint;
 pub mod preflight;
 mod quantity;
 pub mod traefik;

@@ -10,17 +10,29 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 
-use super::quantity;
 use super::traefik::{TraefikTarget, find_service, load_balancer_address};
+use super::{footprint, quantity};
 pub use crate::report::Status;
 
 /// Kubernetes minors this release is tested against (NKP 2.12 ships 1.29; the test bed runs 1.36).
 const OLDEST_SUPPORTED_MINOR: u32 = 28;
 const NEWEST_TESTED_MINOR: u32 = 37;
 const TRAEFIK_CONTROLLER: &str = "traefik.io/ingress-controller";
-/// The chart's default requests summed over every component and data store, rounded up.
-const DIFY_REQUESTS_MILLICPU: u64 = 2_000;
-const DIFY_REQUESTS_MEMORY: u64 = 6 * 1024 * 1024 * 1024;
+
+/// The chart's default install requests, summed over its components (measured from the chart's rendering,
+/// [`footprint::DEFAULT_INSTALL`]): (millicpu, bytes). Each component's share is logged at debug level (`-v`).
+fn dify_requests() -> (u64, u64) {
+    footprint::DEFAULT_INSTALL.iter().fold((0, 0), |(cpu, memory), c| {
+        tracing::debug!(
+            component = c.name,
+            pods = c.pods,
+            cpu = c.millicpu as f64 / 1000.0,
+            memory_mib = c.memory >> 20,
+            "Dify requests (per pod)"
+        );
+        (cpu + c.pods * c.millicpu, memory + c.pods * c.memory)
+    })
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -415,15 +427,16 @@ pub fn judge_capacity(nodes: &[Node]) -> Check {
             memory += allocatable.get("memory").and_then(|q| quantity::bytes(&q.0)).unwrap_or(0);
         }
     }
+    let (dify_cpu, dify_memory) = dify_requests();
     let summary = format!(
-        "{} node(s), allocatable {} CPU / {} GiB; Dify requests about {} CPU / {} GiB",
+        "{} node(s), allocatable {} CPU / {} GiB; Dify's default install requests {} CPU / {:.2} GiB",
         nodes.len(),
         cpu as f64 / 1000.0,
         memory / (1 << 30),
-        DIFY_REQUESTS_MILLICPU as f64 / 1000.0,
-        DIFY_REQUESTS_MEMORY / (1 << 30)
+        dify_cpu as f64 / 1000.0,
+        dify_memory as f64 / f64::from(1u32 << 30)
     );
-    if cpu >= DIFY_REQUESTS_MILLICPU && memory >= DIFY_REQUESTS_MEMORY {
+    if cpu >= dify_cpu && memory >= dify_memory {
         Check::pass(NAME, summary)
     } else {
         Check::warn(NAME, summary, "add worker nodes or lower the chart's requests; pods may stay Pending")
@@ -486,5 +499,23 @@ mod tests {
         assert_eq!(judge_capacity(&[]).status, Status::Warn);
         assert_eq!(judge_capacity(&[node("1500m", "4Gi")]).status, Status::Warn);
         assert_eq!(judge_capacity(&[node("1500m", "4Gi"), node("1", "4Gi")]).status, Status::Pass);
+    }
+
+    #[test]
+    fn capacity_takes_its_totals_from_the_measured_footprint() {
+        let node = |cpu: u64, memory: u64| -> Node {
+            serde_json::from_value(serde_json::json!({"status": {"allocatable": {
+                "cpu": format!("{cpu}m"), "memory": memory.to_string()}}}))
+            .unwrap()
+        };
+        let (cpu, memory) = dify_requests();
+        // The chart's default install: every component once, its long-running workloads only.
+        assert!(footprint::DEFAULT_INSTALL.iter().any(|c| c.name == "api" && c.pods == 1));
+        assert!(!footprint::DEFAULT_INSTALL.iter().any(|c| c.name == "migration"));
+        assert_eq!(judge_capacity(&[node(cpu, memory)]).status, Status::Pass);
+        assert_eq!(judge_capacity(&[node(cpu - 1, memory)]).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node(cpu, memory - 1)]).status, Status::Warn);
+        let reason = judge_capacity(&[node(cpu, memory)]).reason;
+        assert!(reason.contains(&format!("requests {} CPU / ", cpu as f64 / 1000.0)), "{reason}");
     }
 }

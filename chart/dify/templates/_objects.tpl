@@ -1,5 +1,5 @@
-{{/* Builders of whole objects that several templates emit alike: Ingresses, data store NetworkPolicies and
-PodDisruptionBudgets. */}}
+{{/* Builders of whole objects that several templates emit alike: Ingresses, data store NetworkPolicies,
+PodDisruptionBudgets and HorizontalPodAutoscalers. */}}
 
 apply to all of them. */}}
 {{- define "dify.ingressAnnotations" -}}
@@ -88,5 +88,35 @@ spec:
   maxUnavailable: 1
   selector:
     matchLabels: {{- include "dify.selectorLabels" $c | nindent 6 }}
+{{- end -}}
+{{- end -}}
+
+
+{{/* An autoscaling/v2 HorizontalPodAutoscaler of a component's Deployment on CPU, when its values.autoscaling is on
+(dict root component values). The Deployment then leaves replicas to it (dify.deployment); dify.preflight refuses
+it where pods cannot run side by side. */}}
+{{- define "dify.hpa" -}}
+{{- $c := dict "root" .root "component" .component -}}
+{{- if include "dify.autoscaled" .values -}}
+{{- $a := .values.autoscaling -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "dify.componentName" $c }}
+  labels: {{- include "dify.labels" $c | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "dify.componentName" $c }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $a.targetCPUUtilizationPercentage }}
 {{- end -}}
 {{- end -}}

@@ -88,9 +88,28 @@ securityContext: {{- include "dify.podSecurityContext" (dict "uid" .uid "overrid
 {{- include "dify.scheduling" $values }}
 {{- end -}}
 
+{{/* True when a component's values turn its HorizontalPodAutoscaler on. */}}
+{{- define "dify.autoscaled" -}}
+{{- if dig "autoscaling" "enabled" false . }}true{{ end -}}
+{{- end -}}
+
+{{/* Spread across nodes, for a component that runs more than one pod (dict root component). ScheduleAnyway, a
+preference: the scheduler spreads when it can, yet still places a pod when it cannot (fewer schedulable nodes than
+pods, a node drained, tainted control-plane nodes that DoNotSchedule would count as empty domains). A pod never
+stays Pending for the sake of spreading; matchLabelKeys spreads each rollout's pods on their own. */}}
+{{- define "dify.topologySpread" -}}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "dify.selectorLabels" . | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+{{- end -}}
+
 {{/* The skeleton of every Deployment; each template keeps only its containers and volumes (the define named in
 .containers, rendered with the root context, indented for the pod spec). dict, besides dify.podHead's:
-  replicas      default 1
+  replicas      default 1; left to the HorizontalPodAutoscaler when values.autoscaling.enabled
   replicasNote  why that many (a comment above replicas)
   recreate      stop the old pod before the new one starts (one scheduler, or a ReadWriteOnce volume)
   checksum      [kind, template]: roll the pods when that template's output changes (checksum/<kind>) */}}
@@ -98,16 +117,22 @@ securityContext: {{- include "dify.podSecurityContext" (dict "uid" .uid "overrid
 {{- $root := .root -}}
 {{- $c := dict "root" $root "component" .component -}}
 {{- $values := .values | default dict -}}
+{{- $replicas := .replicas | default 1 -}}
+{{- $autoscaled := include "dify.autoscaled" $values -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ include "dify.componentName" $c }}
   labels: {{- include "dify.labels" $c | nindent 4 }}
 spec:
+  {{- if $autoscaled }}
+  # No replicas: the HorizontalPodAutoscaler {{ include "dify.componentName" $c }} sets them.
+  {{- else }}
   {{- with .replicasNote }}
   # {{ . }}
   {{- end }}
-  replicas: {{ .replicas | default 1 }}
+  replicas: {{ $replicas }}
+  {{- end }}
   {{- if .recreate }}
   strategy:
     type: Recreate
@@ -130,5 +155,8 @@ spec:
       {{- end }}
     spec:
       {{- include "dify.podHead" . | nindent 6 }}
+      {{- if or $autoscaled (gt (int $replicas) 1) }}
+      {{- include "dify.topologySpread" $c | nindent 6 }}
+      {{- end }}
       {{- include .containers $root }}
 {{- end -}}

@@ -54,9 +54,7 @@ message preflight would give. */}}
 {{- if not (index $v.storage.files.s3 .) }}{{ fail (printf "storage.files.s3.%s is required with storage.files.type=s3" .) }}{{ end -}}
 {{- end -}}
 {{- end -}}
-{{- if and (eq $v.storage.files.type "pvc") (gt (int $v.api.replicas) 1) (eq $v.storage.files.accessMode "ReadWriteOnce") -}}
-{{- /* Allowed: the pods share the node of the volume (pod affinity); noted here so nobody removes that rule. */ -}}
-{{- end -}}
+{{- include "dify.preflightScaling" . -}}
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
@@ -77,5 +75,43 @@ message preflight would give. */}}
 {{- range list "endpoint" "existingSecret" -}}
 {{- if not (index $v.externalWeaviate .) }}{{ fail (printf "externalWeaviate.%s is required when weaviate.enabled is false" .) }}{{ end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+
+{{/* Scale-out layouts that cannot work. Each failure names the key that asks for more than one pod and the fix. */}}
+{{- define "dify.preflightScaling" -}}
+{{- $v := .Values -}}
+{{- range list "api" "worker" "web" -}}
+{{- $a := (index $v .).autoscaling -}}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v): raise maxReplicas or lower minReplicas" . $a.minReplicas . $a.maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+{{- /* A ReadWriteOnce files volume holds api and worker on its node (dify.filesAffinity): a second pod of either
+cannot spread, and an HPA would stack every pod it adds onto that one node. */ -}}
+{{- if include "dify.filesColocated" . -}}
+{{- range list "api" "worker" -}}
+{{- $want := include "dify.scaleRequest" (dict "key" . "values" (index $v .)) -}}
+{{- if $want -}}
+{{- fail (printf "%s asks for more than one %s pod, but the files volume is ReadWriteOnce (storage.files.accessMode) and pins api and worker to one node. Set storage.files.accessMode=ReadWriteMany with a class that offers it in storage.files.storageClassName (e.g. Nutanix Files), or storage.files.type=s3; or set %s.replicas=1 and %s.autoscaling.enabled=false" $want . . .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range list (list "beat" "two beats would schedule every periodic task twice") (list "pluginDaemon" "its plugins live on one ReadWriteOnce volume that one pod mounts at a time") -}}
+{{- $key := index . 0 -}}
+{{- $want := include "dify.scaleRequest" (dict "key" $key "values" (index $v $key)) -}}
+{{- if $want -}}
+{{- fail (printf "%s: %s runs exactly one pod, %s. Set %s.replicas=1 and %s.autoscaling.enabled=false" $want $key (index . 1) $key $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The value that asks a component (dict key values) for more than one pod, as "key=value", or nothing. */}}
+{{- define "dify.scaleRequest" -}}
+{{- if include "dify.autoscaled" .values -}}
+{{- printf "%s.autoscaling.enabled=true" .key -}}
+{{- else if gt (int .values.replicas) 1 -}}
+{{- printf "%s.replicas=%v" .key .values.replicas -}}
 {{- end -}}
 {{- end -}}

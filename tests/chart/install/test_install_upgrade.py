@@ -111,7 +111,8 @@ def dry_run_pod(kube, pod):
     return kubectl(kube, "create", "--dry-run=server", "-o", "name", "-f", "-", stdin=json.dumps(pod), check=False)
 
 
-@pytest.mark.parametrize("name", ["seed-https", "v0.14.3", "v1.17.1", "v1.17.1-agent", "external-services"])
+@pytest.mark.parametrize("name", ["seed-https", "v0.14.3", "v1.17.1", "v1.17.1-agent", "external-services",
+                                  "autoscaling"])
 def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm, name):
     ns = namespace(kube, "restricted")
     values = scenario(name)
@@ -174,6 +175,24 @@ def test_upgrade_to_a_newer_dify_keeps_generated_secrets(kube, helm):
     image = json.loads(kubectl(kube, "get", "statefulset", "dify-weaviate", "-n", ns, "-o", "json").stdout)
     assert image["spec"]["template"]["spec"]["containers"][0]["image"] == "semitechnologies/weaviate:1.27.0"
     assert "Weaviate stays at 1.27.0" in proc.stdout
+
+
+def test_hpas_and_spread_constraints_are_admitted_as_rendered(kube, helm):
+    ns = namespace(kube, "restricted")
+    helm_run(kube, helm, "install", ns, scenario("autoscaling"))
+    hpas = json.loads(kubectl(kube, "get", "hpa", "-n", ns, "-o", "json").stdout)["items"]
+    assert sorted(h["metadata"]["name"] for h in hpas) == ["dify-api", "dify-web", "dify-worker"]
+    for hpa in hpas:
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == hpa["metadata"]["name"]
+        deployment = json.loads(kubectl(kube, "get", "deployment", hpa["metadata"]["name"], "-n", ns, "-o",
+                                        "json").stdout)
+        # The server keeps every field of the constraint (a disabled feature gate would drop matchLabelKeys).
+        [spread] = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["matchLabelKeys"] == ["pod-template-hash"]
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_every_pod_template_passes_pod_security_server_side(kube, helm):
