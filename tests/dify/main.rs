@@ -690,17 +690,17 @@ async fn browse(
     let web_app = b.shot("web-app").await;
     // The chat page itself: its message box, not an error page.
     let message_box = b.find(Locator::Css("textarea"), "the web app's message box", long).await;
-    // A question; the answer is the model's, streamed: the page shows it growing word by word.
+    // A question; the answer is the model's, streamed: the page shows it growing word by word. Each change of the
+    // page records how many of the reply's words it shows (from three on: shorter prefixes may be elsewhere).
     let watch = format!(
-        "window.__partials = []; const reply = {reply:?};
+        "window.__shown = []; const words = {words:?};
          new MutationObserver(() => {{
            const text = document.body.innerText;
-           for (let n = 1; n < reply.length; n++) {{
-             const prefix = reply.slice(0, n);
-             if (text.includes(prefix) && !text.includes(reply)) {{ window.__partials.push(n); break; }}
-           }}
+           let n = 0;
+           for (let k = 3; k <= words.length; k++) {{ if (text.includes(words.slice(0, k).join(' '))) n = k; }}
+           if (n > 0) window.__shown.push(n);
          }}).observe(document.body, {{subtree: true, childList: true, characterData: true}});",
-        reply = model_server::REPLY.split(' ').take(3).collect::<Vec<_>>().join(" ")
+        words = model_server::REPLY.split(' ').collect::<Vec<_>>()
     );
     b.client.execute(&watch, vec![]).await.expect("watching the page");
     message_box.send_keys("Hello from the harness").await.unwrap();
@@ -713,10 +713,11 @@ async fn browse(
     .await;
     let replied = Instant::now();
     let chat = b.shot("chat-reply").await;
-    let partials = b.client.execute("return window.__partials.length", vec![]).await.unwrap();
+    let shown = b.client.execute("return window.__shown", vec![]).await.unwrap();
+    let words = model_server::REPLY.split(' ').count() as u64;
     assert!(
-        partials.as_u64().unwrap_or(0) > 0,
-        "the reply appeared whole, not streamed (no partial reply was ever on the page); {}",
+        shown.as_array().into_iter().flatten().any(|n| n.as_u64().is_some_and(|n| n < words)),
+        "the reply appeared whole, not streamed: the page showed {shown} of its {words} words as it changed; {}",
         chat.display()
     );
 

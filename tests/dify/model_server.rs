@@ -165,7 +165,7 @@ fn chat(body: &Value) -> Response<Body> {
             if sender.send_data(chunk(delta, Value::Null)).await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(80)).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
         }
         let _ = sender.send_data(chunk(json!({}), json!("stop"))).await;
         let usage_event = json!({"id": "chatcmpl-harness", "object": "chat.completion.chunk", "created": 0,
