@@ -183,8 +183,7 @@ fn outcome_text(outcome: &crate::sync::Outcome) -> String {
             None => format!("dify/{env}: unchanged\n"),
         };
     }
-    let mut text =
-        format!("dify/{env}: {} change(s) in {}\n", outcome.changes.len(), outcome.directory.display());
+    let mut text = format!("dify/{env}: {} change(s) in {}\n", outcome.changes.len(), outcome.directory.display());
     for change in &outcome.changes {
         text.push_str(&format!("  {change}\n"));
     }

@@ -370,6 +370,39 @@ mod tests {
     }
 
     #[test]
+    fn without_a_name_every_environment_is_taken_in_name_order() {
+        let text = format!(
+            "environments:\n  b: {{imageTag: '1', recipients: [{RECIPIENT}]}}\n  a: {{imageTag: '2', recipients: [{RECIPIENT}]}}\n"
+        );
+        let file = Path::new("c.yaml");
+        let each = parse_each(&text, file, None, &Overrides::default()).unwrap();
+        let names: Vec<(&str, &str)> = each.iter().map(|e| (e.name.as_str(), e.chart.image_tag.as_str())).collect();
+        assert_eq!(names, [("a", "2"), ("b", "1")]);
+        let one = parse_each(&text, file, Some("b"), &Overrides::default()).unwrap();
+        assert_eq!(one.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let error = parse_each(&text, file, Some("c"), &Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("no environment 'c' (have: a, b)"), "{error:#}");
+        let empty = parse_each("environments: {}\n", file, None, &Overrides::default()).unwrap_err();
+        assert!(format!("{empty:#}").contains("`environments` is empty"), "{empty:#}");
+    }
+
+    #[test]
+    fn environments_whose_directories_overlap_are_refused_naming_both() {
+        let env = |name: &str, directory: &str| {
+            format!("  {name}: {{imageTag: '1', directory: {directory}, recipients: [{RECIPIENT}]}}\n")
+        };
+        let file = Path::new("c.yaml");
+        for (a, b) in [("apps/x", "apps/x"), ("apps/x", "apps/x/y")] {
+            let text = format!("environments:\n{}{}", env("one", a), env("two", b));
+            let error = format!("{:#}", parse_each(&text, file, None, &Overrides::default()).unwrap_err());
+            assert!(error.contains(&format!("environments one ({a}) and two ({b}) overlap")), "{error}");
+            assert!(error.contains("a `directory` of its own"), "{error}");
+        }
+        let apart = format!("environments:\n{}{}", env("one", "apps/x"), env("two", "apps/xy"));
+        assert_eq!(parse_each(&apart, file, None, &Overrides::default()).unwrap().len(), 2);
+    }
+
+    #[test]
     fn the_context_flag_wins_over_the_environments_and_traefik_is_resolved_once() {
         let text = format!(
             "environments:\n  prod:\n    context: from-file\n    imageTag: '1'\n    ingressClass: edge\n    \

@@ -94,8 +94,12 @@ pub async fn render(root: &Path, inputs: &Inputs) -> Result<Vec<Outcome>> {
         &envs,
         envs.iter().map(|env| plan_in(root, env, &facts[&env.name], &identities, &inputs.rotate)).collect(),
     )?;
-    let changed: Vec<(PathBuf, &str)> =
-        envs.iter().zip(&plans).filter(|(_, plan)| !plan.is_unchanged()).flat_map(|(env, plan)| files(env, plan)).collect();
+    let changed: Vec<(PathBuf, &str)> = envs
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| !plan.is_unchanged())
+        .flat_map(|(env, plan)| files(env, plan))
+        .collect();
     crate::opsrepo::write_atomically(root, &changed)?;
     Ok(envs
         .iter()
@@ -205,13 +209,13 @@ fn every_environment<T>(envs: &[Environment], results: Vec<Result<T>>) -> Result
     for (env, result) in envs.iter().zip(results) {
         match result {
             Ok(value) => done.push(value),
-            Err(error) => failed.push((env.name.as_str(), error)),
+            Err(error) => failed.push((env, error)),
         }
     }
     let Some((_, first)) = failed.first() else { return Ok(done) };
     let exit = exit_for(first);
     let exit = if failed.iter().all(|(_, e)| exit_for(e) == exit) { exit } else { Exit::Error };
-    let each: Vec<String> = failed.iter().map(|(name, error)| format!("environment {name}: {error:#}")).collect();
+    let each: Vec<String> = failed.iter().map(|(env, error)| format!("{}: {error:#}", label(env))).collect();
     Err(Failure::error(
         exit,
         format!(
@@ -221,6 +225,14 @@ fn every_environment<T>(envs: &[Environment], results: Vec<Result<T>>) -> Result
             each.join("; ")
         ),
     ))
+}
+
+/// `environment lab (context nkp-lab)`: what an operator needs to find the failing cluster.
+fn label(env: &Environment) -> String {
+    match &env.context {
+        Some(context) => format!("environment {} (context {context})", env.name),
+        None => format!("environment {}", env.name),
+    }
 }
 
 /// The selected environment, or every environment of the config. Flags that describe one cluster or one
