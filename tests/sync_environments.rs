@@ -311,3 +311,20 @@ async fn flags_that_describe_one_environment_need_env_when_there_are_several() {
     assert_eq!(fleet.subjects().last().unwrap().split(" (").next(), Some("dify/lab: create overlay"));
     assert_eq!(fleet.subjects().len(), 2);
 }
+
+#[tokio::test]
+async fn render_writes_every_environment_into_the_working_copy() {
+    let fleet = Fleet::new(|_| None).await;
+    let checkout = fleet.ops.dir.path().join("checkout");
+    run("git", &["clone", "-q", fleet.ops.remote().to_str().unwrap(), checkout.to_str().unwrap()], None);
+    let mut command = support::cli::command();
+    command.arg("--kubeconfig").arg(&fleet.kubeconfig).args(["render", "--repo-dir"]).arg(&checkout);
+    let (code, stdout, stderr) = support::cli::run(command.env("SOPS_AGE_KEY_FILE", fleet.ops.key())).parts();
+    assert_eq!(code, 6, "{stdout}{stderr}");
+    for (i, env) in ENVIRONMENTS.iter().enumerate() {
+        let values = std::fs::read_to_string(checkout.join(format!("apps/{env}/dify/dify-values.yaml"))).unwrap();
+        assert!(values.contains(&format!("host: \"198.51.100.{}\"", i + 1)), "{env}: {values}");
+        assert!(checkout.join(format!("apps/{env}/dify/dify-secrets.sops.yaml")).exists(), "{env}");
+    }
+    assert_eq!(git(&checkout, &["rev-list", "--count", "HEAD"]).trim(), "1", "render commits nothing");
+}
