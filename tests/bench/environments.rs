@@ -52,7 +52,6 @@ async fn main() {
     apply_yaml(&client, &manifests).await;
     let set_addresses = |octet: usize| {
         let (client, names) = (client.clone(), names.clone());
-        let (service, namespace) = (service.clone(), namespace.clone());
         async move {
             let patches = names.iter().enumerate().map(|(i, name)| {
                 let (client, service, namespace) = (client.clone(), service(name), namespace(name));
@@ -186,6 +185,8 @@ fn seeded_remote(root: &Path, name: &str, config: &str) -> std::path::PathBuf {
 }
 
 /// Runs `command` to its end: wall time, and the peak RSS the kernel recorded for that one child (wait4).
+// wait4 reaps the child (std's `wait` has no rusage to give), so `Child::wait` is never called.
+#[allow(clippy::zombie_processes)]
 fn measure(command: &mut Command) -> Measured {
     let started = Instant::now();
     let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("running dify-gitops");
@@ -205,7 +206,7 @@ fn measure(command: &mut Command) -> Measured {
 /// The `ms=` of the last debug line with `message` (ANSI styling removed: tracing colours fields even in a pipe).
 fn stage_ms(log: &str, message: &str) -> Option<u64> {
     let plain = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(log, "");
-    let line = plain.lines().filter(|l| l.contains(&format!("DEBUG {message} "))).next_back()?;
+    let line = plain.lines().rfind(|l| l.contains(&format!("DEBUG {message} ")))?;
     let ms = line.split("ms=").nth(1)?;
     ms.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
