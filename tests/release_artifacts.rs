@@ -276,8 +276,8 @@ fn renovate_config_is_valid_and_its_managers_find_every_pin() {
     for image in ["postgres", "redis", "ubuntu/squid", "curlimages/curl"] {
         assert!(deps.contains(&(image, "docker")), "values image {image} not found: {deps:?}");
     }
-    let helpers = read("chart/dify/templates/_helpers.tpl");
-    let newest_row = helpers.lines().skip_while(|l| !l.contains("define \"dify.pinTable\"")).nth(1).unwrap();
+    let versions = read("chart/dify/templates/_versions.tpl");
+    let newest_row = versions.lines().skip_while(|l| !l.contains("define \"dify.pinTable\"")).nth(1).unwrap();
     for (image, key) in [
         ("langgenius/dify-sandbox", "sandbox"),
         ("langgenius/dify-plugin-daemon", "pluginDaemon"),

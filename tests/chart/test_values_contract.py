@@ -9,19 +9,43 @@ import yaml
 
 from conftest import CHART, render_error, scenario
 
-REQUIRED = [
-    "expose.ingressClassName",
-    "expose.path",
-    "external.scheme",
-    "external.host",
-    "images.dify.repository",
-    "images.dify.tag",
-    "secrets.difySecretKey",
-    "storage.storageClassName",
-]
 VALUES_TEXT = (CHART / "values.yaml").read_text()
 VALUES = yaml.safe_load(VALUES_TEXT)
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+def documented_required_keys():
+    """Keys whose values.yaml description (a helm-docs `# --` comment) starts "Required.", in file order."""
+    keys, stack, pending = [], [], False
+    for line in VALUES_TEXT.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# -- "):
+            pending = stripped.startswith("# -- Required. ")
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0]
+        stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
+        if pending:
+            keys.append(".".join(k for _, k in stack))
+        pending = False
+    return keys
+
+
+def chart_required_keys():
+    """The chart's one list of required keys, dify.requiredKeys in templates/_preflight.tpl, in its order."""
+    text = (CHART / "templates" / "_preflight.tpl").read_text()
+    body = re.search(r'define "dify.requiredKeys" -\}\}\n(.*?)\{\{- end', text, re.S).group(1)
+    return [entry["key"] for entry in yaml.safe_load(body)]
+
+
+REQUIRED = documented_required_keys()
+
+
+def test_the_chart_requires_exactly_the_keys_values_yaml_documents_as_required():
+    assert len(REQUIRED) >= 8, REQUIRED
+    assert chart_required_keys() == REQUIRED
 
 
 def lookup(values, dotted):

@@ -1,3 +1,12 @@
+{{/* An env var read from a Secret key: dict name secret key. */}}
+{{- define "dify.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ .key }}
+{{- end -}}
+
 {{/* Environment of the api image (api, worker, beat, migration). Secrets come only through secretKeyRef; the
 Celery broker URL embeds the Redis password by Kubernetes $(VAR) expansion, never as a literal.
 Call with dict root mode. */}}

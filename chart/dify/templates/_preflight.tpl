@@ -1,11 +1,38 @@
+{{/* The one list of required keys: empty in values.yaml, no default possible. Each with what it holds, for the
+message. values.yaml marks the same keys "(required)" in their comments (the README and schema are generated from
+those; a chart test keeps the two lists equal). */}}
+{{- define "dify.requiredKeys" -}}
+- {key: expose.ingressClassName, what: "the IngressClass serving Dify, e.g. the cluster's Traefik class"}
+- {key: expose.path, what: "the public path, \"/\" or e.g. /dify"}
+- {key: external.scheme, what: "http or https"}
+- {key: external.host, what: "the host or load-balancer IP browsers use"}
+- {key: images.dify.repository, what: "the prefix of the Dify images, e.g. langgenius/dify"}
+- {key: images.dify.tag, what: "the Dify release tag, e.g. 1.13.3"}
+- {key: secrets.difySecretKey, what: "Dify's SECRET_KEY, e.g. $(openssl rand -hex 32)"}
+- {key: storage.storageClassName, what: "the StorageClass of every PVC"}
+{{- end -}}
+
+{{/* The value of a required key (dict root key), or a failure naming it. Every template reads required keys
+through this: Helm renders templates in its own order, so whichever reads an empty key first fails with the
+message preflight would give. */}}
+{{- define "dify.required" -}}
+{{- $val := .root.Values -}}
+{{- range splitList "." .key }}{{ $val = index $val . }}{{ end -}}
+{{- if not $val -}}
+{{- $what := "" -}}
+{{- range include "dify.requiredKeys" . | fromYamlArray }}{{ if eq .key $.key }}{{ $what = .what }}{{ end }}{{ end -}}
+{{- if not $what }}{{ fail (printf "dify.required: %s is not in dify.requiredKeys" .key) }}{{ end -}}
+{{- fail (printf "%s is required: %s (see the chart README, \"Required values\")" .key $what) -}}
+{{- end -}}
+{{- $val -}}
+{{- end -}}
+
 {{/* Checks that need more than one value. Each failure names the keys and the fix. */}}
 {{- define "dify.preflight" -}}
 {{- $v := .Values -}}
-{{- /* Required keys, in the order of the README, so an empty one is reported by name. */ -}}
-{{- range list "expose.ingressClassName" "expose.path" "external.scheme" "external.host" "images.dify.repository" "images.dify.tag" "secrets.difySecretKey" "storage.storageClassName" -}}
-{{- $val := $v -}}
-{{- range splitList "." . }}{{ $val = index $val . }}{{ end -}}
-{{- if not $val }}{{ fail (printf "%s is required (see the chart README, \"Required values\")" .) }}{{ end -}}
+{{- /* Required keys, in the order of the list, so an empty one is reported by name. */ -}}
+{{- range include "dify.requiredKeys" . | fromYamlArray -}}
+{{- $_ := include "dify.required" (dict "root" $ "key" .key) -}}
 {{- end -}}
 {{- $base := include "dify.basePath" . -}}
 {{- if and $base (not (include "dify.atLeast" (dict "root" . "min" "1.3.0"))) -}}

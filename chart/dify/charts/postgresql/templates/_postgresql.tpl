@@ -20,10 +20,7 @@ spec:
     metadata:
       labels: {{- include "dify.selectorLabels" $c | nindent 8 }}
     spec:
-      {{- include "dify.podCommon" . | nindent 6 }}
-      # uid 70 is "postgres" in the alpine image; the entrypoint skips its root-only steps when started as it.
-      securityContext: {{- include "dify.podSecurityContext" (dict "uid" 70) | nindent 8 }}
-      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
+      {{- include "dify.podHead" (dict "root" . "component" "postgresql" "values" $v "uid" 70 "note" "uid 70 is \"postgres\" in the alpine image; the entrypoint skips its root-only steps when started as it.") | nindent 6 }}
       containers:
         - name: postgresql
           image: {{ printf "%s:%s" $v.image.repository $v.image.tag }}
@@ -63,7 +60,7 @@ spec:
         labels: {{- include "dify.selectorLabels" $c | nindent 10 }}
       spec:
         accessModes: [ReadWriteOnce]
-        storageClassName: {{ .Values.storage.storageClassName | quote }}
+        storageClassName: {{ include "dify.required" (dict "root" . "key" "storage.storageClassName") | quote }}
         resources:
           requests:
             storage: {{ $v.size }}

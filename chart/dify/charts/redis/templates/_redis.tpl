@@ -18,10 +18,7 @@ spec:
     metadata:
       labels: {{- include "dify.selectorLabels" $c | nindent 8 }}
     spec:
-      {{- include "dify.podCommon" . | nindent 6 }}
-      # uid 999 / gid 1000 are "redis" in the alpine image.
-      securityContext: {{- include "dify.podSecurityContext" (dict "uid" 999 "override" (dict "runAsGroup" 1000 "fsGroup" 1000)) | nindent 8 }}
-      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
+      {{- include "dify.podHead" (dict "root" . "component" "redis" "values" $v "uid" 999 "override" (dict "runAsGroup" 1000 "fsGroup" 1000) "note" "uid 999 / gid 1000 are \"redis\" in the alpine image.") | nindent 6 }}
       containers:
         - name: redis
           image: {{ printf "%s:%s" $v.image.repository $v.image.tag }}
@@ -51,7 +48,7 @@ spec:
         labels: {{- include "dify.selectorLabels" $c | nindent 10 }}
       spec:
         accessModes: [ReadWriteOnce]
-        storageClassName: {{ .Values.storage.storageClassName | quote }}
+        storageClassName: {{ include "dify.required" (dict "root" . "key" "storage.storageClassName") | quote }}
         resources:
           requests:
             storage: {{ $v.size }}

@@ -45,10 +45,7 @@ spec:
     metadata:
       labels: {{- include "dify.selectorLabels" $c | nindent 8 }}
     spec:
-      {{- include "dify.podCommon" . | nindent 6 }}
-      # The image runs as root by default but needs nothing root-only: any uid owning the data volume works.
-      securityContext: {{- include "dify.podSecurityContext" (dict "uid" 1000) | nindent 8 }}
-      {{- with include "dify.scheduling" $v }}{{ . | nindent 6 }}{{ end }}
+      {{- include "dify.podHead" (dict "root" . "component" "weaviate" "values" $v "uid" 1000 "note" "The image runs as root by default but needs nothing root-only: any uid owning the data volume works.") | nindent 6 }}
       containers:
         - name: weaviate
           image: {{ printf "%s:%s" $v.image.repository (include "dify-weaviate.tag" .) }}
@@ -89,7 +86,7 @@ spec:
         labels: {{- include "dify.selectorLabels" $c | nindent 10 }}
       spec:
         accessModes: [ReadWriteOnce]
-        storageClassName: {{ .Values.storage.storageClassName | quote }}
+        storageClassName: {{ include "dify.required" (dict "root" . "key" "storage.storageClassName") | quote }}
         resources:
           requests:
             storage: {{ $v.size }}
