@@ -82,6 +82,7 @@ pub enum Command {
         dify-gitops render --env prod                      # in the ops repo's working copy\n  \
         dify-gitops render --repo-dir ~/ops --host 192.0.2.10\n  \
         SOPS_AGE_KEY_FILE=~/.config/sops/age/keys.txt dify-gitops render --rotate redis-password\n\n\
+        Without --env, every environment of the config is rendered; none is written unless all can be.\n\n\
         Exit codes: 0 nothing changed, 6 files changed, 1 error.")]
     Render(RenderArgs),
     /// Discover, render, encrypt, commit and push the environment overlay; commits only when something changed.
@@ -91,19 +92,28 @@ pub enum Command {
         dify-gitops sync --repo /srv/git/ops.git --branch dify-update   # a review branch for a pull request\n  \
         DIFY_GITOPS_GIT_TOKEN=... dify-gitops sync --repo https://github.com/acme/ops.git --env prod\n  \
         dify-gitops sync --repo git@gitlab.example.com:platform/ops.git --ssh-key ~/.ssh/dify-deploy\n  \
-        dify-gitops sync --dry-run                         # print what would change, secrets redacted\n\n\
+        dify-gitops sync --dry-run                         # print what would change, secrets redacted\n  \
+        dify-gitops sync --repo /srv/git/ops.git           # every environment of the config\n\n\
+        Without --env, sync takes every environment of the config: each is discovered on its own kubeconfig \
+        context and planned before anything is written; each changed one becomes a commit of its own, and all go \
+        in one push. If one environment fails (its cluster unreachable, its Secret unreadable), the run fails \
+        naming each failed environment and pushes nothing. --host, --image-tag and --context describe one \
+        environment: with several they need --env (exit 2).\n\n\
         A remote is cloned once into ~/.cache/dify-gitops/ops-repos and fetched afterwards (--no-cache: a temp \
         clone). HTTPS trusts the system's CAs or GIT_SSL_CAINFO, and takes a proxy from HTTPS_PROXY/ALL_PROXY \
         (NO_PROXY honoured); SSH checks the host key against ~/.ssh/known_hosts.\n\n\
         sync owns only what it generates: keys, labels and annotations added to the Secret by hand (`secret set`, \
         `sops set`, `sops edit`) are carried through re-encryption and named in the change list. Without an \
         identity the Secret is never re-encrypted: a change that needs it fails (exit 1) rather than drop a key.\n\n\
-        Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error.")]
+        Exit codes: 0 nothing changed, 6 a change was committed (and pushed), 1 error; with several \
+        environments, 6 when any changed, and a failure's own code (4: no load-balancer address) when every \
+        failed environment has it, else 1.")]
     Sync(SyncArgs),
     /// Print what `sync` would change in the ops repo (secrets redacted); changes nothing.
     #[command(after_help = "Examples:\n  \
         dify-gitops diff --repo file:///srv/git/ops.git --env prod\n  \
         dify-gitops diff --host 192.0.2.10 --output json\n\n\
+        Without --env, every environment of the config is compared (JSON: {\"changed\",\"environments\":[…]}).\n\n\
         Exit codes: 0 no difference, 6 differences, 1 error.")]
     Diff(SyncArgs),
     /// Lay out a new ops repo for an environment: config, Flux Kustomization, HelmRelease, chart source, workflows.
@@ -153,7 +163,7 @@ pub struct AuditArgs {
 /// What every overlay command needs: which environment, and the inputs that are not in the config file.
 #[derive(Args, Debug, Clone)]
 pub struct OverlayArgs {
-    /// Environment of the config file (default: the only one).
+    /// Environment of the config file (default: every environment of the config, each its own commit, one push).
     #[arg(long, short = 'e', env = "DIFY_GITOPS_ENV", value_name = "NAME")]
     pub env: Option<String>,
     /// Config file, relative to the ops repo root unless absolute.

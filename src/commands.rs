@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                     dry_run: args.dry_run,
                 };
                 let (remote, selection) = secret_target(&args.target, args.branch.clone());
-                report(&cli.global, crate::secret::set(&remote, &selection, &inputs).await?)
+                report(&cli.global, vec![crate::secret::set(&remote, &selection, &inputs).await?])
             }
             SecretCommand::List(args) => secret_list(&cli.global, &args.target),
         },
@@ -153,34 +153,48 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
     }
 }
 
-/// Prints an overlay outcome; the exit code says whether anything changed.
-fn report(global: &Global, outcome: crate::sync::Outcome) -> Result<Exit> {
+/// Prints the outcome of each environment; the exit code says whether anything changed in any of them. One
+/// environment is one JSON object, as it always was; several are `{"changed", "environments": [...]}`.
+fn report(global: &Global, outcomes: Vec<crate::sync::Outcome>) -> Result<Exit> {
+    let changed = outcomes.iter().any(|o| o.changed);
     match global.output {
-        Output::Json => outln!("{}", serde_json::to_string_pretty(&outcome).context("serialising the outcome")?)?,
-        Output::Text if !outcome.changed => match &outcome.host {
-            Some(host) => outln!("dify/{}: unchanged (external.host = {host})", outcome.environment)?,
-            None => outln!("dify/{}: unchanged", outcome.environment)?,
-        },
+        Output::Json if outcomes.len() == 1 => {
+            outln!("{}", serde_json::to_string_pretty(&outcomes[0]).context("serialising the outcome")?)?
+        }
+        Output::Json => {
+            let report = serde_json::json!({"changed": changed, "environments": outcomes});
+            outln!("{}", serde_json::to_string_pretty(&report).context("serialising the outcome")?)?
+        }
         Output::Text => {
-            outln!(
-                "dify/{}: {} change(s) in {}",
-                outcome.environment,
-                outcome.changes.len(),
-                outcome.directory.display()
-            )?;
-            for change in &outcome.changes {
-                outln!("  {change}")?;
-            }
-            match (&outcome.commit, outcome.pushed) {
-                (Some(commit), true) => {
-                    outln!("committed {commit} and pushed to {}", outcome.branch.as_deref().unwrap_or("?"))?
-                }
-                (Some(commit), false) => outln!("committed {commit} (no remote to push to)")?,
-                _ => {}
+            for outcome in &outcomes {
+                out!("{}", outcome_text(outcome))?;
             }
         }
     }
-    Ok(if outcome.changed { Exit::Changed } else { Exit::Ok })
+    Ok(if changed { Exit::Changed } else { Exit::Ok })
+}
+
+/// One environment's lines: unchanged, or its changes and the commit that holds them.
+fn outcome_text(outcome: &crate::sync::Outcome) -> String {
+    let env = &outcome.environment;
+    if !outcome.changed {
+        return match &outcome.host {
+            Some(host) => format!("dify/{env}: unchanged (external.host = {host})\n"),
+            None => format!("dify/{env}: unchanged\n"),
+        };
+    }
+    let mut text = format!("dify/{env}: {} change(s) in {}\n", outcome.changes.len(), outcome.directory.display());
+    for change in &outcome.changes {
+        text.push_str(&format!("  {change}\n"));
+    }
+    match (&outcome.commit, outcome.pushed) {
+        (Some(commit), true) => {
+            text.push_str(&format!("committed {commit} and pushed to {}\n", outcome.branch.as_deref().unwrap_or("?")))
+        }
+        (Some(commit), false) => text.push_str(&format!("committed {commit} (no remote to push to)\n")),
+        _ => {}
+    }
+    text
 }
 
 /// `secret list`: key names only, and whether sync generates each.

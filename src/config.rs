@@ -122,39 +122,102 @@ pub struct Selection {
 impl Selection {
     /// Loads the selected environment from the config file of the ops repo at `root`.
     pub fn load(&self, root: &Path) -> Result<Environment> {
-        let file = if self.file.is_absolute() { self.file.clone() } else { root.join(&self.file) };
-        load(&file, self.name.as_deref(), &self.overrides)
+        load(&self.path_in(root), self.name.as_deref(), &self.overrides)
+    }
+
+    /// Loads the selected environment, or every environment of the file when none is named (`sync`, `diff`,
+    /// `render`), in name order.
+    pub fn load_each(&self, root: &Path) -> Result<Vec<Environment>> {
+        let file = self.path_in(root);
+        parse_each(&read(&file)?, &file, self.name.as_deref(), &self.overrides)
+    }
+
+    fn path_in(&self, root: &Path) -> PathBuf {
+        if self.file.is_absolute() { self.file.clone() } else { root.join(&self.file) }
     }
 }
 
 /// Loads `file` and resolves environment `name` (or the only one, when `name` is None).
 pub fn load(file: &Path, name: Option<&str>, overrides: &Overrides) -> Result<Environment> {
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!("cannot read config {}: create it (see `dify-gitops init --help`) or pass --config", file.display())
-    })?;
-    parse(&text, file, name, overrides)
+    parse(&read(file)?, file, name, overrides)
 }
 
+fn read(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| {
+        format!("cannot read config {}: create it (see `dify-gitops init --help`) or pass --config", file.display())
+    })
+}
+
+fn parse_file(text: &str, file: &Path) -> Result<ConfigFile> {
+    let config: ConfigFile = serde_saphyr::from_str(text)
+        .with_context(|| format!("config {} is not valid: fix the key named here", file.display()))?;
+    if config.environments.is_empty() {
+        bail!("config {}: `environments` is empty; add one (see `dify-gitops init --help`)", file.display());
+    }
+    Ok(config)
+}
+
+/// The environment named `name`, or the only one when `name` is None.
 pub fn parse(text: &str, file: &Path, name: Option<&str>, overrides: &Overrides) -> Result<Environment> {
-    let shown = file.display();
-    let config: ConfigFile =
-        serde_saphyr::from_str(text).with_context(|| format!("config {shown} is not valid: fix the key named here"))?;
-    let (name, env) = match name {
+    let config = parse_file(text, file)?;
+    if name.is_none() && config.environments.len() > 1 {
+        bail!(
+            "config {} has several environments ({}): choose one with --env",
+            file.display(),
+            list(config.environments.keys())
+        );
+    }
+    Ok(select(&config, file, name, overrides)?.remove(0))
+}
+
+/// The environment named `name`, or every environment when `name` is None (in name order). Two environments
+/// may not share a directory, nor keep one inside the other: each commit stages its environment's directory.
+pub fn parse_each(text: &str, file: &Path, name: Option<&str>, overrides: &Overrides) -> Result<Vec<Environment>> {
+    select(&parse_file(text, file)?, file, name, overrides)
+}
+
+fn select(config: &ConfigFile, file: &Path, name: Option<&str>, overrides: &Overrides) -> Result<Vec<Environment>> {
+    let chosen: Vec<(&String, &EnvironmentFile)> = match name {
         Some(name) => {
-            let env = config.environments.get(name).with_context(|| {
-                format!("config {shown} has no environment '{name}' (have: {})", list(config.environments.keys()))
+            let (key, env) = config.environments.get_key_value(name).with_context(|| {
+                format!(
+                    "config {} has no environment '{name}' (have: {})",
+                    file.display(),
+                    list(config.environments.keys())
+                )
             })?;
-            (name.to_string(), env)
+            vec![(key, env)]
         }
-        None => match config.environments.len() {
-            1 => config.environments.iter().next().map(|(n, e)| (n.clone(), e)).expect("one environment"),
-            0 => bail!("config {shown}: `environments` is empty; add one (see `dify-gitops init --help`)"),
-            _ => bail!(
-                "config {shown} has several environments ({}): choose one with --env",
-                list(config.environments.keys())
-            ),
-        },
+        None => config.environments.iter().collect(),
     };
+    let environments =
+        chosen.into_iter().map(|(name, env)| resolve(name, env, file, overrides)).collect::<Result<Vec<_>>>()?;
+    check_directories_apart(&environments, file)?;
+    Ok(environments)
+}
+
+fn check_directories_apart(environments: &[Environment], file: &Path) -> Result<()> {
+    for (i, a) in environments.iter().enumerate() {
+        for b in &environments[i + 1..] {
+            if a.directory.starts_with(&b.directory) || b.directory.starts_with(&a.directory) {
+                bail!(
+                    "config {}: the directories of environments {} ({}) and {} ({}) overlap: give each a \
+                     `directory` of its own, neither inside the other",
+                    file.display(),
+                    a.name,
+                    a.directory.display(),
+                    b.name,
+                    b.directory.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve(name: &str, env: &EnvironmentFile, file: &Path, overrides: &Overrides) -> Result<Environment> {
+    let shown = file.display();
+    let name = name.to_string();
     let at = |key: &str| format!("config {shown}: environments.{name}.{key}");
 
     let path = env.path.clone().unwrap_or_else(|| "/dify".into());
@@ -304,6 +367,39 @@ mod tests {
         assert_eq!(b.name, "b");
         let none = parse(&text, Path::new("c.yaml"), Some("c"), &Overrides::default()).unwrap_err();
         assert!(format!("{none:#}").contains("no environment 'c' (have: a, b)"));
+    }
+
+    #[test]
+    fn without_a_name_every_environment_is_taken_in_name_order() {
+        let text = format!(
+            "environments:\n  b: {{imageTag: '1', recipients: [{RECIPIENT}]}}\n  a: {{imageTag: '2', recipients: [{RECIPIENT}]}}\n"
+        );
+        let file = Path::new("c.yaml");
+        let each = parse_each(&text, file, None, &Overrides::default()).unwrap();
+        let names: Vec<(&str, &str)> = each.iter().map(|e| (e.name.as_str(), e.chart.image_tag.as_str())).collect();
+        assert_eq!(names, [("a", "2"), ("b", "1")]);
+        let one = parse_each(&text, file, Some("b"), &Overrides::default()).unwrap();
+        assert_eq!(one.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let error = parse_each(&text, file, Some("c"), &Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("no environment 'c' (have: a, b)"), "{error:#}");
+        let empty = parse_each("environments: {}\n", file, None, &Overrides::default()).unwrap_err();
+        assert!(format!("{empty:#}").contains("`environments` is empty"), "{empty:#}");
+    }
+
+    #[test]
+    fn environments_whose_directories_overlap_are_refused_naming_both() {
+        let env = |name: &str, directory: &str| {
+            format!("  {name}: {{imageTag: '1', directory: {directory}, recipients: [{RECIPIENT}]}}\n")
+        };
+        let file = Path::new("c.yaml");
+        for (a, b) in [("apps/x", "apps/x"), ("apps/x", "apps/x/y")] {
+            let text = format!("environments:\n{}{}", env("one", a), env("two", b));
+            let error = format!("{:#}", parse_each(&text, file, None, &Overrides::default()).unwrap_err());
+            assert!(error.contains(&format!("environments one ({a}) and two ({b}) overlap")), "{error}");
+            assert!(error.contains("a `directory` of its own"), "{error}");
+        }
+        let apart = format!("environments:\n{}{}", env("one", "apps/x"), env("two", "apps/xy"));
+        assert_eq!(parse_each(&apart, file, None, &Overrides::default()).unwrap().len(), 2);
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub async fn set(remote: &Remote, selection: &Selection, args: &SetInputs) -> Re
     let mut repo = open_repo(remote)?;
     let env = selection.load(repo.workdir())?;
     let identities = identity::load(args.identity.as_deref())?;
-    publish(&mut repo, &env, args.dry_run, |root| {
+    let envs = [env];
+    let outcomes = publish(&mut repo, &envs, args.dry_run, |root, env| {
         let path = root.join(&env.directory).join(overlay::SECRETS_FILE);
         let existing = crate::opsrepo::read_if_exists(&path)?;
         let request = SetRequest {
@@ -56,10 +57,11 @@ pub async fn set(remote: &Remote, selection: &Selection, args: &SetInputs) -> Re
             identities: &identities,
             now: SystemTime::now(),
         };
-        let (file, changes) = overlay::set_secret(&env, existing.as_deref(), &request)?;
+        let (file, changes) = overlay::set_secret(env, existing.as_deref(), &request)?;
         Ok(Update { files: vec![(env.directory.join(overlay::SECRETS_FILE), file)], changes })
     })
-    .await
+    .await?;
+    Ok(outcomes.into_iter().next().expect("one outcome per environment"))
 }
 
 /// What `secret list` reports: key names only.

@@ -1,21 +1,32 @@
 //! The overlay commands, wired: config → cluster facts → overlay plan → files → ops repo.
 //! `render` writes into a working copy; `sync` also commits and pushes (retrying when another sync pushed
 //! first); `diff` and `sync --dry-run` only report. Each stage lives in its own module; this one only orders them.
+//!
+//! Without `--env` they take every environment of the config: all are discovered and planned before anything is
+//! written, so one that fails (its cluster unreachable, its Secret unreadable) fails the run with the ops repo
+//! untouched; the changed ones become a commit each, pushed together.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use futures::{StreamExt, stream};
 use serde::Serialize;
 
 use crate::cluster::flux::HelmReleaseApi;
 use crate::config::{Environment, Selection};
+use crate::exit::{Exit, Failure, exit_for};
 use crate::opsrepo::{Access, OpsRepo, Pushed};
 use crate::overlay::{self, Change, Existing, Plan, Request};
 use crate::{cluster, identity, sops};
 
 /// Attempts at pushing before giving up on a remote that keeps moving.
 const PUSH_ATTEMPTS: u32 = 8;
+
+/// Clusters connected, and Traefik Services looked up, at the same time: enough to hide the round trips to
+/// many clusters, few enough not to flood one API server that serves many environments.
+const DISCOVERIES_AT_ONCE: usize = 8;
 
 /// What a command reports (stdout as text or JSON).
 #[derive(Debug, Serialize)]
@@ -73,35 +84,53 @@ pub struct Remote {
     pub branch: Option<String>,
 }
 
-pub async fn render(root: &Path, inputs: &Inputs) -> Result<Outcome> {
-    let env = inputs.environment.load(root)?;
-    warn_about_the_web_image(&env);
+/// `render`: the overlay of the selected environment, or of every environment of the config, written into the
+/// working copy at `root`. Every environment is planned before any file is written.
+pub async fn render(root: &Path, inputs: &Inputs) -> Result<Vec<Outcome>> {
+    let envs = load_environments(root, inputs)?;
     let identities = identity::load(inputs.identity.as_deref())?;
-    let facts = cluster_facts(&env, &inputs.discovery).await?;
-    let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
-    if !plan.is_unchanged() {
-        crate::opsrepo::write_atomically(root, &files(&env, &plan))?;
-    }
-    let mut outcome = outcome(&env, &plan.changes, None, None, false);
-    outcome.host = Some(facts.host);
-    Ok(outcome)
+    let facts = cluster_facts(&envs, &inputs.discovery).await?;
+    let plans = every_environment(
+        &envs,
+        envs.iter().map(|env| plan_in(root, env, &facts[&env.name], &identities, &inputs.rotate)).collect(),
+    )?;
+    let changed: Vec<(PathBuf, &str)> = envs
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| !plan.is_unchanged())
+        .flat_map(|(env, plan)| files(env, plan))
+        .collect();
+    crate::opsrepo::write_atomically(root, &changed)?;
+    Ok(envs
+        .iter()
+        .zip(&plans)
+        .map(|(env, plan)| {
+            let mut outcome = outcome(env, &plan.changes, None, None, false);
+            outcome.host = Some(facts[&env.name].host.clone());
+            outcome
+        })
+        .collect())
 }
 
-/// `sync`, or with `dry_run` (and for `diff`) only the report.
-pub async fn sync(remote: &Remote, inputs: &Inputs, dry_run: bool) -> Result<Outcome> {
+/// `sync`, or with `dry_run` (and for `diff`) only the report: the selected environment, or every environment of
+/// the config, each changed one a commit of its own, all in one push.
+pub async fn sync(remote: &Remote, inputs: &Inputs, dry_run: bool) -> Result<Vec<Outcome>> {
+    let started = Instant::now();
     let mut repo = open_repo(remote)?;
-    let env = inputs.environment.load(repo.workdir())?;
-    warn_about_the_web_image(&env);
+    let envs = load_environments(repo.workdir(), inputs)?;
     let identities = identity::load(inputs.identity.as_deref())?;
-    let facts = cluster_facts(&env, &inputs.discovery).await?;
-    let mut outcome = publish(&mut repo, &env, dry_run, |root| {
-        let plan = plan_in(root, &env, &facts, &identities, &inputs.rotate)?;
-        let files = files(&env, &plan).into_iter().map(|(path, text)| (path, text.to_string())).collect();
+    tracing::debug!(ms = elapsed_ms(started), environments = envs.len(), "opened the ops repo and its config");
+    let facts = cluster_facts(&envs, &inputs.discovery).await?;
+    let mut outcomes = publish(&mut repo, &envs, dry_run, |root, env| {
+        let plan = plan_in(root, env, &facts[&env.name], &identities, &inputs.rotate)?;
+        let files = files(env, &plan).into_iter().map(|(path, text)| (path, text.to_string())).collect();
         Ok(Update { files, changes: plan.changes })
     })
     .await?;
-    outcome.host = Some(facts.host);
-    Ok(outcome)
+    for outcome in &mut outcomes {
+        outcome.host = Some(facts[&outcome.environment].host.clone());
+    }
+    Ok(outcomes)
 }
 
 /// Files to write into the ops repo and the changes they make; no change means nothing is written.
@@ -115,28 +144,41 @@ pub(crate) fn open_repo(remote: &Remote) -> Result<OpsRepo> {
     OpsRepo::open(&remote.repo, remote.branch.as_deref(), access, remote.reuse_clone)
 }
 
-/// Plans on the repo's work tree, writes, commits and pushes; when another run pushed first, re-plans on the new
-/// head and tries again. `dry_run` only plans. The one path every command that changes the ops repo takes.
+/// Plans every environment on the repo's work tree, then writes and commits each changed one (a commit per
+/// environment, its message naming the change) and pushes them all at once; when another run pushed first,
+/// re-plans on the new head and tries again. An environment that cannot be planned fails the run before anything
+/// is written. `dry_run` only plans. The one path every command that changes the ops repo takes.
 pub(crate) async fn publish(
     repo: &mut OpsRepo,
-    env: &Environment,
+    envs: &[Environment],
     dry_run: bool,
-    plan: impl Fn(&Path) -> Result<Update>,
-) -> Result<Outcome> {
+    plan: impl Fn(&Path, &Environment) -> Result<Update>,
+) -> Result<Vec<Outcome>> {
     for attempt in 1..=PUSH_ATTEMPTS {
-        let update = plan(repo.workdir())?;
-        if dry_run || update.changes.is_empty() {
-            return Ok(outcome(env, &update.changes, None, Some(repo.branch()), false));
+        let started = Instant::now();
+        let updates = every_environment(envs, envs.iter().map(|env| plan(repo.workdir(), env)).collect())?;
+        tracing::debug!(ms = elapsed_ms(started), attempt, "planned every environment");
+        let started = Instant::now();
+        let mut outcomes = Vec::with_capacity(envs.len());
+        for (env, update) in envs.iter().zip(&updates) {
+            let commit = if dry_run || update.changes.is_empty() { None } else { commit(repo, env, update)? };
+            outcomes.push(outcome(env, &update.changes, commit, Some(repo.branch()), false));
         }
-        let files: Vec<(PathBuf, &str)> = update.files.iter().map(|(p, t)| (p.clone(), t.as_str())).collect();
-        repo.write(&files)?;
-        let message = overlay::commit_message(&env.name, &update.changes);
-        let Some(commit) = repo.commit_if_changed(&env.directory, &message)? else {
-            return Ok(outcome(env, &update.changes, None, Some(repo.branch()), false));
-        };
+        let commits = outcomes.iter().filter(|o| o.commit.is_some()).count();
+        tracing::debug!(ms = elapsed_ms(started), commits, "wrote and committed the changed environments");
+        if commits == 0 {
+            return Ok(outcomes);
+        }
+        let started = Instant::now();
         match repo.push()? {
-            Pushed::Yes => return Ok(outcome(env, &update.changes, Some(commit), Some(repo.branch()), true)),
-            Pushed::NoRemote => return Ok(outcome(env, &update.changes, Some(commit), Some(repo.branch()), false)),
+            Pushed::Yes => {
+                tracing::debug!(ms = elapsed_ms(started), commits, "pushed");
+                for outcome in &mut outcomes {
+                    outcome.pushed = outcome.commit.is_some();
+                }
+                return Ok(outcomes);
+            }
+            Pushed::NoRemote => return Ok(outcomes),
             Pushed::Rejected(reason) => {
                 tracing::info!(attempt, %reason, "push rejected: the remote moved on; re-planning on its new head");
                 repo.refresh()?;
@@ -146,6 +188,85 @@ pub(crate) async fn publish(
         }
     }
     bail!("gave up after {PUSH_ATTEMPTS} rejected pushes: the ops repo's branch keeps moving; nothing was pushed")
+}
+
+/// Writes one environment's files and commits its directory; None when the tree did not change after all.
+fn commit(repo: &OpsRepo, env: &Environment, update: &Update) -> Result<Option<String>> {
+    let files: Vec<(PathBuf, &str)> = update.files.iter().map(|(p, t)| (p.clone(), t.as_str())).collect();
+    repo.write(&files)?;
+    repo.commit_if_changed(&env.directory, &overlay::commit_message(&env.name, &update.changes))
+}
+
+/// Every environment's result (`results` in the order of `envs`), or one error naming each environment that
+/// failed, so that nothing is written for any of them. With a single environment its error is returned as it
+/// is. The exit code is the failures' own when they agree (4: each was a discovery timeout), else 1.
+fn every_environment<T>(envs: &[Environment], results: Vec<Result<T>>) -> Result<Vec<T>> {
+    if envs.len() == 1 {
+        return results.into_iter().collect();
+    }
+    let mut done = Vec::with_capacity(results.len());
+    let mut failed = Vec::new();
+    for (env, result) in envs.iter().zip(results) {
+        match result {
+            Ok(value) => done.push(value),
+            Err(error) => failed.push((env, error)),
+        }
+    }
+    let Some((_, first)) = failed.first() else { return Ok(done) };
+    let exit = exit_for(first);
+    let exit = if failed.iter().all(|(_, e)| exit_for(e) == exit) { exit } else { Exit::Error };
+    let each: Vec<String> = failed.iter().map(|(env, error)| format!("{}: {error:#}", label(env))).collect();
+    Err(Failure::error(
+        exit,
+        format!(
+            "{} of {} environments failed, so none was written or pushed (sync one alone with --env NAME): {}",
+            failed.len(),
+            envs.len(),
+            each.join("; ")
+        ),
+    ))
+}
+
+/// `environment lab (context nkp-lab)`: what an operator needs to find the failing cluster.
+fn label(env: &Environment) -> String {
+    match &env.context {
+        Some(context) => format!("environment {} (context {context})", env.name),
+        None => format!("environment {}", env.name),
+    }
+}
+
+/// The selected environment, or every environment of the config. Flags that describe one cluster or one
+/// release are refused when several environments would take them.
+fn load_environments(root: &Path, inputs: &Inputs) -> Result<Vec<Environment>> {
+    let envs = inputs.environment.load_each(root)?;
+    let overrides = &inputs.environment.overrides;
+    let one_environment_only = [
+        ("--host/DIFY_GITOPS_HOST", inputs.discovery.host.is_some()),
+        ("--image-tag/DIFY_GITOPS_IMAGE_TAG", overrides.image_tag.is_some()),
+        ("--context", overrides.context.is_some()),
+    ];
+    let given: Vec<&str> = one_environment_only.iter().filter(|(_, given)| *given).map(|(flag, _)| *flag).collect();
+    if envs.len() > 1 && !given.is_empty() {
+        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
+        return Err(Failure::error(
+            Exit::Usage,
+            format!(
+                "{} applies to one environment, and the config has {} ({}): add --env NAME, or drop the flag to \
+                 sync each environment with its own settings",
+                given.join(" and "),
+                envs.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    for env in &envs {
+        warn_about_the_web_image(env);
+    }
+    Ok(envs)
+}
+
+fn elapsed_ms(since: Instant) -> u128 {
+    since.elapsed().as_millis()
 }
 
 /// One secret of the environment's overlay (a generated one, or one added by hand), decrypted (the MAC verified)
@@ -189,6 +310,7 @@ fn warn_about_the_web_image(env: &Environment) {
     let check = cluster::preflight::judge_web_image(&env.chart.path, None);
     if check.status == cluster::preflight::Status::Fail {
         tracing::warn!(
+            environment = %env.name,
             "{}: unless the HelmRelease's values set images.web.repository/tag to Dify's web built with \
              NEXT_PUBLIC_BASE_PATH={} (the web-image workflow), Flux's install will fail",
             check.reason,
@@ -197,21 +319,62 @@ fn warn_about_the_web_image(env: &Environment) {
     }
 }
 
-async fn cluster_facts(env: &Environment, discovery: &Discovery) -> Result<ClusterFacts> {
+/// Each environment's facts, by name. Environments on the same kubeconfig context share one client and one
+/// question about Flux's APIs; the Traefik Services are looked up a few at a time. Every environment is
+/// discovered before any fails the run, so the error names each one that cannot be reached.
+async fn cluster_facts(envs: &[Environment], discovery: &Discovery) -> Result<BTreeMap<String, ClusterFacts>> {
     if let Some(host) = &discovery.host {
         validate_host(host)?;
-        return Ok(ClusterFacts { host: host.clone(), helmrelease_api: None });
+        let given = |env: &Environment| (env.name.clone(), ClusterFacts { host: host.clone(), helmrelease_api: None });
+        return Ok(envs.iter().map(given).collect());
     }
-    let client = cluster::connect(discovery.kubeconfig.as_deref(), env.context.as_deref()).await?;
-    let found = cluster::traefik::discover(&client, &env.traefik, discovery.timeout, discovery.progress).await?;
-    let helmrelease_api = match cluster::flux::served_helmrelease_api(&client).await {
-        Ok(api) => Some(api),
-        Err(error) => {
-            tracing::debug!("the HelmRelease is left on its API version: {error:#}");
-            None
-        }
-    };
-    Ok(ClusterFacts { host: found.address, helmrelease_api })
+    let started = Instant::now();
+    let contexts: BTreeSet<Option<&str>> = envs.iter().map(|env| env.context.as_deref()).collect();
+    let clusters: BTreeMap<Option<&str>, Result<Cluster, String>> = stream::iter(contexts)
+        .map(|context| async move { (context, Cluster::connect(discovery.kubeconfig.as_deref(), context).await) })
+        .buffer_unordered(DISCOVERIES_AT_ONCE)
+        .collect()
+        .await;
+    // One environment shows how long it waits for its address; several would overwrite each other's line.
+    let progress = discovery.progress && envs.len() == 1;
+    let results: Vec<Result<ClusterFacts>> = stream::iter(envs)
+        .map(|env| {
+            let cluster = &clusters[&env.context.as_deref()];
+            async move {
+                let cluster = cluster.as_ref().map_err(|error| anyhow::anyhow!("{error}"))?;
+                let found =
+                    cluster::traefik::discover(&cluster.client, &env.traefik, discovery.timeout, progress).await?;
+                Ok(ClusterFacts { host: found.address, helmrelease_api: cluster.helmrelease_api })
+            }
+        })
+        .buffered(DISCOVERIES_AT_ONCE)
+        .collect()
+        .await;
+    let facts = every_environment(envs, results)?;
+    tracing::debug!(ms = elapsed_ms(started), clusters = clusters.len(), "discovered every environment's address");
+    Ok(envs.iter().map(|env| env.name.clone()).zip(facts).collect())
+}
+
+/// A kubeconfig context's cluster, connected once for all the environments on it.
+struct Cluster {
+    client: cluster::Client,
+    /// The HelmRelease API Flux serves; None on a cluster without Flux.
+    helmrelease_api: Option<HelmReleaseApi>,
+}
+
+impl Cluster {
+    /// The error is text: every environment on the context reports it.
+    async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Cluster, String> {
+        let client = cluster::connect(kubeconfig, context).await.map_err(|error| format!("{error:#}"))?;
+        let helmrelease_api = match cluster::flux::served_helmrelease_api(&client).await {
+            Ok(api) => Some(api),
+            Err(error) => {
+                tracing::debug!("the HelmRelease is left on its API version: {error:#}");
+                None
+            }
+        };
+        Ok(Cluster { client, helmrelease_api })
+    }
 }
 
 /// A host is a DNS name or an IP: no scheme, path, port or space (it becomes part of every Dify URL).

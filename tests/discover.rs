@@ -10,16 +10,7 @@ use support::{Testbed, apply_yaml, set_load_balancer_ip, unique_namespace};
 
 /// A LoadBalancer Service named `name` in a fresh namespace of the shared cluster; returns the namespace.
 async fn load_balancer(client: &kube::Client, name: &str) -> String {
-    let namespace = unique_namespace("discover");
-    apply_yaml(
-        client,
-        &format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: v1\nkind: Service\n\
-             metadata: {{name: {name}, namespace: {namespace}}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n"
-        ),
-    )
-    .await;
-    namespace
+    support::load_balancer(client, "discover", name).await
 }
 
 #[tokio::test]

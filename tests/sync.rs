@@ -285,15 +285,7 @@ async fn an_address_changed_on_the_cluster_becomes_one_commit() {
     let testbed = Testbed::shared();
     let client = testbed.client().await;
     let service = unique_namespace("traefik-sync");
-    let namespace = unique_namespace("ws");
-    support::apply_yaml(
-        &client,
-        &format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: v1\nkind: Service\n\
-             metadata: {{name: {service}, namespace: {namespace}}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n"
-        ),
-    )
-    .await;
+    let namespace = support::load_balancer(&client, "ws", &service).await;
     set_load_balancer_ip(&client, &namespace, &service, "198.51.100.5").await;
     let ops = Ops::with_config(|r, _| {
         format!(

@@ -6,10 +6,11 @@
 //! which opens them read-only. The remote is changed by one thing only, a
 //! successful push of a complete commit; every error before it leaves the remote as it was.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use git2::{FetchOptions, FetchPrune, IndexAddOption, PushOptions, Repository, ResetType, Signature};
+use git2::{FetchOptions, FetchPrune, PushOptions, Repository, ResetType, Signature};
 
 mod cache;
 mod files;
@@ -62,6 +63,10 @@ impl OpsRepo {
     pub fn open(spec: &str, branch: Option<&str>, access: Access, reuse_clone: bool) -> Result<Self> {
         // libgit2's transports are process-wide: `https://` is ours from the first repo opened on.
         https::register(&access.https)?;
+        // Strict creation looks up every entry of each tree written, to prove it exists: a commit that changes one
+        // environment re-wrote the root and apps/ trees, 2 x 100 lookups of loose objects for a config of 100
+        // environments. Our trees come from the index, whose blobs `add_path` has just written.
+        git2::opts::strict_object_creation(false);
         let path = Path::new(spec);
         if path.is_dir()
             && let Ok(repo) = Repository::open(path)
@@ -167,8 +172,7 @@ impl OpsRepo {
     /// Commits everything under `dir` when the tree differs from HEAD; returns the new commit's id (hex).
     pub fn commit_if_changed(&self, dir: &Path, message: &str) -> Result<Option<String>> {
         let mut index = self.repo.index().context("reading the index")?;
-        index.add_all([dir], IndexAddOption::DEFAULT, None).context("staging the overlay")?;
-        index.update_all([dir], None).context("staging removed files")?;
+        self.stage(&mut index, dir)?;
         index.write().context("writing the index")?;
         let tree_id = index.write_tree().context("writing the tree")?;
         let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
@@ -187,6 +191,30 @@ impl OpsRepo {
             self.repo.set_head(&reference).context("pointing HEAD at the new branch")?;
         }
         Ok(Some(id.to_string()))
+    }
+
+    /// Stages `dir` as `git add --all dir` does: new and changed files (ignored ones only when already tracked)
+    /// and removed ones. It walks `dir` alone: libgit2's `add_all`/`update_all` walk the whole work tree whatever
+    /// the pathspec, which made a sync of 100 environments 100 walks of 300 files (most of its wall time).
+    fn stage(&self, index: &mut git2::Index, dir: &Path) -> Result<()> {
+        let root = self.workdir();
+        let mut present = Vec::new();
+        files_under(root, dir, &mut present)?;
+        for path in &present {
+            let tracked = index.get_path(path, 0).is_some();
+            if tracked || !self.repo.is_path_ignored(path).context("reading .gitignore")? {
+                index.add_path(path).with_context(|| format!("staging {}", path.display()))?;
+            }
+        }
+        let removed: Vec<PathBuf> = index
+            .iter()
+            .map(|entry| PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path)))
+            .filter(|path| path.starts_with(dir) && std::fs::symlink_metadata(root.join(path)).is_err())
+            .collect();
+        for path in &removed {
+            index.remove_path(path).with_context(|| format!("staging the removal of {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Pushes the branch to the remote.
@@ -287,6 +315,25 @@ impl OpsRepo {
     }
 }
 
+/// Every file (or symlink) under `dir`, as paths relative to `root`; nothing when `dir` does not exist.
+fn files_under(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(root.join(dir)) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("listing {}", root.join(dir).display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", root.join(dir).display()))?;
+        let path = dir.join(entry.file_name());
+        if entry.file_type().with_context(|| format!("reading {}", path.display()))?.is_dir() {
+            files_under(root, &path, found)?;
+        } else {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// The git directory of a remote on this machine (a path or file:// URL), if it is one.
 fn local_git_dir(url: &str) -> Option<PathBuf> {
     let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
@@ -314,4 +361,63 @@ fn is_race(error: &git2::Error) -> bool {
         || ["non-fast-forward", "fast-forward", "fetch first", "lock", "failed to update ref"]
             .iter()
             .any(|s| message.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths in HEAD's tree, sorted.
+    fn committed(repo: &Repository) -> Vec<String> {
+        let tree = repo.head().unwrap().peel_to_tree().unwrap();
+        let mut paths = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(git2::ObjectType::Blob) {
+                paths.push(format!("{dir}{}", entry.name().unwrap()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn a_commit_stages_its_directory_as_git_add_all_would_and_nothing_outside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), text).unwrap();
+        };
+        Repository::init(root).unwrap();
+        let access = Access::from_env(None, None).unwrap();
+        let ops = OpsRepo::open(root.to_str().unwrap(), None, access, false).unwrap();
+        write(".gitignore", "*.tmp\n");
+        write("apps/a/dify/values.yaml", "1");
+        write("apps/a/dify/gone.yaml", "1");
+        write("apps/a/dify/nested/kept.yaml", "1");
+        write("apps/b/dify/values.yaml", "1");
+        assert!(ops.commit_if_changed(Path::new("apps/a/dify"), "first").unwrap().is_some());
+        assert_eq!(
+            committed(&ops.repo),
+            ["apps/a/dify/gone.yaml", "apps/a/dify/nested/kept.yaml", "apps/a/dify/values.yaml"]
+        );
+
+        write("apps/a/dify/values.yaml", "2");
+        write("apps/a/dify/scratch.tmp", "ignored");
+        write("apps/a/dify/new.yaml", "1");
+        std::fs::remove_file(root.join("apps/a/dify/gone.yaml")).unwrap();
+        write("apps/b/dify/values.yaml", "2");
+        assert!(ops.commit_if_changed(Path::new("apps/a/dify"), "second").unwrap().is_some());
+        assert_eq!(
+            committed(&ops.repo),
+            ["apps/a/dify/nested/kept.yaml", "apps/a/dify/new.yaml", "apps/a/dify/values.yaml"],
+            "new and changed files staged, the removed one too, the ignored one and apps/b left out"
+        );
+        let head = ops.repo.head().unwrap().peel_to_tree().unwrap();
+        let values = head.get_path(Path::new("apps/a/dify/values.yaml")).unwrap().to_object(&ops.repo).unwrap();
+        assert_eq!(values.as_blob().unwrap().content(), b"2");
+        assert_eq!(ops.commit_if_changed(Path::new("apps/a/dify"), "third").unwrap(), None, "nothing new");
+    }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use support::{Testbed, apply_yaml, set_load_balancer_ip, unique_namespace};
+use support::{Testbed, set_load_balancer_ip, unique_namespace};
 
 const RUNS: usize = 15;
 
@@ -20,15 +20,8 @@ const RUNS: usize = 15;
 async fn main() {
     let testbed = Testbed::shared();
     let client = testbed.client().await;
-    let (namespace, service) = (unique_namespace("bench-ws"), unique_namespace("traefik-bench"));
-    apply_yaml(
-        &client,
-        &format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: v1\nkind: Service\n\
-             metadata: {{name: {service}, namespace: {namespace}}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n"
-        ),
-    )
-    .await;
+    let service = unique_namespace("traefik-bench");
+    let namespace = support::load_balancer(&client, "bench-ws", &service).await;
     set_load_balancer_ip(&client, &namespace, &service, "192.0.2.1").await;
 
     let dir = tempfile::tempdir().unwrap();

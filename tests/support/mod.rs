@@ -147,6 +147,21 @@ pub async fn apply_yaml(client: &kube::Client, yaml: &str) {
     dify_gitops_testbed::apply_manifests(client, file.path()).await.expect("applying manifest");
 }
 
+/// A LoadBalancer Service named `name` (Kommander's Traefik, as a test stands it in) in a fresh namespace of the
+/// shared cluster, named from `prefix`; returns the namespace. Its address comes with [`set_load_balancer_ip`].
+pub async fn load_balancer(client: &kube::Client, prefix: &str, name: &str) -> String {
+    let namespace = unique_namespace(prefix);
+    apply_yaml(
+        client,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {{name: {name}, namespace: {namespace}}}\nspec: {{type: LoadBalancer, ports: [{{port: 443}}]}}\n"
+        ),
+    )
+    .await;
+    namespace
+}
+
 /// A fresh namespace name for one test on the shared cluster.
 pub fn unique_namespace(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
