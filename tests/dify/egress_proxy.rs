@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pods::tcp_open;
+use crate::pods::{tcp_open, user_ids};
 
 pub struct EgressProxy {
     pub url: String,
@@ -22,7 +22,7 @@ impl EgressProxy {
         std::fs::create_dir_all(dir).unwrap();
         let access_log = dir.join("egress-proxy-access.log");
         let conf = dir.join("egress-proxy.conf");
-        // Started as root, squid runs as its effective user (proxy), which must be able to write its logs.
+        // squid runs as its user (proxy), which must be able to write its logs.
         for file in [&access_log, &dir.join("egress-proxy-cache.log")] {
             std::fs::write(file, "").unwrap();
             let status = Command::new("chown").args(["proxy:proxy", &file.display().to_string()]).status();
@@ -56,13 +56,18 @@ impl EgressProxy {
         let mut command = Command::new(squid);
         command.args(["-N", "-f", &conf.display().to_string()]).stdin(Stdio::null());
         command.stdout(Stdio::null()).stderr(std::fs::File::create(dir.join("egress-proxy.stderr")).unwrap());
-        // SAFETY: setpgid on the child itself, between fork and exec.
+        // Started as its user already: squid started as root switches to it itself, and a change of credentials
+        // clears the parent-death signal, which would let it outlive a test that is killed.
+        let (uid, gid) = user_ids("proxy");
+        // SAFETY: only async-signal-safe system calls on the child itself, between fork and exec.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+                check(libc::setpgid(0, 0))?;
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(gid))?;
+                check(libc::setuid(uid))?;
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
                 Ok(())
             });
         }

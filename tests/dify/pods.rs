@@ -145,7 +145,7 @@ impl Cluster {
 }
 
 /// uid and gid of a user in /etc/passwd.
-fn user_ids(name: &str) -> (libc::uid_t, libc::gid_t) {
+pub fn user_ids(name: &str) -> (libc::uid_t, libc::gid_t) {
     let passwd = std::fs::read_to_string("/etc/passwd").expect("reading /etc/passwd");
     passwd
         .lines()
