@@ -156,14 +156,8 @@ impl Images {
         env.extend(c.env.iter().cloned());
         assert!(c.command.is_none() && c.args.is_none(), "the sandbox container overrides the image's entrypoint");
         Launch {
-            pod: pod.to_string(),
-            program: self.sandbox.join("bin/main").display().to_string(),
-            args: vec![],
-            env,
-            cwd: root,
-            user: None,
             tmpfs: vec![("/var".into(), vec!["/var/sandbox".into()])],
-            binds: vec![],
+            ..Launch::new(pod, self.sandbox.join("bin/main").display().to_string(), vec![], env, root)
         }
     }
 
@@ -178,14 +172,8 @@ impl Images {
         let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
         env.extend(c.env.iter().cloned());
         Launch {
-            pod: pod.to_string(),
-            program: which(&argv[0], &env),
-            args: argv[1..].iter().map(|a| map(a)).collect(),
-            env,
-            cwd: "/".into(),
             user: Some("proxy".into()),
-            tmpfs: vec![],
-            binds: vec![],
+            ..Launch::new(pod, which(&argv[0], &env), argv[1..].iter().map(|a| map(a)).collect(), env, "/".into())
         }
     }
 
@@ -195,24 +183,11 @@ impl Images {
         let volumes = self.volumes(c, None);
         let map = |v: &str| map_volumes(v, &volumes);
         let (entrypoint, cmd) = dockerfile_command(&self.weaviate.join("Dockerfile"));
-        let argv = match (&c.command, &c.args) {
-            (Some(command), args) => [command.clone(), args.clone().unwrap_or_default()].concat(),
-            (None, Some(args)) => [entrypoint, args.clone()].concat(),
-            (None, None) => [entrypoint, cmd].concat(),
-        };
+        let argv = container_argv(c, entrypoint, cmd);
         assert_eq!(argv.first().map(String::as_str), Some("/bin/weaviate"), "Weaviate's image runs /bin/weaviate");
         let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
         env.extend(c.env.iter().map(|(k, v)| (k.clone(), map(v))));
-        Launch {
-            pod: pod.to_string(),
-            program: self.weaviate.join("bin/weaviate").display().to_string(),
-            args: argv[1..].to_vec(),
-            env,
-            cwd: "/".into(),
-            user: None,
-            tmpfs: vec![],
-            binds: vec![],
-        }
+        Launch::new(pod, self.weaviate.join("bin/weaviate").display().to_string(), argv[1..].to_vec(), env, "/".into())
     }
 
     fn api(&self, c: &Container, pod: &str) -> Launch {
@@ -235,7 +210,7 @@ impl Images {
             }
         };
         let cwd = c.working_dir.as_deref().map_or(root.clone(), |w| PathBuf::from(map(w)));
-        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![], binds: vec![] }
+        Launch::new(pod, program, args, env, cwd)
     }
 
     fn web(&self, c: &Container, pod: &str) -> Launch {
@@ -269,16 +244,7 @@ impl Images {
         std::fs::create_dir_all(&dir).unwrap();
         let entrypoint = dir.join("entrypoint.sh");
         std::fs::write(&entrypoint, script.replace("/app/", &format!("{}/", build_dir.display()))).unwrap();
-        Launch {
-            pod: pod.to_string(),
-            program: "/bin/sh".into(),
-            args: vec![entrypoint.display().to_string()],
-            env,
-            cwd: build_dir.clone(),
-            user: None,
-            tmpfs: vec![],
-            binds: vec![],
-        }
+        Launch::new(pod, "/bin/sh".into(), vec![entrypoint.display().to_string()], env, build_dir.clone())
     }
 
     fn plugin_daemon(&self, c: &Container, pod: &str) -> Launch {
@@ -338,13 +304,8 @@ impl Images {
             })
             .collect();
         env.extend(c.env.iter().map(|(k, v)| (k.clone(), map(v))));
-        // Kubernetes: `command` replaces the image's ENTRYPOINT (and its CMD), `args` replaces its CMD.
         let (entrypoint, cmd) = dockerfile_command(&dockerfile);
-        let mut argv = match (&c.command, &c.args) {
-            (Some(command), args) => [command.clone(), args.clone().unwrap_or_default()].concat(),
-            (None, Some(args)) => [entrypoint, args.clone()].concat(),
-            (None, None) => [entrypoint, cmd].concat(),
-        };
+        let mut argv = container_argv(c, entrypoint, cmd);
         // 0.6's image starts under tini (`tini -g --`) so that the daemon is not PID 1, which its Python plugins
         // take for being orphaned. No pod here is PID 1 of a namespace, so the daemon runs without it.
         if argv.first().is_some_and(|a| a.ends_with("/tini"))
@@ -374,16 +335,7 @@ impl Images {
         // daemon and uv read it by its fixed path, not from a value the harness could map.
         let binds =
             volumes.iter().filter(|(path, _)| path.starts_with("/etc/")).map(|(p, v)| (v.clone(), p.clone())).collect();
-        Launch {
-            pod: pod.to_string(),
-            program: which(&argv[0], &env),
-            args: argv[1..].to_vec(),
-            env,
-            cwd,
-            user: None,
-            tmpfs: vec![],
-            binds,
-        }
+        Launch { binds, ..Launch::new(pod, which(&argv[0], &env), argv[1..].to_vec(), env, cwd) }
     }
 
     /// Each mount of `c` as a path of this run: a volume is the directory `volumes/<workload>/<volume>`, shared by
@@ -440,16 +392,7 @@ impl Images {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dify/postgres-entrypoint.sh");
         let mut args = vec![script.display().to_string()];
         args.extend(c.args.clone().unwrap_or_default().iter().map(|a| map(a)));
-        Launch {
-            pod: pod.to_string(),
-            program: "/bin/sh".into(),
-            args,
-            env,
-            cwd: "/".into(),
-            user: Some("postgres".into()),
-            tmpfs: vec![],
-            binds: vec![],
-        }
+        Launch { user: Some("postgres".into()), ..Launch::new(pod, "/bin/sh".into(), args, env, "/".into()) }
     }
 
     fn redis(&self, c: &Container, pod: &str) -> Launch {
@@ -460,16 +403,17 @@ impl Images {
         assert!(!argv.is_empty(), "the redis container runs the image's default command");
         let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
         env.extend(c.env.iter().cloned());
-        Launch {
-            pod: pod.to_string(),
-            program: which(&argv[0], &env),
-            args: argv[1..].iter().map(|a| map(a)).collect(),
-            env,
-            cwd: "/".into(),
-            user: None,
-            tmpfs: vec![],
-            binds: vec![],
-        }
+        Launch::new(pod, which(&argv[0], &env), argv[1..].iter().map(|a| map(a)).collect(), env, "/".into())
+    }
+}
+
+/// What a container runs, as Kubernetes decides it: `command` replaces the image's ENTRYPOINT (and its CMD), and
+/// `args` replaces its CMD.
+fn container_argv(c: &Container, entrypoint: Vec<String>, cmd: Vec<String>) -> Vec<String> {
+    match (&c.command, &c.args) {
+        (Some(command), args) => [command.clone(), args.clone().unwrap_or_default()].concat(),
+        (None, Some(args)) => [entrypoint, args.clone()].concat(),
+        (None, None) => [entrypoint, cmd].concat(),
     }
 }
 

@@ -303,6 +303,25 @@ impl Install {
         }
     }
 
+    /// Starts `workloads` side by side, then waits for each to be ready, as a cluster brings up a tier.
+    fn start_all(&mut self, workloads: &[String]) {
+        for workload in workloads {
+            self.start(workload);
+        }
+        for workload in workloads {
+            let took = self.wait_ready(workload);
+            self.figure(format!("{workload} ready in {:.1} s", took.as_secs_f64()));
+        }
+    }
+
+    /// A key of a Secret of the release, as `kubectl get secret … -o jsonpath` and base64 give it to a user.
+    fn secret_value(&self, secret: &str, key: &str) -> String {
+        let jsonpath = format!("jsonpath={{.data.{key}}}");
+        let encoded = self.testbed.kubectl(&["-n", NAMESPACE, "get", "secret", secret, "-o", &jsonpath]);
+        use base64::Engine;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()).unwrap()
+    }
+
     fn pod(&self, workload: &str) -> &Pod {
         self.pods.iter().find(|p| p.container.workload == workload).unwrap_or_else(|| panic!("no pod {workload}"))
     }
@@ -459,23 +478,11 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
             .collect()
     };
     let stores = of_kind(&install, &[Kind::Postgres, Kind::Redis, Kind::Weaviate], "StatefulSet");
-    for store in &stores {
-        install.start(store);
-    }
-    for store in &stores {
-        let took = install.wait_ready(store);
-        install.figure(format!("{store} ready in {:.1} s", took.as_secs_f64()));
-    }
+    install.start_all(&stores);
     // The services Dify calls: the SSRF proxy, the sandbox behind it, and the plugin daemon (it needs only the
     // stores and creates its own database; the api asks it for models when an app is created).
     let services = of_kind(&install, &[Kind::SsrfProxy, Kind::Sandbox, Kind::PluginDaemon], "Deployment");
-    for service in &services {
-        install.start(service);
-    }
-    for service in &services {
-        let took = install.wait_ready(service);
-        install.figure(format!("{service} ready in {:.1} s", took.as_secs_f64()));
-    }
+    install.start_all(&services);
 
     // The post-install hook: the migration Job, its init container first.
     let migration_started = Instant::now();
@@ -529,19 +536,7 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     assert_eq!(images::kind(&web.image), Kind::Web);
 
     // The init password, read the way the chart's NOTES tell a user to.
-    let init_password = {
-        let encoded = install.testbed.kubectl(&[
-            "-n",
-            NAMESPACE,
-            "get",
-            "secret",
-            "dify-internal",
-            "-o",
-            "jsonpath={.data.init-password}",
-        ]);
-        use base64::Engine;
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()).unwrap()
-    };
+    let init_password = install.secret_value("dify-internal", "init-password");
 
     let url = format!("https://{}/dify", install.address);
     let shots = install.output.clone();
@@ -564,11 +559,32 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         seen.replied.duration_since(install.started).as_secs_f64()
     ));
     install.figure(format!(
-        "screenshots: app list {}, chat reply {}, sandbox {}",
+        "screenshots: app list {}, chat reply {}, knowledge indexed {}, sandbox {}",
         seen.app_list.display(),
         seen.chat.display(),
+        seen.knowledge.display(),
         seen.sandbox.shot.display()
     ));
+    // The document went through the model's embeddings into Weaviate: its objects are there.
+    let embeddings = install.model.requests_to("/v1/embeddings");
+    assert!(!embeddings.is_empty(), "the knowledge base was indexed without the model server's embeddings");
+    let weaviate_key = install.secret_value("dify-internal", "weaviate-api-key");
+    let objects = Command::new("curl")
+        .args(["-s", "-H", "@-", &format!("http://{}:8080/v1/objects?limit=5", install.addresses["dify-weaviate"])])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            // The key travels on stdin, never in argv.
+            child.stdin.take().unwrap().write_all(format!("Authorization: Bearer {weaviate_key}").as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("asking Weaviate for its objects");
+    let objects: Value = serde_json::from_slice(&objects.stdout).unwrap_or(Value::Null);
+    let stored = objects["objects"].as_array().map_or(0, Vec::len);
+    assert!(stored > 0, "Weaviate holds no object of the indexed document: {objects}");
+    install.figure(format!("embedding requests: {}; Weaviate objects (first page): {stored}", embeddings.len()));
     // The Code node ran in the sandbox, and the SSRF proxy refused its request to a private address.
     assert_eq!(seen.sandbox.squares, "squares=285", "the Code node's own result; {}", seen.sandbox.shot.display());
     assert!(
@@ -608,6 +624,8 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
 struct Seen {
     app_list: PathBuf,
     chat: PathBuf,
+    /// The indexed document in its knowledge base.
+    knowledge: PathBuf,
     /// When the model's whole reply was on the page.
     replied: Instant,
     sandbox: SandboxRun,
@@ -721,6 +739,10 @@ async fn browse(
         chat.display()
     );
 
+    // 7. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
+    // embeddings, until the document is available (the test then asks Weaviate for its objects).
+    let knowledge = create_knowledge(&mut b, url, shots).await;
+
     // 5. Reload the console: the session holds. Then sign out.
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the new app in the list", long).await;
@@ -749,7 +771,7 @@ async fn browse(
     let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots, sandbox_log).await;
     b.close().await;
     let _ = web_app;
-    Seen { app_list, chat, replied, sandbox }
+    Seen { app_list, chat, knowledge, replied, sandbox }
 }
 
 /// Plugins > drop a package: the install dialog, then Install, until it says it is done.
@@ -802,37 +824,83 @@ async fn install_model_plugin(b: &mut browser::Browser, url: &str, package: &Pat
 /// Settings > Model Provider > OpenAI-API-compatible > Add Model: the stub's chat model.
 async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     let long = Duration::from_secs(90);
-    b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='OpenAI-API-compatible']"), "the installed provider", long).await;
-    b.shot("model-providers").await;
-    b.click_button("Add Model").await;
-    b.fill("input[placeholder='Enter full model name']", model_server::CHAT_MODEL).await;
-    // Model Type: a select that starts empty (1.14), where the options are in a list that opens on a click.
-    let model_type =
-        "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter'][1]";
-    if let Ok(select) = b.client.find(Locator::XPath(model_type)).await {
-        select.click().await.expect("opening the Model Type list");
-        b.click_text("LLM").await;
+    // A background install (1.14) may still be finishing: the provider appears once it has, on a fresh page.
+    let provider = "//*[normalize-space(.)='OpenAI-API-compatible']";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Ok(el) = b.client.find(Locator::XPath(provider)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            b.give_up("the installed provider never appeared in Settings > Model Provider".into()).await;
+        }
     }
-    b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
-    b.shot("add-model").await;
-    b.click_button_any(&["Add", "Save"]).await;
-    // The provider's card lists its models folded: "Show Models", or "N Models" once it has some.
-    b.click_xpath(
-        "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
-        "the provider's model list",
-    )
-    .await;
-    b.find(
-        Locator::XPath(&format!("//*[normalize-space(.)='{}']", model_server::CHAT_MODEL)),
-        "the added model in the provider's list",
-        long,
-    )
-    .await;
-    b.shot("model-added").await;
+    b.shot("model-providers").await;
+    for (name, model_type) in [(model_server::CHAT_MODEL, "LLM"), (model_server::EMBEDDING_MODEL, "Text Embedding")] {
+        b.click_button("Add Model").await;
+        b.fill("input[placeholder='Enter full model name']", name).await;
+        // Model Type: a select that starts empty (1.14) or on LLM, whose options open on a click.
+        let select = "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter' \
+                      or normalize-space(text())='LLM'][1]";
+        if let Ok(select) = b.client.find(Locator::XPath(select)).await {
+            select.click().await.expect("opening the Model Type list");
+            b.click_text(model_type).await;
+        }
+        b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
+        b.shot(&format!("add-model-{name}")).await;
+        b.click_button_any(&["Add", "Save"]).await;
+        // The provider's card lists its models folded ("Show Models", or "N Models" once it has some) until it is
+        // unfolded once; the button folds it again.
+        let listed = format!("//*[normalize-space(.)='{name}']");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let shown = match b.client.find(Locator::XPath(&listed)).await {
+            Ok(el) => el.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        };
+        if !shown {
+            b.click_xpath(
+                "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
+                "the provider's model list",
+            )
+            .await;
+        }
+        b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
+    }
+    b.shot("models-added").await;
     // Settings close: back to the app list.
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+}
+
+/// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
+/// embeddings into Weaviate, until the document is available. Returns the screenshot of the indexed document.
+async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> PathBuf {
+    let long = Duration::from_secs(120);
+    let doc = dir.join("harness-ledger.txt");
+    std::fs::write(
+        &doc,
+        format!(
+            "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
+            model_server::CONTEXT_MARKER
+        ),
+    )
+    .unwrap();
+    b.goto(&format!("{url}/datasets/create")).await;
+    b.upload("input#fileUploader", &doc).await;
+    b.find(Locator::XPath("//*[contains(normalize-space(text()), 'harness-ledger')]"), "the uploaded document", long)
+        .await;
+    b.shot("knowledge-uploaded").await;
+    b.click_button("Next").await;
+    b.find(Locator::XPath("//*[normalize-space(text())='High Quality']"), "the index settings", long).await;
+    b.shot("knowledge-settings").await;
+    b.click_button("Save & Process").await;
+    b.click_xpath("//*[self::button or self::a][normalize-space(.)='Go to document']", "Go to document").await;
+    b.find(Locator::XPath("//*[normalize-space(text())='Available']"), "the document indexed (Available)", long).await;
+    b.shot("knowledge-indexed").await
 }
 
 /// What the sandbox workflow showed in its web app: the Code node's outputs.

@@ -46,6 +46,13 @@ pub struct Launch {
     pub binds: Vec<(PathBuf, String)>,
 }
 
+impl Launch {
+    /// `program` with `args` and `env` in `cwd`, as root, with no mount of its own beyond the hosts file.
+    pub fn new(pod: &str, program: String, args: Vec<String>, env: Vec<(String, String)>, cwd: PathBuf) -> Launch {
+        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![], binds: vec![] }
+    }
+}
+
 pub struct Process {
     pub pod: String,
     pub log: PathBuf,
