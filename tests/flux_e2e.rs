@@ -9,7 +9,8 @@
 //! generated age identity (never in git). Flux must then decrypt the overlay in the `dify` Kustomization, install the
 //! chart from git, and put the LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the api's
 //! Secret. The operator adds `openai-api-key` with `dify-gitops secret set`; a new LB IP → `sync` commits (the key
-//! kept) → Flux upgrades the release → the new IP is in the env and the key in the release's values.
+//! kept) → Flux upgrades the release → the new IP is in the env and the key in the release's values. And an upgrade
+//! to a new Dify version whose migration Job fails ends failed on the new version: no rollback, no retry.
 //!
 //! The controllers missing is a FAILURE naming the install command, never a skip.
 
@@ -687,7 +688,7 @@ async fn a_failed_migration_leaves_the_release_failed_and_not_rolled_back() {
         "HelmRelease stalled, or a third release revision, after the failed upgrade",
         timeout,
         || {
-            let stalled = helmrelease("{.status.conditions[?(@.type==\"Stalled\")].reason}") != "";
+            let stalled = !helmrelease("{.status.conditions[?(@.type==\"Stalled\")].reason}").is_empty();
             (stalled || helm_history(&testbed).len() > 2).then_some(())
         },
         || diagnostics(&testbed, &flux),
