@@ -9,7 +9,8 @@
 //! generated age identity (never in git). Flux must then decrypt the overlay in the `dify` Kustomization, install the
 //! chart from git, and put the LB IP into the Deployments' URL env and the overlay's SECRET_KEY into the api's
 //! Secret. The operator adds `openai-api-key` with `dify-gitops secret set`; a new LB IP → `sync` commits (the key
-//! kept) → Flux upgrades the release → the new IP is in the env and the key in the release's values.
+//! kept) → Flux upgrades the release → the new IP is in the env and the key in the release's values. And an upgrade
+//! to a new Dify version whose migration Job fails ends failed on the new version: no rollback, no retry.
 //!
 //! The controllers missing is a FAILURE naming the install command, never a skip.
 
@@ -578,6 +579,152 @@ async fn flux_decrypts_the_overlay_installs_dify_and_follows_a_new_lb_ip() {
         upgraded.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Helm's own record of the release, as `helm history` shows it: (revision, status, description). Helm 3 reads
+/// the storage helm-controller's Helm 3 wrote.
+fn helm_history(testbed: &Testbed) -> Vec<(u64, String, String)> {
+    let output = Command::new("helm3")
+        .arg("--kubeconfig")
+        .arg(&testbed.kubeconfig)
+        .args(["history", "dify", "-n", NAMESPACE, "-o", "json"])
+        .output()
+        .expect("running helm3 (`scripts/test-tools install helm3`, on PATH through `scripts/test-tools path`)");
+    assert!(output.status.success(), "helm3 history: {}", String::from_utf8_lossy(&output.stderr));
+    let revisions: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    revisions
+        .iter()
+        .map(|r| {
+            let text = |key: &str| r[key].as_str().unwrap_or_default().to_string();
+            (r["revision"].as_u64().unwrap(), text("status"), text("description"))
+        })
+        .collect()
+}
+
+/// What a failed migration looks like to Helm: the Job's Failed condition (the Job controller would set it, with
+/// FailureTarget first, once the pod's `flask db upgrade` exited non-zero `backoffLimit + 1` times).
+fn fail_job(testbed: &Testbed, name: &str) {
+    let now = rfc3339_now();
+    let condition = |kind: &str| {
+        format!(
+            r#"{{"type":"{kind}","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit","lastTransitionTime":"{now}"}}"#
+        )
+    };
+    let status = format!(
+        r#"{{"status":{{"startTime":"{now}","failed":1,"conditions":[{},{}]}}}}"#,
+        condition("FailureTarget"),
+        condition("Failed")
+    );
+    testbed.kubectl(&["-n", NAMESPACE, "patch", "job", name, "--subresource=status", "--type=merge", "-p", &status]);
+}
+
+/// The current time in RFC 3339, whole seconds, UTC: how Kubernetes writes timestamps.
+fn rfc3339_now() -> String {
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    now.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// Issue 18, "rollback vs migrations": an upgrade to a new Dify version whose post-upgrade migration Job fails
+/// leaves the release failed on the new version. Flux does not roll back to the older code (which would then run on
+/// a schema the migration may have moved forward) and does not retry (which would run the migration again): helm's
+/// history and the HelmRelease's both end at the failed upgrade, and stay there after another reconcile.
+#[tokio::test]
+async fn a_failed_migration_leaves_the_release_failed_and_not_rolled_back() {
+    let FluxCluster { testbed, flux, ops, _server, _work, .. } = flux_cluster(DEFAULT_LAYOUT).await;
+    let timeout = Duration::from_secs(180);
+    wait_for(
+        "HelmRelease Ready after the install",
+        timeout,
+        || ready(&testbed, "helmrelease", NAMESPACE, "dify"),
+        || diagnostics(&testbed, &flux),
+    );
+    let jsonpath = |kind: &str, name: &str, path: &str| {
+        kubectl_try(&testbed, &["-n", NAMESPACE, "get", kind, name, "-o", &format!("jsonpath={path}")])
+    };
+    let api_image = || jsonpath("deployment", "dify-api", "{.spec.template.spec.containers[0].image}").unwrap();
+    let helmrelease = |path: &str| jsonpath("helmrelease", "dify", path).unwrap();
+    assert!(api_image().ends_with(":1.13.3"), "dify-api runs {}", api_image());
+
+    // Hooks back on for upgrades, so that the migration Job runs as on a real cluster. In a commit of its own,
+    // applied before the version changes: kustomize-controller applies the values ConfigMap before the HelmRelease,
+    // and helm-controller, which watches the ConfigMap, would upgrade with the HelmRelease it had (hooks off). This
+    // commit alone upgrades nothing: helm-controller upgrades on a new chart or new values.
+    let patch_file = ops.overlay().join("helmrelease-no-wait.yaml");
+    let patch = std::fs::read_to_string(&patch_file).unwrap();
+    let with_hooks = patch
+        .replace("  upgrade:\n    disableWait: true\n    disableHooks: true\n", "  upgrade:\n    disableWait: true\n");
+    assert_ne!(patch, with_hooks, "the test patch disables the upgrade's hooks");
+    std::fs::write(&patch_file, with_hooks).unwrap();
+    ops.commit_and_push("dify: the migration hook runs on upgrades");
+    request_reconcile(&testbed, "gitrepository", "flux-system", "flux-system");
+    wait_for(
+        "the HelmRelease with the upgrade's hooks on",
+        timeout,
+        || (helmrelease("{.spec.upgrade.disableWait}/{.spec.upgrade.disableHooks}") == "true/").then_some(()),
+        || diagnostics(&testbed, &flux),
+    );
+    // The operator moves to the next Dify version.
+    let config_file = ops.work.join("dify-gitops.yaml");
+    let config = std::fs::read_to_string(&config_file).unwrap();
+    std::fs::write(&config_file, config.replace("imageTag: 1.13.3\n", "imageTag: 1.14.2\n")).unwrap();
+    ops.commit_and_push("dify: Dify 1.14.2");
+    sync(&testbed, &ops);
+    request_reconcile(&testbed, "gitrepository", "flux-system", "flux-system");
+
+    // Helm runs the new version's migration Job and waits for it; the migration fails.
+    wait_for(
+        "the 1.14.2 migration Job",
+        timeout,
+        || {
+            let image = jsonpath("job", "dify-migration", "{.spec.template.spec.containers[0].image}")?;
+            image.ends_with(":1.14.2").then_some(())
+        },
+        || diagnostics(&testbed, &flux),
+    );
+    fail_job(&testbed, "dify-migration");
+    // What helm-controller does next: stall (no remediation), or remediate (with Flux's default, a rollback: a third
+    // revision in helm's history).
+    wait_for(
+        "HelmRelease stalled, or a third release revision, after the failed upgrade",
+        timeout,
+        || {
+            let stalled = !helmrelease("{.status.conditions[?(@.type==\"Stalled\")].reason}").is_empty();
+            (stalled || helm_history(&testbed).len() > 2).then_some(())
+        },
+        || diagnostics(&testbed, &flux),
+    );
+
+    let assert_failed_not_rolled_back = || {
+        let helm = helm_history(&testbed);
+        let revisions: Vec<(u64, &str)> = helm.iter().map(|(r, s, _)| (*r, s.as_str())).collect();
+        // A rollback would add revision 3, "Rollback to 1", and so would a retry of the upgrade.
+        assert_eq!(revisions, [(1, "deployed"), (2, "failed")], "helm history: {helm:?}");
+        assert!(helm[1].2.contains("post-upgrade hooks failed"), "helm history: {helm:?}");
+        assert_eq!(helmrelease("{.status.lastAttemptedReleaseAction}"), "upgrade");
+        assert_eq!(helmrelease("{.status.upgradeFailures}"), "1");
+        assert_eq!(helmrelease("{.status.conditions[?(@.type==\"Ready\")].status}"), "False");
+        assert_eq!(helmrelease("{.status.conditions[?(@.type==\"Stalled\")].reason}"), "RetriesExceeded");
+        assert_eq!(helmrelease("{.status.conditions[?(@.type==\"Remediated\")].status}"), "", "no remediation ran");
+        let history: Vec<serde_json::Value> = serde_json::from_str(&helmrelease("{.status.history}")).unwrap();
+        let snapshots: Vec<(u64, &str)> =
+            history.iter().map(|s| (s["version"].as_u64().unwrap(), s["status"].as_str().unwrap())).collect();
+        assert_eq!(snapshots, [(2, "failed"), (1, "deployed")], "HelmRelease history: {history:?}");
+        // The workloads stay on the code of the schema the migration went for, not on the older code.
+        assert!(api_image().ends_with(":1.14.2"), "dify-api runs {}", api_image());
+    };
+    assert_failed_not_rolled_back();
+
+    // Another reconcile (the interval, or a push) changes nothing: still no rollback, no second migration.
+    request_reconcile(&testbed, "helmrelease", NAMESPACE, "dify");
+    let requested =
+        jsonpath("helmrelease", "dify", "{.metadata.annotations.reconcile\\.fluxcd\\.io/requestedAt}").unwrap();
+    wait_for(
+        "helm-controller to handle the reconcile request",
+        timeout,
+        || (helmrelease("{.status.lastHandledReconcileAt}") == requested).then_some(()),
+        || diagnostics(&testbed, &flux),
+    );
+    assert_failed_not_rolled_back();
 }
 
 /// The v2beta2 variant (Flux 2.2 / NKP 2.12) is the v2 HelmRelease with another apiVersion line, nothing else
