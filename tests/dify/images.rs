@@ -164,17 +164,7 @@ impl Images {
     /// The SSRF proxy: the rendered command with Debian's squid, the ConfigMap's `squid.conf` at the path the
     /// command names, as the chart's user (13, `proxy` in Debian as in the image).
     fn ssrf_proxy(&self, c: &Container, pod: &str) -> Launch {
-        let volumes = self.volumes(c, Some("proxy"));
-        let map = |v: &str| map_volumes(v, &volumes);
-        let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
-        argv.extend(c.args.clone().unwrap_or_default());
-        assert!(!argv.is_empty(), "the squid container runs the image's entrypoint, which the harness does not do");
-        let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
-        env.extend(c.env.iter().cloned());
-        Launch {
-            user: Some("proxy".into()),
-            ..Launch::new(pod, which(&argv[0], &env), argv[1..].iter().map(|a| map(a)).collect(), env, "/".into())
-        }
+        Launch { user: Some("proxy".into()), ..self.rendered_command(c, pod, Some("proxy"), "squid") }
     }
 
     /// Weaviate: the server `prepare` built, with its image's `ENTRYPOINT`/`CMD` from the module's Dockerfile and
@@ -396,14 +386,21 @@ impl Images {
     }
 
     fn redis(&self, c: &Container, pod: &str) -> Launch {
-        let volumes = self.volumes(c, None);
-        let map = |v: &str| map_volumes(v, &volumes);
+        self.rendered_command(c, pod, None, "redis")
+    }
+
+    /// The container's own command and args, run with this host's binary of the same name (Debian's `redis-server`,
+    /// `squid`) on the base image's PATH; an argument naming a mount path is mapped to that volume of the run,
+    /// whose directories `owner` gets. `what` names the image when it renders no command.
+    fn rendered_command(&self, c: &Container, pod: &str, owner: Option<&str>, what: &str) -> Launch {
+        let volumes = self.volumes(c, owner);
         let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
         argv.extend(c.args.clone().unwrap_or_default());
-        assert!(!argv.is_empty(), "the redis container runs the image's default command");
+        assert!(!argv.is_empty(), "the {what} container runs its image's entrypoint, which the harness does not do");
         let mut env = vec![("PATH".to_string(), BASE_PATH.to_string())];
         env.extend(c.env.iter().cloned());
-        Launch::new(pod, which(&argv[0], &env), argv[1..].iter().map(|a| map(a)).collect(), env, "/".into())
+        let args = argv[1..].iter().map(|a| map_volumes(a, &volumes)).collect();
+        Launch::new(pod, which(&argv[0], &env), args, env, "/".into())
     }
 }
 
