@@ -28,13 +28,13 @@ mod images;
 mod model_server;
 mod pods;
 mod release;
+mod scenario;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fantoccini::Locator;
 use serde_json::{Value, json};
 use support::traefik::{Traefik, traefik_crds};
 use support::{Testbed, nkp_fixture};
@@ -544,7 +544,7 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     // A private address for the sandboxed code to try: the api pod's.
     let private_target = format!("http://{}:5001/health", install.addresses["dify-api"]);
     let started = Instant::now();
-    let seen = runtime.block_on(browse(
+    let seen = runtime.block_on(scenario::browse(
         &url,
         &init_password,
         &shots,
@@ -559,10 +559,11 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         seen.replied.duration_since(install.started).as_secs_f64()
     ));
     install.figure(format!(
-        "screenshots: app list {}, chat reply {}, knowledge indexed {}, sandbox {}",
+        "screenshots: app list {}, chat reply {}, knowledge indexed {}, knowledge answer {}, sandbox {}",
         seen.app_list.display(),
         seen.chat.display(),
         seen.knowledge.display(),
+        seen.knowledge_answer.1.display(),
         seen.sandbox.shot.display()
     ));
     // The document went through the model's embeddings into Weaviate: its objects are there.
@@ -585,6 +586,16 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     let stored = objects["objects"].as_array().map_or(0, Vec::len);
     assert!(stored > 0, "Weaviate holds no object of the indexed document: {objects}");
     install.figure(format!("embedding requests: {}; Weaviate objects (first page): {stored}", embeddings.len()));
+    // The knowledge chat's answer quotes the document's line, which reached the model as context.
+    let (answer, answer_shot) = &seen.knowledge_answer;
+    if !answer.contains(model_server::CONTEXT_MARKER) {
+        let prompts: Vec<Value> =
+            install.model.requests_to("/v1/chat/completions").into_iter().map(|c| c["messages"].clone()).collect();
+        panic!(
+            "the knowledge chat answered without the document as context: {answer:?}; {}\nthe model's prompts: {prompts:#?}",
+            answer_shot.display()
+        );
+    }
     // The Code node ran in the sandbox, and the SSRF proxy refused its request to a private address.
     assert_eq!(seen.sandbox.squares, "squares=285", "the Code node's own result; {}", seen.sandbox.shot.display());
     assert!(
@@ -618,390 +629,6 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
         web.image
     );
     eprintln!("dify: figures and logs in {}", install.output.display());
-}
-
-/// What the browser scenario saw, for the test to check and the figures to name.
-struct Seen {
-    app_list: PathBuf,
-    chat: PathBuf,
-    /// The indexed document in its knowledge base.
-    knowledge: PathBuf,
-    /// When the model's whole reply was on the page.
-    replied: Instant,
-    sandbox: SandboxRun,
-}
-
-async fn browse(
-    url: &str,
-    init_password: &str,
-    shots: &Path,
-    package: &Path,
-    model_url: &str,
-    private_target: &str,
-    sandbox_log: &Path,
-) -> Seen {
-    let mut b = browser::Browser::start(shots).await;
-    let long = Duration::from_secs(90);
-
-    // 1. The install page (first the init password, since the chart sets INIT_PASSWORD).
-    b.goto(url).await;
-    b.wait_url("/dify/init", long).await;
-    b.shot("init-password").await;
-    // 2. The init password.
-    b.fill("input#password", init_password).await;
-    b.click_text("Validate").await;
-    b.wait_url("/dify/install", long).await;
-    b.find(Locator::Css("input#email"), "the install form", long).await;
-    b.shot("install").await;
-    // 3. The admin account, then sign in.
-    let (email, password) = ("admin@example.com", "Passw0rd-for-tests");
-    b.fill("input#email", email).await;
-    b.fill("input#name", "Admin").await;
-    b.fill("input#password", password).await;
-    b.click_text("Set up").await;
-    // Dify signs the new admin in (1.13 does; a release that shows the sign-in form instead gets it filled).
-    let deadline = Instant::now() + long;
-    while !(b.url().await.contains("/dify/apps") || b.url().await.contains("/dify/signin")) {
-        assert!(Instant::now() < deadline, "set-up never led to the app list or the sign-in page: {}", b.url().await);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    if b.url().await.contains("/dify/signin") {
-        sign_in(&mut b, email, password).await;
-    }
-    b.wait_url("/dify/apps", long).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
-    let app_list = b.shot("app-list-signed-in").await;
-
-    // 4. The model plugin, from its local package: Plugins, then the package dropped on the page.
-    install_model_plugin(&mut b, url, package).await;
-    // 5. Settings > Model Provider: the stub's chat model on the OpenAI-API-compatible provider.
-    add_model(&mut b, url, model_url).await;
-
-    // 4. A chat app, then its public web app under /dify.
-    b.click_text("Create from Blank").await;
-    // Chatbot is among the "more basic app types", folded unless the app list was filtered to chat apps.
-    let chatbot = "LLM-based chatbot with simple setup";
-    b.find(Locator::XPath("//*[normalize-space(.)='Chatflow']"), "the app types", long).await;
-    let card = b.client.find(Locator::XPath(&format!("//*[normalize-space(.)='{chatbot}']"))).await;
-    let folded = match card {
-        Ok(card) => !card.is_displayed().await.unwrap_or(false),
-        Err(_) => true,
-    };
-    if folded {
-        b.click_button("More basic app types").await;
-    }
-    b.click_text(chatbot).await;
-    b.fill("input[placeholder='Give your app a name']", "Harness chat").await;
-    b.shot("create-app").await;
-    b.click_button("Create").await;
-    b.wait_url("/dify/app/", long).await;
-    let app_url = b.url().await;
-    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
-    assert!(!app_id.is_empty(), "no app id in {app_url}");
-    b.shot("app-created").await;
-    // The web app's address, as the app's overview shows it.
-    let code = site_code(&b, &app_id).await;
-    let web_app_url = format!("{url}/chat/{code}");
-    b.goto(&web_app_url).await;
-    b.wait_url(&format!("/dify/chat/{code}"), long).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let web_app = b.shot("web-app").await;
-    // The chat page itself: its message box, not an error page.
-    let message_box = b.find(Locator::Css("textarea"), "the web app's message box", long).await;
-    // A question; the answer is the model's, streamed: the page shows it growing word by word. Each change of the
-    // page records how many of the reply's words it shows (from three on: shorter prefixes may be elsewhere).
-    let watch = format!(
-        "window.__shown = []; const words = {words:?};
-         new MutationObserver(() => {{
-           const text = document.body.innerText;
-           let n = 0;
-           for (let k = 3; k <= words.length; k++) {{ if (text.includes(words.slice(0, k).join(' '))) n = k; }}
-           if (n > 0) window.__shown.push(n);
-         }}).observe(document.body, {{subtree: true, childList: true, characterData: true}});",
-        words = model_server::REPLY.split(' ').collect::<Vec<_>>()
-    );
-    b.client.execute(&watch, vec![]).await.expect("watching the page");
-    message_box.send_keys("Hello from the harness").await.unwrap();
-    message_box.send_keys(&String::from(char::from(fantoccini::key::Key::Enter))).await.unwrap();
-    b.find(
-        Locator::XPath(&format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY)),
-        "the model's reply in the web app",
-        long,
-    )
-    .await;
-    let replied = Instant::now();
-    let chat = b.shot("chat-reply").await;
-    let shown = b.client.execute("return window.__shown", vec![]).await.unwrap();
-    let words = model_server::REPLY.split(' ').count() as u64;
-    assert!(
-        shown.as_array().into_iter().flatten().any(|n| n.as_u64().is_some_and(|n| n < words)),
-        "the reply appeared whole, not streamed: the page showed {shown} of its {words} words as it changed; {}",
-        chat.display()
-    );
-
-    // 7. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
-    // embeddings, until the document is available (the test then asks Weaviate for its objects).
-    let knowledge = create_knowledge(&mut b, url, shots).await;
-
-    // 5. Reload the console: the session holds. Then sign out.
-    b.goto(&format!("{url}/apps")).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the new app in the list", long).await;
-    b.client.refresh().await.unwrap();
-    b.wait_url("/dify/apps", long).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list after a reload", long)
-        .await;
-    b.shot("reloaded").await;
-    let logout = "const done = arguments[0];
-         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
-         fetch('/dify/console/api/logout', {method: 'POST', credentials: 'include', headers: {'X-CSRF-Token': csrf}})
-           .then(r => done(r.status)).catch(e => done(String(e)));";
-    let status = b.run_async(logout).await;
-    b.goto(&format!("{url}/apps")).await;
-    b.wait_url("/dify/signin", long).await;
-    b.shot("signed-out").await;
-    assert!(status.as_u64().is_some_and(|s| s < 400), "logout answered {status}");
-    // And back in through the sign-in form.
-    sign_in(&mut b, email, password).await;
-    b.wait_url("/dify/apps", long).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list after signing in", long)
-        .await;
-    b.shot("signed-in-again").await;
-
-    // 8. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
-    let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots, sandbox_log).await;
-    b.close().await;
-    let _ = web_app;
-    Seen { app_list, chat, knowledge, replied, sandbox }
-}
-
-/// Plugins > drop a package: the install dialog, then Install, until it says it is done.
-async fn install_model_plugin(b: &mut browser::Browser, url: &str, package: &Path) {
-    let long = Duration::from_secs(90);
-    b.goto(&format!("{url}/plugins")).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Install plugin']"), "the plugins page", long).await;
-    b.upload("input#fileUploader", package).await;
-    b.find(
-        Locator::XPath("//*[normalize-space(text())='About to install the following plugin']"),
-        "the install dialog",
-        long,
-    )
-    .await;
-    b.shot("plugin-ready-to-install").await;
-    b.click_button("Install").await;
-    // The daemon installs the plugin's Python dependencies (uv sync, through the proxy). The dialog says how it
-    // ended, or (newer releases) closes and the install goes on as a task of the page, until the plugin is listed.
-    let listed = "//*[normalize-space(text())='OpenAI-API-compatible']";
-    let dialog = "//*[normalize-space(text())='Install Plugin' or normalize-space(text())='Installing...']";
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let shown = |found: Result<fantoccini::elements::Element, _>| async move {
-            match found {
-                Ok(el) => el.is_displayed().await.unwrap_or(false),
-                Err(_) => false,
-            }
-        };
-        if shown(b.client.find(Locator::XPath("//*[normalize-space(text())='Installation failed']")).await).await {
-            b.give_up("the model plugin failed to install".into()).await;
-        }
-        if shown(b.client.find(Locator::XPath("//*[normalize-space(text())='Installation successful']")).await).await {
-            b.shot("plugin-installed").await;
-            b.click_button("Close").await;
-            break;
-        }
-        if !shown(b.client.find(Locator::XPath(dialog)).await).await
-            && shown(b.client.find(Locator::XPath(listed)).await).await
-        {
-            b.shot("plugin-installed").await;
-            break;
-        }
-        if Instant::now() > deadline {
-            b.give_up("the plugin install never ended".into()).await;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Settings > Model Provider > OpenAI-API-compatible > Add Model: the stub's chat model.
-async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
-    let long = Duration::from_secs(90);
-    // A background install (1.14) may still be finishing: the provider appears once it has, on a fresh page.
-    let provider = "//*[normalize-space(.)='OpenAI-API-compatible']";
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Ok(el) = b.client.find(Locator::XPath(provider)).await
-            && el.is_displayed().await.unwrap_or(false)
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            b.give_up("the installed provider never appeared in Settings > Model Provider".into()).await;
-        }
-    }
-    b.shot("model-providers").await;
-    for (name, model_type) in [(model_server::CHAT_MODEL, "LLM"), (model_server::EMBEDDING_MODEL, "Text Embedding")] {
-        b.click_button("Add Model").await;
-        b.fill("input[placeholder='Enter full model name']", name).await;
-        // Model Type: a select that starts empty (1.14) or on LLM, whose options open on a click.
-        let select = "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter' \
-                      or normalize-space(text())='LLM'][1]";
-        if let Ok(select) = b.client.find(Locator::XPath(select)).await {
-            select.click().await.expect("opening the Model Type list");
-            b.click_text(model_type).await;
-        }
-        b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
-        b.shot(&format!("add-model-{name}")).await;
-        b.click_button_any(&["Add", "Save"]).await;
-        // The provider's card lists its models folded ("Show Models", or "N Models" once it has some) until it is
-        // unfolded once; the button folds it again.
-        let listed = format!("//*[normalize-space(.)='{name}']");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let shown = match b.client.find(Locator::XPath(&listed)).await {
-            Ok(el) => el.is_displayed().await.unwrap_or(false),
-            Err(_) => false,
-        };
-        if !shown {
-            b.click_xpath(
-                "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
-                "the provider's model list",
-            )
-            .await;
-        }
-        b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
-    }
-    b.shot("models-added").await;
-    // Settings close: back to the app list.
-    b.goto(&format!("{url}/apps")).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
-}
-
-/// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
-/// embeddings into Weaviate, until the document is available. Returns the screenshot of the indexed document.
-async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> PathBuf {
-    let long = Duration::from_secs(120);
-    let doc = dir.join("harness-ledger.txt");
-    std::fs::write(
-        &doc,
-        format!(
-            "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
-            model_server::CONTEXT_MARKER
-        ),
-    )
-    .unwrap();
-    b.goto(&format!("{url}/datasets/create")).await;
-    b.upload("input#fileUploader", &doc).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(text()), 'harness-ledger')]"), "the uploaded document", long)
-        .await;
-    b.shot("knowledge-uploaded").await;
-    b.click_button("Next").await;
-    b.find(Locator::XPath("//*[normalize-space(text())='High Quality']"), "the index settings", long).await;
-    b.shot("knowledge-settings").await;
-    b.click_button("Save & Process").await;
-    b.click_xpath("//*[self::button or self::a][normalize-space(.)='Go to document']", "Go to document").await;
-    b.find(Locator::XPath("//*[normalize-space(text())='Available']"), "the document indexed (Available)", long).await;
-    b.shot("knowledge-indexed").await
-}
-
-/// What the sandbox workflow showed in its web app: the Code node's outputs.
-struct SandboxRun {
-    squares: String,
-    private: String,
-    shot: PathBuf,
-}
-
-/// Import the sandbox workflow (a DSL file, as a user imports one), publish it, and run it in its web app: its Code
-/// node runs in the sandbox and asks `target` (a private address) for a page through the SSRF proxy.
-async fn run_sandbox_workflow(
-    b: &mut browser::Browser,
-    url: &str,
-    target: &str,
-    dir: &Path,
-    sandbox_log: &Path,
-) -> SandboxRun {
-    let long = Duration::from_secs(90);
-    // The sandbox answers its probes at once and builds the jail for Python snippets afterwards (copying the
-    // interpreter's library into it); a snippet run before that ends with exit 255. No probe of the chart can see
-    // it, so the test waits for the sandbox's own log line.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !std::fs::read_to_string(sandbox_log).unwrap_or_default().contains("python dependencies sandbox initialized")
-    {
-        assert!(Instant::now() < deadline, "the sandbox never built its Python jail: see {}", sandbox_log.display());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let dsl = std::fs::read_to_string(root().join("tests/dify/fixtures/sandbox-workflow.yml")).unwrap();
-    let file = dir.join("sandbox-workflow.yml");
-    std::fs::write(&file, dsl.replace("TARGET_URL", target)).unwrap();
-    b.goto(&format!("{url}/apps")).await;
-    b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list", long).await;
-    b.click_text("Import DSL file").await;
-    b.upload("input#fileUploader", &file).await;
-    b.shot("import-dsl").await;
-    b.click_button("Create").await;
-    b.wait_url("/workflow", long).await;
-    let app_url = b.url().await;
-    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
-    b.find(Locator::XPath("//*[normalize-space(text())='Sandbox']"), "the imported Code node", long).await;
-    b.shot("workflow-imported").await;
-    b.click_button("Publish").await;
-    // The menu's button holds the label beside its keyboard shortcut.
-    b.click_xpath("//button[.//span[normalize-space(.)='Publish Update']]", "Publish Update").await;
-    b.find(
-        Locator::XPath("//*[normalize-space(text())='Published' or starts-with(normalize-space(.), 'Published ')]"),
-        "the published state",
-        long,
-    )
-    .await;
-    let code = site_code(b, &app_id).await;
-    b.goto(&format!("{url}/workflow/{code}")).await;
-    b.click_button("Execute").await;
-    // The result panel shows the outputs (in an editor whose text is split into spans): read the page's text.
-    let deadline = Instant::now() + long;
-    let body = loop {
-        let text = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
-        let text = text.as_str().unwrap_or_default().to_string();
-        if text.contains("private=") {
-            break text;
-        }
-        if Instant::now() > deadline {
-            b.give_up("the workflow's outputs never appeared".into()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let shot = b.shot("sandbox-workflow-result").await;
-    let field = |name: &str| {
-        body.split(['"', '\n'])
-            .find(|t| t.starts_with(name))
-            .map(str::to_string)
-            .unwrap_or_else(|| panic!("no {name} in the workflow's output; {}", shot.display()))
-    };
-    SandboxRun { squares: field("squares="), private: field("private="), shot: shot.clone() }
-}
-
-/// The web app code of app `app_id`, asked of the console API with the page's session (as the app's overview
-/// shows it).
-async fn site_code(b: &browser::Browser, app_id: &str) -> String {
-    let script = format!(
-        "const done = arguments[0];
-         const csrf = (document.cookie.match(/csrf_token=([^;]+)/) || [])[1] || '';
-         fetch('/dify/console/api/apps/{app_id}', {{credentials: 'include', headers: {{'X-CSRF-Token': csrf}}}})
-           .then(r => r.json()).then(j => done(j)).catch(e => done({{error: String(e)}}));"
-    );
-    let app = b.run_async(&script).await;
-    app["site"]["access_token"]
-        .as_str()
-        .or(app["site"]["code"].as_str())
-        .unwrap_or_else(|| panic!("the console API gave no site code for the app: {app}"))
-        .to_string()
-}
-
-async fn sign_in(b: &mut browser::Browser, email: &str, password: &str) {
-    let long = Duration::from_secs(90);
-    b.find(Locator::Css("input#email"), "the sign-in form", long).await;
-    b.shot("signin").await;
-    b.fill("input#email", email).await;
-    b.fill("input#password", password).await;
-    b.click_text("Sign in").await;
 }
 
 /// The seed's mistake, on the real thing: Dify's stock web image (built for "/") named for /dify. Pages under /dify
