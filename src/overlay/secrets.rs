@@ -20,6 +20,7 @@ pub const SECRET_NAMES: &[&str] = &[
     "inner-api-key",
     "sandbox-api-key",
     "init-password",
+    "admin-password",
     "agent-api-token",
     "agent-local-sandbox-token",
     "agent-server-secret-key",
@@ -90,7 +91,7 @@ fn generate_for(name: &str) -> Result<Zeroizing<String>> {
     let bytes = random_bytes()?;
     Ok(Zeroizing::new(match name {
         // Dify wants letters and digits in a password (and the chart generates the same shape).
-        "init-password" => {
+        "init-password" | "admin-password" => {
             let letters = bytes[..12]
                 .iter()
                 .map(|b| char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[usize::from(*b) % 52]));
@@ -134,12 +135,17 @@ mod tests {
     fn generated_secrets_are_distinct_and_shaped_for_their_consumer() {
         let data = SecretSet::generate_all().unwrap().to_string_data();
         let value = |name: &str| data[name].as_str().unwrap().to_string();
-        for name in SECRET_NAMES.iter().filter(|n| !["init-password", "agent-server-secret-key"].contains(n)) {
+        let passwords = ["init-password", "admin-password"];
+        for name in SECRET_NAMES.iter().filter(|n| !passwords.contains(n) && **n != "agent-server-secret-key") {
             assert!(value(name).len() == 64 && value(name).chars().all(|c| c.is_ascii_hexdigit()), "{name}");
         }
-        let init = value("init-password");
-        assert_eq!(init.len(), 24);
-        assert!(init[..12].chars().all(|c| c.is_ascii_alphabetic()) && init[12..].chars().all(|c| c.is_ascii_digit()));
+        for password in passwords.map(value) {
+            assert_eq!(password.len(), 24);
+            assert!(
+                password[..12].chars().all(|c| c.is_ascii_alphabetic())
+                    && password[12..].chars().all(|c| c.is_ascii_digit())
+            );
+        }
         use base64::Engine;
         let agent = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value("agent-server-secret-key")).unwrap();
         assert_eq!(agent.len(), 32);

@@ -183,12 +183,23 @@ impl Images {
     fn api(&self, c: &Container, pod: &str) -> Launch {
         let root = self.api_root();
         let map = |v: &str| map_prefix(v, "/app/api", &root);
+        // A ConfigMap mounted into the container (the bootstrap Job's script and plugin package) is a directory of
+        // the run: an argument or a variable naming a path in it is mapped there. (The files volume is the tree's
+        // own storage/, as above.)
+        let config_mounts: Vec<(String, PathBuf)> = self
+            .volumes(c, None)
+            .into_iter()
+            .zip(&c.mounts)
+            .filter(|(_, m)| m.config.is_some())
+            .map(|(v, _)| v)
+            .collect();
+        let map_config = |v: &str| map_volumes(v, &config_mounts);
         let mut env = dockerfile_env(&self.src.join("api/Dockerfile"), &BTreeMap::new(), BASE_PATH);
         env = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
-        env.extend(c.env.iter().cloned());
+        env.extend(c.env.iter().map(|(k, v)| (k.clone(), map_config(v))));
         let (program, args) = match &c.command {
             Some(command) => {
-                let mut args: Vec<String> = command[1..].to_vec();
+                let mut args: Vec<String> = command[1..].iter().map(|a| map_config(a)).collect();
                 args.extend(c.args.clone().unwrap_or_default());
                 (which(&command[0], &env), args)
             }

@@ -44,6 +44,7 @@ use crate::images::{Images, Kind, PATH_WEB_IMAGE};
 use crate::model_server::ModelServer;
 use crate::pods::{Cluster, Launch, Process, tcp_open};
 use crate::release::{Container, Release};
+use crate::scenario::{FirstAdmin, Visit};
 
 const NAMESPACE: &str = "dify";
 /// The egress proxy's port on the load balancer's address.
@@ -130,7 +131,7 @@ fn random_hex(bytes: usize) -> String {
 
 impl Install {
     /// `label` names the run's output directory, `test-output/dify/<label>/`.
-    fn set_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
+    fn set_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp) -> Install {
         let started = Instant::now();
         let mut images = prepared(version);
         let output = root().join("test-output/dify").join(label);
@@ -189,6 +190,15 @@ impl Install {
         ];
         for set in daemon_sets.iter().map(String::as_str).chain(extra_sets.iter().copied()) {
             args.extend(["--set", set]);
+        }
+        let bootstrap_sets = bootstrap_sets(&model);
+        if setup == FirstSetUp::Bootstrap {
+            // The model plugin's package, as an operator without the marketplace hands it to the chart.
+            let package = format!("plugin.difypkg={}", images.model_package.display());
+            testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "model-plugin", "--from-file", &package]);
+            for (flag, set) in &bootstrap_sets {
+                args.extend([*flag, set.as_str()]);
+            }
         }
         helm(&testbed, &args);
         let hooks_yaml = helm(&testbed, &["get", "hooks", "dify", "-n", NAMESPACE]);
@@ -312,6 +322,18 @@ impl Install {
             let took = self.wait_ready(workload);
             self.figure(format!("{workload} ready in {:.1} s", took.as_secs_f64()));
         }
+    }
+
+    /// Runs Job `job` (again, as each upgrade does) to its success. Returns how long it took and what this run
+    /// logged.
+    fn run_job(&mut self, job: &str) -> (Duration, String) {
+        let log = self.cluster.dir.join(format!("logs/{job}-0.log"));
+        let before = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        self.pods.retain(|p| p.container.workload != job);
+        self.start(job);
+        let took = self.pod(job).process.wait_success(Duration::from_secs(900));
+        let text = std::fs::read(&log).unwrap_or_default();
+        (took, String::from_utf8_lossy(&text[before.min(text.len())..]).into_owned())
     }
 
     /// A key of a Secret of the release, as `kubectl get secret … -o jsonpath` and base64 give it to a user.
@@ -459,8 +481,8 @@ fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
 
 /// Installs the chart for `version` and starts what the harness runs, in the order a cluster would get there:
 /// data stores, plugin daemon, the migration Job, then every Deployment, each until its probes pass.
-fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
-    let mut install = Install::set_up(version, extra_sets, label);
+fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp) -> Install {
+    let mut install = Install::set_up(version, extra_sets, label, setup);
 
     // Data stores first (every StatefulSet: PostgreSQL, Redis, Weaviate), as they come up before the migration
     // Job's init container lets it run.
@@ -486,8 +508,14 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
 
     // The post-install hook: the migration Job, its init container first.
     let migration_started = Instant::now();
-    let job = install.release.workloads.iter().find(|w| w["kind"] == "Job").expect("the release has a migration Job");
-    let job = job["metadata"]["name"].as_str().unwrap().to_string();
+    let jobs: Vec<String> = install
+        .release
+        .workloads
+        .iter()
+        .filter(|w| w["kind"] == "Job")
+        .map(|w| w["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let job = jobs.iter().find(|j| j.ends_with("-migration")).expect("the release has a migration Job").clone();
     install.start(&job);
     let took = install.pod(&job).process.wait_success(Duration::from_secs(900));
     install.figure(format!("migration Job ({job}) succeeded in {:.1} s", took.as_secs_f64()));
@@ -499,7 +527,7 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
         .workloads
         .iter()
         .map(|w| w["metadata"]["name"].as_str().unwrap())
-        .filter(|n| ![&stores, &services, &deployments].iter().any(|l| l.iter().any(|d| d == n)) && *n != job)
+        .filter(|n| ![&stores, &services, &deployments, &jobs].iter().any(|l| l.iter().any(|d| d == n)))
         .collect();
     assert!(not_run.is_empty(), "the harness runs every workload of the release, but not: {}", not_run.join(", "));
     for workload in &deployments {
@@ -526,17 +554,31 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str) -> Install {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // The bootstrap hook Job (weight 10, after the migration's 0), when the release has one.
+    if let Some(bootstrap) = jobs.iter().find(|j| j.ends_with("-bootstrap")) {
+        let (took, _) = install.run_job(bootstrap);
+        install.figure(format!("bootstrap Job ({bootstrap}) succeeded in {:.1} s", took.as_secs_f64()));
+    }
+
     install
 }
 
 /// Runs the chart's release of `version` and the browser scenario.
-fn real_dify(version: &str, extra_sets: &[&str]) {
-    let mut install = bring_up(version, extra_sets, version);
+fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp) {
+    let mut install = bring_up(version, extra_sets, version, setup);
     let web = install.release.containers("dify-web", false).remove(0);
     assert_eq!(images::kind(&web.image), Kind::Web);
 
-    // The init password, read the way the chart's NOTES tell a user to.
-    let init_password = install.secret_value("dify-internal", "init-password");
+    // The init password (or, bootstrapped, the admin's), read the way the chart's NOTES tell a user to.
+    let first_admin = match setup {
+        FirstSetUp::InBrowser => {
+            FirstAdmin::InBrowser { init_password: install.secret_value("dify-internal", "init-password") }
+        }
+        FirstSetUp::Bootstrap => FirstAdmin::Bootstrapped {
+            email: scenario::ADMIN_EMAIL.to_string(),
+            password: install.secret_value("dify-internal", "admin-password"),
+        },
+    };
 
     let url = format!("https://{}/dify", install.address);
     let shots = install.output.clone();
@@ -544,15 +586,15 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     // A private address for the sandboxed code to try: the api pod's.
     let private_target = format!("http://{}:5001/health", install.addresses["dify-api"]);
     let started = Instant::now();
-    let seen = runtime.block_on(scenario::browse(
-        &url,
-        &init_password,
-        &shots,
-        &install.images.model_package,
-        &install.model.url,
-        &private_target,
-        &install.cluster.dir.join("logs/dify-sandbox-0.log"),
-    ));
+    let seen = runtime.block_on(scenario::browse(Visit {
+        url: &url,
+        first_admin,
+        shots: &shots,
+        package: &install.images.model_package,
+        model_url: &install.model.url,
+        private_target: &private_target,
+        sandbox_log: &install.cluster.dir.join("logs/dify-sandbox-0.log"),
+    }));
     install.figure(format!("browser scenario: {:.1} s", started.elapsed().as_secs_f64()));
     install.figure(format!(
         "first chat reply {:.1} s after the set-up began (testbed, helm install, start-up, sign-up, plugin, model, app)",
@@ -617,6 +659,10 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     assert!(!through_proxy.is_empty(), "the plugin install fetched nothing from PyPI through the proxy");
     install.figure(format!("PyPI requests through the egress proxy: {}", through_proxy.len()));
 
+    if setup == FirstSetUp::Bootstrap {
+        bootstrap_again(&mut install);
+    }
+
     // `dify-gitops verify` passes on this install.
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
     assert_eq!(verify.code, 0, "dify-gitops verify failed on a working install:\n{}\n{}", verify.stdout, verify.stderr);
@@ -631,11 +677,59 @@ fn real_dify(version: &str, extra_sets: &[&str]) {
     eprintln!("dify: figures and logs in {}", install.output.display());
 }
 
+/// Who sets up Dify after the install.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FirstSetUp {
+    /// A person, in the browser (the chart's default).
+    InBrowser,
+    /// The chart's bootstrap Job: the admin, the model plugin from a local package (a ConfigMap), and the model
+    /// server's models with a key.
+    Bootstrap,
+}
+
+/// The chart values of the bootstrap: `(flag, key=value)`.
+fn bootstrap_sets(model: &ModelServer) -> Vec<(&'static str, String)> {
+    let models = json!([
+        {"name": model_server::CHAT_MODEL, "type": "llm", "credentials": {"vision_support": "support"}},
+        {"name": model_server::EMBEDDING_MODEL, "type": "text-embedding"},
+    ]);
+    vec![
+        ("--set", "bootstrap.enabled=true".to_string()),
+        ("--set-string", format!("bootstrap.adminEmail={}", scenario::ADMIN_EMAIL)),
+        ("--set", "bootstrap.modelProvider.enabled=true".to_string()),
+        ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
+        ("--set-string", format!("bootstrap.modelProvider.endpointUrl={}", model.url)),
+        ("--set-json", format!("bootstrap.modelProvider.models={models}")),
+        ("--set-string", format!("secrets.openaiApiKey=sk-harness-{}", random_hex(12))),
+    ]
+}
+
+/// The bootstrap Job once more, as every upgrade runs it: it finds each step done and changes nothing, and its
+/// log holds none of the secrets it was given.
+fn bootstrap_again(install: &mut Install) {
+    let (took, log) = install.run_job("dify-bootstrap");
+    install.figure(format!("bootstrap Job again (nothing to do) in {:.1} s", took.as_secs_f64()));
+    for line in ["admin: already set up", "already installed", "unchanged", "done"] {
+        assert!(log.contains(line), "the second bootstrap run should log {line:?}:\n{log}");
+    }
+    for changed in ["added", "updated", "installed in", "default llm model"] {
+        assert!(!log.contains(changed), "the second bootstrap run changed something ({changed:?}):\n{log}");
+    }
+    let whole = std::fs::read_to_string(install.cluster.dir.join("logs/dify-bootstrap-0.log")).unwrap_or_default();
+    for (secret, key) in
+        [("dify-internal", "admin-password"), ("dify-internal", "init-password"), ("dify", "openai-api-key")]
+    {
+        let value = install.secret_value(secret, key);
+        assert!(!whole.contains(&value), "the bootstrap Job's log holds {key} of Secret {secret}");
+    }
+}
+
 /// The seed's mistake, on the real thing: Dify's stock web image (built for "/") named for /dify. Pages under /dify
 /// cannot load their scripts, and `verify` must say so and name the build to run.
 #[test]
 fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
-    let install = bring_up("1.13.3", &["images.web.repository=langgenius/dify-web"], "1.13.3-root-web");
+    let install =
+        bring_up("1.13.3", &["images.web.repository=langgenius/dify-web"], "1.13.3-root-web", FirstSetUp::InBrowser);
     let url = format!("https://{}/dify", install.address);
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
     eprintln!("dify: verify with a web built for the root:\n{}", verify.stdout);
@@ -645,12 +739,13 @@ fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
 
 #[test]
 fn dify_1_13_3_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.13.3", &[]);
+    real_dify("1.13.3", &[], FirstSetUp::InBrowser);
 }
 
-/// With collaboration off: its api-websocket listens on 5001 like the api, and the harness keeps every pod in one
+/// Set up by the chart's bootstrap Job (the admin, the model plugin from a local package, the models), which the
+/// browser then finds done. With collaboration off: its api-websocket listens on 5001 like the api, and the harness keeps every pod in one
 /// network namespace, so the two cannot both run yet.
 #[test]
 fn dify_1_14_2_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.14.2", &["collaboration.enabled=false"]);
+    real_dify("1.14.2", &["collaboration.enabled=false"], FirstSetUp::Bootstrap);
 }

@@ -14,6 +14,8 @@ pub struct Release {
     pub services: Vec<Value>,
     secrets: BTreeMap<String, BTreeMap<String, String>>,
     config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Each ConfigMap's keys as the files of a volume: `data` and `binaryData` (a plugin package) alike.
+    config_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 /// One container of one workload, resolved.
@@ -44,7 +46,7 @@ pub struct Mount {
     pub volume: String,
     pub sub_path: Option<String>,
     /// A ConfigMap volume's files (key to content); None for other volumes.
-    pub config: Option<BTreeMap<String, String>>,
+    pub config: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 fn items(list: &Value) -> Vec<Value> {
@@ -85,11 +87,31 @@ impl Release {
                 (s["metadata"]["name"].as_str().unwrap().to_string(), data)
             })
             .collect();
-        let config_maps = items(&get("configmaps"))
+        let listed = items(&get("configmaps"));
+        let name = |c: &Value| c["metadata"]["name"].as_str().unwrap().to_string();
+        let config_maps = listed.iter().map(|c| (name(c), string_map(&c["data"], false))).collect();
+        let config_files = listed
             .iter()
-            .map(|c| (c["metadata"]["name"].as_str().unwrap().to_string(), string_map(&c["data"], false)))
+            .map(|c| {
+                let mut files: BTreeMap<String, Vec<u8>> =
+                    string_map(&c["data"], false).into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                for (key, v) in c["binaryData"].as_object().into_iter().flatten() {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str().unwrap_or_default())
+                        .unwrap_or_else(|e| panic!("ConfigMap {} binaryData {key} is not base64: {e}", name(c)));
+                    files.insert(key.clone(), bytes);
+                }
+                (name(c), files)
+            })
             .collect();
-        Release { namespace: namespace.to_string(), workloads, services: items(&get("services")), secrets, config_maps }
+        Release {
+            namespace: namespace.to_string(),
+            workloads,
+            services: items(&get("services")),
+            secrets,
+            config_maps,
+            config_files,
+        }
     }
 
     pub fn workload(&self, name: &str) -> &Value {
@@ -172,7 +194,7 @@ impl Release {
                 let volume = m["name"].as_str().unwrap_or_default().to_string();
                 let spec = volumes.as_array().into_iter().flatten().find(|v| v["name"] == volume.as_str());
                 let config = spec.and_then(|v| v["configMap"]["name"].as_str()).map(|name| {
-                    let data = self.config_maps.get(name).unwrap_or_else(|| {
+                    let data = self.config_files.get(name).unwrap_or_else(|| {
                         panic!("{workload}: volume {volume} names ConfigMap {name}, which does not exist")
                     });
                     // `items` picks keys (and may rename them); without it every key is a file.

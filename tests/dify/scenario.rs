@@ -10,6 +10,9 @@ use crate::browser;
 use crate::model_server;
 use crate::root;
 
+/// The first admin's email, in the browser and in the bootstrap Job's values alike.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
 /// What the browser scenario saw, for the test to check and the figures to name.
 pub struct Seen {
     pub app_list: PathBuf,
@@ -23,51 +26,63 @@ pub struct Seen {
     pub sandbox: SandboxRun,
 }
 
-pub async fn browse(
-    url: &str,
-    init_password: &str,
-    shots: &Path,
-    package: &Path,
-    model_url: &str,
-    private_target: &str,
-    sandbox_log: &Path,
-) -> Seen {
+/// Who sets up the first admin.
+pub enum FirstAdmin {
+    /// A person, in the browser: the init password, then the install form.
+    InBrowser { init_password: String },
+    /// The chart's bootstrap Job did, and installed the model plugin and added the models: the person signs in.
+    Bootstrapped { email: String, password: String },
+}
+
+/// What the scenario needs from the release.
+pub struct Visit<'a> {
+    /// `https://<address>/dify`
+    pub url: &'a str,
+    pub first_admin: FirstAdmin,
+    /// Where screenshots go.
+    pub shots: &'a Path,
+    /// The model plugin's package, to drop on the Plugins page.
+    pub package: &'a Path,
+    pub model_url: &'a str,
+    /// A private address for the sandboxed code to try.
+    pub private_target: &'a str,
+    pub sandbox_log: &'a Path,
+}
+
+pub async fn browse(visit: Visit<'_>) -> Seen {
+    let Visit { url, first_admin, shots, package, model_url, private_target, sandbox_log } = visit;
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
 
-    // 1. The install page (first the init password, since the chart sets INIT_PASSWORD).
-    b.goto(url).await;
-    b.wait_url("/dify/init", long).await;
-    b.shot("init-password").await;
-    // 2. The init password.
-    b.fill("input#password", init_password).await;
-    b.click_text("Validate").await;
-    b.wait_url("/dify/install", long).await;
-    b.find(Locator::Css("input#email"), "the install form", long).await;
-    b.shot("install").await;
-    // 3. The admin account, then sign in.
-    let (email, password) = ("admin@example.com", "Passw0rd-for-tests");
-    b.fill("input#email", email).await;
-    b.fill("input#name", "Admin").await;
-    b.fill("input#password", password).await;
-    b.click_text("Set up").await;
-    // Dify signs the new admin in (1.13 does; a release that shows the sign-in form instead gets it filled).
-    let deadline = Instant::now() + long;
-    while !(b.url().await.contains("/dify/apps") || b.url().await.contains("/dify/signin")) {
-        assert!(Instant::now() < deadline, "set-up never led to the app list or the sign-in page: {}", b.url().await);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    if b.url().await.contains("/dify/signin") {
-        sign_in(&mut b, email, password).await;
-    }
-    b.wait_url("/dify/apps", long).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
-    let app_list = b.shot("app-list-signed-in").await;
-
-    // 4. The model plugin, from its local package: Plugins, then the package dropped on the page.
-    install_model_plugin(&mut b, url, package).await;
-    // 5. Settings > Model Provider: the stub's chat model on the OpenAI-API-compatible provider.
-    add_model(&mut b, url, model_url).await;
+    let (app_list, email, password) = match first_admin {
+        FirstAdmin::InBrowser { init_password } => {
+            let password = "Passw0rd-for-tests".to_string();
+            let app_list = set_up_admin(&mut b, url, &init_password, &password).await;
+            // 4. The model plugin, from its local package: Plugins, then the package dropped on the page.
+            install_model_plugin(&mut b, url, package).await;
+            // 5. Settings > Model Provider: the stub's chat model on the OpenAI-API-compatible provider.
+            add_model(&mut b, url, model_url).await;
+            (app_list, ADMIN_EMAIL.to_string(), password)
+        }
+        FirstAdmin::Bootstrapped { email, password } => {
+            // The set-up pages are done: Dify sends a visitor to sign in.
+            b.goto(url).await;
+            b.wait_url("/dify/signin", long).await;
+            sign_in(&mut b, &email, &password).await;
+            b.wait_url("/dify/apps", long).await;
+            b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+            let app_list = b.shot("app-list-signed-in").await;
+            // The models the Job added, listed under their provider.
+            open_model_provider(&mut b, url).await;
+            for name in [model_server::CHAT_MODEL, model_server::EMBEDDING_MODEL] {
+                show_model(&mut b, name).await;
+            }
+            b.shot("models-bootstrapped").await;
+            b.goto(&format!("{url}/apps")).await;
+            b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+            (app_list, email, password)
+        }
+    };
 
     // 6. A chat app, then its public web app under /dify.
     let app_id = create_chatbot(&mut b, "Harness chat").await;
@@ -137,7 +152,7 @@ pub async fn browse(
     b.shot("signed-out").await;
     assert!(status.as_u64().is_some_and(|s| s < 400), "logout answered {status}");
     // And back in through the sign-in form.
-    sign_in(&mut b, email, password).await;
+    sign_in(&mut b, &email, &password).await;
     b.wait_url("/dify/apps", long).await;
     b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list after signing in", long)
         .await;
@@ -148,6 +163,40 @@ pub async fn browse(
     b.close().await;
     let _ = web_app;
     Seen { app_list, chat, knowledge, knowledge_answer, replied, sandbox }
+}
+
+/// The first admin, as a person sets it up: the init password (the chart sets INIT_PASSWORD), the install form,
+/// then the app list. Returns its screenshot.
+async fn set_up_admin(b: &mut browser::Browser, url: &str, init_password: &str, password: &str) -> PathBuf {
+    let long = Duration::from_secs(90);
+    // 1. The install page (first the init password, since the chart sets INIT_PASSWORD).
+    b.goto(url).await;
+    b.wait_url("/dify/init", long).await;
+    b.shot("init-password").await;
+    // 2. The init password.
+    b.fill("input#password", init_password).await;
+    b.click_text("Validate").await;
+    b.wait_url("/dify/install", long).await;
+    b.find(Locator::Css("input#email"), "the install form", long).await;
+    b.shot("install").await;
+    // 3. The admin account, then sign in.
+    let email = ADMIN_EMAIL;
+    b.fill("input#email", email).await;
+    b.fill("input#name", "Admin").await;
+    b.fill("input#password", password).await;
+    b.click_text("Set up").await;
+    // Dify signs the new admin in (1.13 does; a release that shows the sign-in form instead gets it filled).
+    let deadline = Instant::now() + long;
+    while !(b.url().await.contains("/dify/apps") || b.url().await.contains("/dify/signin")) {
+        assert!(Instant::now() < deadline, "set-up never led to the app list or the sign-in page: {}", b.url().await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if b.url().await.contains("/dify/signin") {
+        sign_in(b, email, password).await;
+    }
+    b.wait_url("/dify/apps", long).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+    b.shot("app-list-signed-in").await
 }
 
 /// Create from Blank > Chatbot, named `name`, from the app list. Returns the new app's id.
@@ -226,21 +275,7 @@ async fn install_model_plugin(b: &mut browser::Browser, url: &str, package: &Pat
 /// Settings > Model Provider > OpenAI-API-compatible > Add Model: the stub's chat model.
 async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     let long = Duration::from_secs(90);
-    // A background install (1.14) may still be finishing: the provider appears once it has, on a fresh page.
-    let provider = "//*[normalize-space(.)='OpenAI-API-compatible']";
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Ok(el) = b.client.find(Locator::XPath(provider)).await
-            && el.is_displayed().await.unwrap_or(false)
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            b.give_up("the installed provider never appeared in Settings > Model Provider".into()).await;
-        }
-    }
+    open_model_provider(b, url).await;
     b.shot("model-providers").await;
     for (name, model_type) in [(model_server::CHAT_MODEL, "LLM"), (model_server::EMBEDDING_MODEL, "Text Embedding")] {
         b.click_button("Add Model").await;
@@ -255,27 +290,52 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
         b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
         b.shot(&format!("add-model-{name}")).await;
         b.click_button_any(&["Add", "Save"]).await;
-        // The provider's card lists its models folded ("Show Models", or "N Models" once it has some) until it is
-        // unfolded once; the button folds it again.
-        let listed = format!("//*[normalize-space(.)='{name}']");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let shown = match b.client.find(Locator::XPath(&listed)).await {
-            Ok(el) => el.is_displayed().await.unwrap_or(false),
-            Err(_) => false,
-        };
-        if !shown {
-            b.click_xpath(
-                "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
-                "the provider's model list",
-            )
-            .await;
-        }
-        b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
+        show_model(b, name).await;
     }
     b.shot("models-added").await;
     // Settings close: back to the app list.
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+}
+
+/// Settings > Model Provider, once the OpenAI-API-compatible provider is there: a background install (1.14) may
+/// still be finishing, and the provider appears once it has, on a fresh page.
+async fn open_model_provider(b: &mut browser::Browser, url: &str) {
+    let provider = "//*[normalize-space(.)='OpenAI-API-compatible']";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Ok(el) = b.client.find(Locator::XPath(provider)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            b.give_up("the installed provider never appeared in Settings > Model Provider".into()).await;
+        }
+    }
+}
+
+/// Waits for model `name` in the provider's list, unfolding the list when it is folded.
+async fn show_model(b: &mut browser::Browser, name: &str) {
+    let long = Duration::from_secs(90);
+    // The provider's card lists its models folded ("Show Models", or "N Models" once it has some) until it is
+    // unfolded once; the button folds it again.
+    let listed = format!("//*[normalize-space(.)='{name}']");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = match b.client.find(Locator::XPath(&listed)).await {
+        Ok(el) => el.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    };
+    if !shown {
+        b.click_xpath(
+            "//button[@aria-label='Show Models' or normalize-space(.)='Show Models' or contains(normalize-space(.), ' Models')]",
+            "the provider's model list",
+        )
+        .await;
+    }
+    b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
 }
 
 /// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
@@ -320,7 +380,13 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     .await;
     b.find(Locator::XPath("//*[normalize-space(text())='Select reference Knowledge']"), "the knowledge picker", long)
         .await;
-    b.click_xpath("//button[.//*[contains(normalize-space(text()), 'harness-ledger')]]", "the knowledge base").await;
+    // An entry of the list (a button from 1.14, a div before): its name, whose click reaches the entry.
+    b.click_xpath(
+        "//*[normalize-space(text())='Select reference Knowledge']/following::*[contains(normalize-space(text()), \
+         'harness-ledger')]",
+        "the knowledge base",
+    )
+    .await;
     b.shot("knowledge-picked").await;
     b.click_xpath(
         "//*[normalize-space(text())='Select reference Knowledge']/following::button[normalize-space(.)='Add']",

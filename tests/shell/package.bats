@@ -65,7 +65,7 @@ check_installed() {
   [ "$status" -eq 0 ]
   local entry
   for entry in dify/Chart.yaml dify/values.yaml dify/values.schema.json dify/README.md dify/templates/NOTES.txt \
-    dify/templates/_names.tpl dify/charts/postgresql/Chart.yaml dify/charts/redis/Chart.yaml \
+    dify/templates/_names.tpl dify/files/bootstrap.py dify/charts/postgresql/Chart.yaml dify/charts/redis/Chart.yaml \
     dify/charts/weaviate/Chart.yaml; do
     grep -qxF "$entry" <<<"$output" || { echo "missing from the archive: $entry"; return 1; }
   done
@@ -74,7 +74,7 @@ check_installed() {
   for template in chart/dify/templates/*; do
     grep -qxF "dify/templates/${template##*/}" <<<"$output" || { echo "template missing: $template"; return 1; }
   done
-  ! grep -E '(^|/)(ci|tests?|schema)/|\.(sh|bash|bats|py|swp|bak|orig|gotmpl)$|(^|/)\.git/|/\.schema\.yaml$' <<<"$output" ||
+  ! grep -E '(^|/)(ci|tests?|schema)/|\.(sh|bash|bats|swp|bak|orig|gotmpl)$|(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$|(^|/)\.git/|/\.schema\.yaml$' <<<"$output" ||
     { echo "kept out by .helmignore, yet in the archive (above)"; return 1; }
   # The folder does have CI scenarios: the ignore rule, not their absence, keeps them out.
   compgen -G 'chart/dify/ci/*.yaml' >/dev/null

@@ -55,6 +55,7 @@ message preflight would give. */}}
 {{- end -}}
 {{- end -}}
 {{- include "dify.preflightScaling" . -}}
+{{- include "dify.preflightBootstrap" . -}}
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
@@ -113,5 +114,36 @@ cannot spread, and an HPA would stack every pod it adds onto that one node. */ -
 {{- printf "%s.autoscaling.enabled=true" .key -}}
 {{- else if gt (int .values.replicas) 1 -}}
 {{- printf "%s.replicas=%v" .key .values.replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bootstrap Job's values: what it needs to set up the admin, and exactly one source of the model plugin. */}}
+{{- define "dify.preflightBootstrap" -}}
+{{- $b := .Values.bootstrap -}}
+{{- $m := $b.modelProvider -}}
+{{- if and $m.enabled (not $b.enabled) -}}
+{{- fail "bootstrap.modelProvider.enabled=true needs bootstrap.enabled=true: the Job signs in as the admin it sets up" -}}
+{{- end -}}
+{{- if $b.enabled -}}
+{{- if not (regexMatch "^[^@ ]+@[^@ ]+$" $b.adminEmail) -}}
+{{- fail (printf "bootstrap.adminEmail %q must be the first admin's email address (bootstrap.enabled=true)" $b.adminEmail) -}}
+{{- end -}}
+{{- end -}}
+{{- if $m.enabled -}}
+{{- if not (regexMatch "^https?://[^/]+" $m.endpointUrl) -}}
+{{- fail (printf "bootstrap.modelProvider.endpointUrl %q must be the endpoint's http(s) base URL, e.g. http://vllm.models.svc:8000/v1" $m.endpointUrl) -}}
+{{- end -}}
+{{- if not $m.models -}}
+{{- fail "bootstrap.modelProvider.models is empty: name at least one model, e.g. [{name: llama-3-8b, type: llm}]" -}}
+{{- end -}}
+{{- if eq (len (compact (list $m.marketplaceIdentifier $m.packageConfigMap.name))) 0 -}}
+{{- fail "bootstrap.modelProvider needs the model plugin: set marketplaceIdentifier, or packageConfigMap.name for a local package" -}}
+{{- end -}}
+{{- if and $m.marketplaceIdentifier $m.packageConfigMap.name -}}
+{{- fail "bootstrap.modelProvider: set marketplaceIdentifier or packageConfigMap.name, not both" -}}
+{{- end -}}
+{{- if and $m.marketplaceIdentifier (not (regexMatch "^[a-z0-9_-]+/[a-z0-9_-]+:[^@]+@[0-9a-f]{64}$" $m.marketplaceIdentifier)) -}}
+{{- fail (printf "bootstrap.modelProvider.marketplaceIdentifier %q must be a plugin's unique identifier, <org>/<plugin>:<version>@<sha256>" $m.marketplaceIdentifier) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

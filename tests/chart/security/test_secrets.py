@@ -10,7 +10,7 @@ from conftest import find, get, pod_spec, render_chart, scenario, workloads
 
 SENSITIVE = re.compile(r"(PASSWORD|SECRET|_KEY|KEYS|TOKEN|INNER_API_KEY_FOR_PLUGIN)$")
 INTERNAL_KEYS = {"postgres-password", "redis-password", "weaviate-api-key", "plugin-daemon-key", "inner-api-key",
-                 "sandbox-api-key", "init-password", "agent-api-token", "agent-local-sandbox-token", "agent-server-secret-key"}
+                 "sandbox-api-key", "init-password", "admin-password", "agent-api-token", "agent-local-sandbox-token", "agent-server-secret-key"}
 
 
 def containers(objects):
