@@ -139,12 +139,81 @@ Call with dict root mode. */}}
 - name: PLUGIN_MAX_PACKAGE_SIZE
   value: "52428800"
 - name: MARKETPLACE_ENABLED
-  value: "true"
+  value: {{ $root.Values.pluginDaemon.marketplace | toString | quote }}
 {{- end }}
+{{- /* The api's own calls out (the marketplace, OAuth, mail APIs): users' requests go through the SSRF proxy, which
+Dify sets on those clients itself and which these do not change. */}}
+{{- include "dify.proxyEnv" (dict "root" $root "proxy" $root.Values.api.proxy) }}
 {{- if include "dify.agent" $root }}
 # Agent node runtime
 - name: AGENT_BACKEND_BASE_URL
   value: {{ include "dify.internalUrl" (dict "root" $root "component" "agent-backend" "port" 5050) | quote }}
 {{ include "dify.secretEnv" (dict "name" "AGENT_BACKEND_API_TOKEN" "secret" $internal "key" "agent-api-token") }}
 {{- end }}
+{{- end -}}
+
+{{/* A container's env list (dict env extra key): env is the chart's own list, rendered YAML; extra the component's
+extraEnv, key its name for messages. An extraEnv entry whose name the chart also sets takes that variable's place
+(so $(VAR) references that follow it still see it); the others follow the chart's. One entry per name in the
+result: Kubernetes keeps duplicates and the last wins, which hid overrides. */}}
+{{- define "dify.env" -}}
+{{- $extra := dict -}}
+{{- range .extra -}}
+{{- if not .name }}{{ fail (printf "%s: every entry needs a name (a Kubernetes EnvVar)" $.key) }}{{ end -}}
+{{- if hasKey $extra .name }}{{ fail (printf "%s sets %s twice: keep one entry" $.key .name) }}{{ end -}}
+{{- $_ := set $extra .name . -}}
+{{- end -}}
+{{- $out := list -}}
+{{- $replaced := dict -}}
+{{- range fromYamlArray .env -}}
+{{- if hasKey $extra .name -}}
+{{- $out = append $out (get $extra .name) -}}
+{{- $_ := set $replaced .name true -}}
+{{- else -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- end -}}
+{{- range .extra }}{{ if not (hasKey $replaced .name) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
+{{- end -}}
+
+{{/* NO_PROXY for a proxied component (dict root extra): loopback, the cluster's domains, every Service of the
+release that speaks HTTP or gRPC, an external Weaviate's host, then the comma-separated extra entries. Short
+Service names are listed one by one: Python's and Go's clients match NO_PROXY by name suffix, not by search domain. */}}
+{{- define "dify.noProxy" -}}
+{{- $root := .root -}}
+{{- $direct := list "localhost" "127.0.0.1" "::1" ".svc" ".cluster.local" -}}
+{{- range list "api" "plugin-daemon" "sandbox" "ssrf-proxy" "weaviate" "agent-backend" -}}
+{{- $direct = append $direct (include "dify.componentName" (dict "root" $root "component" .)) -}}
+{{- end -}}
+{{- if not $root.Values.weaviate.enabled -}}
+{{- with $root.Values.externalWeaviate.endpoint }}{{ $direct = append $direct (urlParse .).hostname }}{{ end -}}
+{{- end -}}
+{{- range splitList "," (.extra | default "") }}{{ if trim . }}{{ $direct = append $direct (trim .) }}{{ end }}{{ end -}}
+{{- join "," (uniq $direct) -}}
+{{- end -}}
+
+{{/* HTTP_PROXY, HTTPS_PROXY and NO_PROXY of a component (dict root proxy), nothing when proxy has no URL. */}}
+{{- define "dify.proxyEnv" -}}
+{{- with .proxy -}}
+{{- if or .http .https -}}
+{{- with .http }}
+- {name: HTTP_PROXY, value: {{ . | quote }}}
+{{- end }}
+{{- with .https }}
+- {name: HTTPS_PROXY, value: {{ . | quote }}}
+{{- end }}
+- {name: NO_PROXY, value: {{ include "dify.noProxy" (dict "root" $.root "extra" .noProxy) | quote }}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the SSRF proxy lets requests through to private networks: ssrfProxy.allowPrivateNetworks, or when
+empty by Dify version (open below 1.15, blocked from 1.15 as Dify's own proxy is). */}}
+{{- define "dify.ssrfAllowPrivate" -}}
+{{- $allow := .Values.ssrfProxy.allowPrivateNetworks -}}
+{{- if eq (toString $allow) "" -}}
+{{- $allow = not (include "dify.atLeast" (dict "root" . "min" "1.15.0")) -}}
+{{- end -}}
+{{- $allow | toString -}}
 {{- end -}}

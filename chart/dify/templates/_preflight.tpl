@@ -49,13 +49,15 @@ message preflight would give. */}}
 {{- if and $v.expose.matchHost (regexMatch "^[0-9.]+$" $v.external.host) -}}
 {{- fail "expose.matchHost needs external.host to be a DNS name: an Ingress host cannot be an IP address" -}}
 {{- end -}}
-{{- if eq $v.storage.files.type "s3" -}}
+{{- if or (eq $v.storage.files.type "s3") (eq (include "dify.pluginStorage" .) "s3") -}}
+{{- $why := ternary "storage.files.type=s3" "storage.pluginDaemon.type=s3 (the daemon uses the files store's settings)" (eq $v.storage.files.type "s3") -}}
 {{- range list "endpoint" "bucket" "existingSecret" -}}
-{{- if not (index $v.storage.files.s3 .) }}{{ fail (printf "storage.files.s3.%s is required with storage.files.type=s3" .) }}{{ end -}}
+{{- if not (index $v.storage.files.s3 .) }}{{ fail (printf "storage.files.s3.%s is required with %s" . $why) }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- include "dify.preflightScaling" . -}}
 {{- include "dify.preflightBootstrap" . -}}
+{{- include "dify.preflightEgress" . -}}
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
@@ -145,5 +147,50 @@ cannot spread, and an HPA would stack every pod it adds onto that one node. */ -
 {{- if and $m.marketplaceIdentifier (not (regexMatch "^[a-z0-9_-]+/[a-z0-9_-]+:[^@]+@[0-9a-f]{64}$" $m.marketplaceIdentifier)) -}}
 {{- fail (printf "bootstrap.modelProvider.marketplaceIdentifier %q must be a plugin's unique identifier, <org>/<plugin>:<version>@<sha256>" $m.marketplaceIdentifier) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Plugin signatures, proxies and the SSRF proxy's allow-list. Each failure names the value and the fix. */}}
+{{- define "dify.preflightEgress" -}}
+{{- $v := .Values -}}
+{{- $keys := $v.pluginDaemon.trustedKeys -}}
+{{- if and $keys.configMap $keys.secret -}}
+{{- fail "pluginDaemon.trustedKeys: set configMap or secret, not both" -}}
+{{- end -}}
+{{- if and (or $keys.configMap $keys.secret) (not $keys.keys) -}}
+{{- fail "pluginDaemon.trustedKeys.keys is empty: list the keys of the ConfigMap or Secret that hold the public keys, e.g. keys={my-org.pem}" -}}
+{{- end -}}
+{{- if and $keys.keys (not (or $keys.configMap $keys.secret)) -}}
+{{- fail "pluginDaemon.trustedKeys.keys needs pluginDaemon.trustedKeys.configMap or pluginDaemon.trustedKeys.secret: the ConfigMap or Secret that holds them" -}}
+{{- end -}}
+{{- range $keys.keys -}}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" .) }}{{ fail (printf "pluginDaemon.trustedKeys.keys: %q is not a ConfigMap or Secret key (letters, digits, '-', '_', '.')" .) }}{{ end -}}
+{{- end -}}
+{{- if and $keys.keys (not $v.pluginDaemon.forceVerifyingSignature) -}}
+{{- fail "pluginDaemon.trustedKeys has no effect with pluginDaemon.forceVerifyingSignature=false (every package installs, signed or not): set forceVerifyingSignature=true or remove trustedKeys" -}}
+{{- end -}}
+{{- range list "api" "pluginDaemon" -}}
+{{- $p := (index $v .).proxy -}}
+{{- if and $p.noProxy (not (or $p.http $p.https)) -}}
+{{- fail (printf "%s.proxy.noProxy is set without %s.proxy.http or %s.proxy.https: set the proxy, or remove noProxy" . . .) -}}
+{{- end -}}
+{{- end -}}
+{{- $allow := $v.ssrfProxy.allowList -}}
+{{- range $allow.cidrs -}}
+{{- if not (include "dify.isCidr" .) }}{{ fail (printf "ssrfProxy.allowList.cidrs: %q is not an IPv4 or IPv6 address or CIDR range, e.g. 10.20.0.0/24 or fd00:20::/64" .) }}{{ end -}}
+{{- end -}}
+{{- range $allow.domains -}}
+{{- if not (regexMatch "^[.]?([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?[.])*[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$" .) }}{{ fail (printf "ssrfProxy.allowList.domains: %q is not a domain name, e.g. vllm.models.corp or .models.corp (with its sub-domains)" .) }}{{ end -}}
+{{- end -}}
+{{- if and (or $allow.cidrs $allow.domains) (eq (include "dify.ssrfAllowPrivate" .) "true") -}}
+{{- fail (printf "ssrfProxy.allowList has no effect while the SSRF proxy lets every private network through (ssrfProxy.allowPrivateNetworks is %v for Dify %s): set ssrfProxy.allowPrivateNetworks=false to block the others" (ternary "empty, so open below 1.15" $v.ssrfProxy.allowPrivateNetworks (eq (toString $v.ssrfProxy.allowPrivateNetworks) "")) (include "dify.version" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the string (an address or a CIDR range, IPv4 or IPv6) is one squid's dst ACL takes. */}}
+{{- define "dify.isCidr" -}}
+{{- $octet := "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])" -}}
+{{- if regexMatch (printf "^(%s[.]){3}%s(/(3[0-2]|[12]?[0-9]))?$" $octet $octet) . -}}true
+{{- else if and (contains ":" .) (regexMatch "^[0-9A-Fa-f:]+(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$" .) (lt (len (regexFindAll "::" . -1)) 2) -}}true
 {{- end -}}
 {{- end -}}

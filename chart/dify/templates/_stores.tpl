@@ -43,3 +43,9 @@ The templates never ask which one is in use; these helpers do. */}}
 {{ include "dify.secretEnv" (dict "name" .name "secret" .root.Values.externalWeaviate.existingSecret "key" .root.Values.externalWeaviate.apiKeyKey) }}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the plugin daemon keeps packages and installed plugins: "s3" or "pvc" (storage.pluginDaemon.type, by
+default following storage.files.type). */}}
+{{- define "dify.pluginStorage" -}}
+{{- .Values.storage.pluginDaemon.type | default (ternary "s3" "pvc" (eq .Values.storage.files.type "s3")) -}}
+{{- end -}}

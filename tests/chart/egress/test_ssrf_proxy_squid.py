@@ -1,0 +1,185 @@
+"""Egress > SSRF proxy: the rendered squid.conf, read by the real squid (Debian's 5.7 here; the chart's image runs
+squid 6.6), and served on loopback: an allow-listed private address is reached, another private one is refused, and
+with an upstream proxy everything else goes through it."""
+
+import http.server
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import get, merge, render_chart, render_error, scenario
+
+BASE = scenario("v1.13.3")
+BLOCKED = {"ssrfProxy": {"allowPrivateNetworks": False}}
+ALLOW = {"ssrfProxy": {"allowPrivateNetworks": False,
+                       "allowList": {"cidrs": ["127.0.0.2/32", "10.20.0.0/24", "fd00:20::/64"],
+                                     "domains": ["vllm.models.corp", ".ollama.corp"]}}}
+UPSTREAM = {"ssrfProxy": {"upstream": {"host": "127.0.0.4", "port": 3129}}}
+VARIANTS = {
+    "open-below-1.15": BASE,
+    "blocked-from-1.15": scenario("v1.17.1"),
+    "blocked-by-value": merge(BASE, BLOCKED),
+    "allow-list": merge(BASE, ALLOW),
+    "allow-list-and-upstream": merge(merge(BASE, ALLOW), UPSTREAM),
+    "upstream-only": merge(BASE, UPSTREAM),
+}
+
+
+def squid_binary():
+    path = shutil.which("squid") or next((p for p in ("/usr/sbin/squid", "/sbin/squid") if Path(p).is_file()), None)
+    if path is None:
+        pytest.fail("squid is not installed: `apt-get install squid` (Debian's squid 5.7; scripts/test-tools install)")
+    return path
+
+
+def squid_conf(values):
+    return get(render_chart(values), "ConfigMap", "ssrf-proxy")["data"]["squid.conf"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_squid_accepts_the_rendered_configuration(variant, tmp_path):
+    conf = tmp_path / "squid.conf"
+    conf.write_text(squid_conf(VARIANTS[variant]))
+    proc = subprocess.run([squid_binary(), "-k", "parse", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in proc.stderr.splitlines() if "ERROR" in line or "FATAL" in line or "WARNING" in line]
+    assert proc.returncode == 0 and not problems, proc.stderr
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ssrfProxy": {"allowList": {"cidrs": ["10.20.0.0/24"]}}}, "set ssrfProxy.allowPrivateNetworks=false"),
+    ({"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"cidrs": ["10.20.0.0/33"]}}}, "is not an IPv4 or IPv6"),
+    ({"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"cidrs": ["300.1.1.1"]}}}, "is not an IPv4 or IPv6"),
+    ({"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"cidrs": ["10.0.0.0/8 all"]}}}, "is not an IPv4 or IPv6"),
+    ({"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"domains": ["models.corp all"]}}}, "is not a domain name"),
+    ({"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"domains": ["*.models.corp"]}}}, "is not a domain name"),
+], ids=["open-networks", "prefix-too-long", "bad-octet", "injected-acl", "injected-domain", "wildcard"])
+def test_refuses_an_allow_list_squid_would_misread(values, message):
+    assert message in render_error(merge(BASE, values))
+
+
+def test_upstream_must_be_a_host_and_port():
+    assert render_error(merge(BASE, {"ssrfProxy": {"upstream": {"host": "http://proxy.corp:3128"}}}))
+    assert render_error(merge(BASE, {"ssrfProxy": {"upstream": {"host": "proxy.corp", "port": 0}}}))
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.seen.append(self.path)
+        body = self.server.answer.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(address, port, answer):
+    server = http.server.ThreadingHTTPServer((address, port), _Recorder)
+    server.seen, server.answer = [], answer
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ask(proxy_port, line):
+    """The status code squid answers to one request line sent to it."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=30) as s:
+        host = line.split()[1].split("/")[2] if "://" in line else line.split()[1]
+        s.sendall(f"{line} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head = s.recv(4096).decode(errors="replace")
+    return int(head.split()[1]), head
+
+
+@pytest.fixture
+def squid_with():
+    """Starts squid on loopback with a rendered squid.conf (its listening line moved to a free port) as the proxy
+    user when run as root, as the image's uid 13 does; stops it by its process group."""
+    started = []
+    # Not pytest's tmp_path: its parent is private to the user running the tests, and squid runs as proxy.
+    tmp_path = Path(tempfile.mkdtemp(prefix="dify-squid-"))
+
+    def start(values):
+        port = _free_port()
+        conf = squid_conf(values)
+        assert "\nhttp_port 3128\n" in conf
+        path = tmp_path / "squid.conf"
+        path.write_text(conf.replace("\nhttp_port 3128\n", f"\nhttp_port 127.0.0.1:{port}\n"))
+        log = open(tmp_path / "squid.log", "w")
+        user = {}
+        if os.geteuid() == 0:
+            proxy = pwd.getpwnam("proxy")
+            os.chown(tmp_path, proxy.pw_uid, proxy.pw_gid)
+            os.chown(path, proxy.pw_uid, proxy.pw_gid)
+            os.chown(log.name, proxy.pw_uid, proxy.pw_gid)
+            user = {"user": proxy.pw_uid, "group": proxy.pw_gid, "extra_groups": []}
+        proc = subprocess.Popen([squid_binary(), "-N", "-f", str(path)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, **user)
+        started.append((proc, log))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, f"squid exited: {Path(log.name).read_text()}"
+                assert time.monotonic() < deadline, f"squid never listened: {Path(log.name).read_text()}"
+                time.sleep(0.2)
+        return port, Path(log.name)
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    shutil.rmtree(tmp_path)
+
+
+def test_only_the_allow_listed_private_address_is_reached(squid_with):
+    port = _free_port()
+    allowed, other = _serve("127.0.0.2", port, "model"), _serve("127.0.0.3", port, "secret")
+    try:
+        proxy_port, log = squid_with(merge(BASE, ALLOW))
+        status, _ = _ask(proxy_port, f"GET http://127.0.0.2:{port}/v1/models")
+        assert status == 200 and allowed.seen == ["/v1/models"], log.read_text()
+        status, _ = _ask(proxy_port, f"GET http://127.0.0.3:{port}/")
+        assert status == 403 and other.seen == []
+        # HTTPS (CONNECT) to the allowed address on its own port; not to the other one.
+        assert _ask(proxy_port, f"CONNECT 127.0.0.2:{port}")[0] == 200
+        assert _ask(proxy_port, f"CONNECT 127.0.0.3:{port}")[0] == 403
+    finally:
+        allowed.shutdown(), other.shutdown()
+
+
+def test_everything_but_the_allowed_private_destinations_goes_through_the_upstream_proxy(squid_with):
+    port = _free_port()
+    parent_port = _free_port()
+    allowed = _serve("127.0.0.2", port, "model")
+    parent = _serve("127.0.0.4", parent_port, "from the corporate proxy")
+    try:
+        upstream = {"ssrfProxy": {"upstream": {"host": "127.0.0.4", "port": parent_port}}}
+        proxy_port, log = squid_with(merge(merge(BASE, ALLOW), upstream))
+        # A public address (TEST-NET-1, unroutable here) is asked of the parent, never dialled.
+        status, _ = _ask(proxy_port, "GET http://192.0.2.10/simple/requests/")
+        assert status == 200 and parent.seen == ["http://192.0.2.10/simple/requests/"], log.read_text()
+        status, _ = _ask(proxy_port, f"GET http://127.0.0.2:{port}/v1/models")
+        assert status == 200 and allowed.seen == ["/v1/models"] and len(parent.seen) == 1
+        assert _ask(proxy_port, f"GET http://127.0.0.3:{port}/")[0] == 403
+    finally:
+        allowed.shutdown(), parent.shutdown()
