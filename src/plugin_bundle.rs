@@ -85,7 +85,9 @@ pub fn platform_tags(platform: &str) -> Result<(Vec<String>, String)> {
         _ => 5,
     };
     if !(17..=99).contains(&minor) {
-        bail!("--platform {platform}: glibc 2.{minor} is older than manylinux2014 (glibc 2.17), which uv needs at least")
+        bail!(
+            "--platform {platform}: glibc 2.{minor} is older than manylinux2014 (glibc 2.17), which uv needs at least"
+        )
     }
     let mut tags: Vec<String> = (5..=minor).rev().map(|m| format!("manylinux_2_{m}_{arch}")).collect();
     tags.extend(["manylinux2014", "manylinux2010", "manylinux1"].map(|t| format!("{t}_{arch}")));
@@ -93,9 +95,9 @@ pub fn platform_tags(platform: &str) -> Result<(Vec<String>, String)> {
 }
 
 fn check_python(python: &str) -> Result<()> {
-    let ok = python.split_once('.').is_some_and(|(major, minor)| {
-        major == "3" && !minor.is_empty() && minor.chars().all(|c| c.is_ascii_digit())
-    });
+    let ok = python
+        .split_once('.')
+        .is_some_and(|(major, minor)| major == "3" && !minor.is_empty() && minor.chars().all(|c| c.is_ascii_digit()));
     if !ok {
         bail!("--python {python}: give the target Python as 3.<minor>, e.g. 3.12 (what the plugin daemon uses)")
     }
@@ -114,7 +116,10 @@ pub fn bundle(inputs: &Inputs) -> Result<Report> {
         .with_context(|| format!("{} is not a Dify plugin package (.difypkg, a zip archive)", input.display()))?;
     let has = |name: &str| entries.iter().any(|(n, _)| n == name);
     if !has("manifest.yaml") {
-        bail!("{}: no manifest.yaml at the package's root; give a .difypkg made by `dify plugin package`", input.display())
+        bail!(
+            "{}: no manifest.yaml at the package's root; give a .difypkg made by `dify plugin package`",
+            input.display()
+        )
     }
     if entries.iter().any(|(n, _)| n.starts_with("wheels/")) {
         bail!("{}: already has a wheels/ directory (an offline bundle?); bundle the original package", input.display())
@@ -128,7 +133,8 @@ pub fn bundle(inputs: &Inputs) -> Result<Report> {
         .prefix(".plugin-bundle.")
         .tempfile_in(&out_dir)
         .with_context(|| format!("creating a file in {} for the bundle", out_dir.display()))?;
-    let work = tempfile::Builder::new().prefix("dify-gitops-plugin-bundle.").tempdir().context("creating a temp dir")?;
+    let work =
+        tempfile::Builder::new().prefix("dify-gitops-plugin-bundle.").tempdir().context("creating a temp dir")?;
     let project = work.path().join("package");
     // The whole package, so that a requirements file's own `-r other.txt` finds its include.
     for (name, data) in &entries {
@@ -163,7 +169,11 @@ pub fn bundle(inputs: &Inputs) -> Result<Report> {
     if let Some(url) = &inputs.index_url {
         compile.args(["--index-url", url]);
     }
-    uv.run(compile, &format!("resolving the pins of {pins_from} for {} and Python {}", inputs.platform, inputs.python), input)?;
+    uv.run(
+        compile,
+        &format!("resolving the pins of {pins_from} for {} and Python {}", inputs.platform, inputs.python),
+        input,
+    )?;
 
     let wheels = work.path().join(WHEELS);
     let mut download = uv.command();
@@ -203,9 +213,7 @@ pub fn bundle(inputs: &Inputs) -> Result<Report> {
         entries.iter().map(|(n, _)| n.clone()).filter(|n| DROPPED.contains(&n.as_str())).collect();
     let uncompressed = write_bundle(partial.as_file(), &entries, &requirements, &wheel_files)
         .with_context(|| format!("writing the bundle beside {}", inputs.output.display()))?;
-    partial
-        .persist(&inputs.output)
-        .with_context(|| format!("moving the bundle to {}", inputs.output.display()))?;
+    partial.persist(&inputs.output).with_context(|| format!("moving the bundle to {}", inputs.output.display()))?;
 
     let mut warnings = Vec::new();
     if uncompressed > PACKAGE_LIMIT {
