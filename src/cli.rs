@@ -145,6 +145,55 @@ pub enum Command {
     Audit(AuditArgs),
     /// Add a key to the environment's SOPS-encrypted Secret (`secret set NAME`, value on stdin), or list its keys.
     Secret(SecretArgs),
+    /// Dify plugin packages: `plugin bundle` makes one that installs without PyPI (for an air-gapped cluster).
+    Plugin(PluginArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Turn a plugin package (.difypkg) into an offline bundle: its Python dependencies as wheels inside, and a
+    /// requirements.txt that makes the plugin daemon install from them alone.
+    #[command(after_help = "Examples:\n  \
+        dify-gitops plugin bundle openai_api_compatible.difypkg -o openai_api_compatible-offline.difypkg\n  \
+        dify-gitops plugin bundle my.difypkg -o my-offline.difypkg --index-url https://nexus.example.com/pypi/simple\n  \
+        dify-gitops plugin bundle my.difypkg -o my-arm.difypkg --platform manylinux_2_28_aarch64 --output json\n\n\
+        Run it on a connected machine: it needs uv (on PATH, or --uv), which resolves the package's pins (its uv.lock, \
+        else its requirements.txt) for the target and runs pip to download the wheels, both from PyPI or \
+        --index-url; TLS trusts the system's CAs. The bundle drops pyproject.toml and uv.lock (the daemon would run \
+        `uv sync` from them), pins every dependency with its hashes in requirements.txt after `--no-index \
+        --find-links ./wheels`, and is unsigned: install it with pluginDaemon.forceVerifyingSignature=false, or \
+        re-sign it. The output is written whole or not at all.\n\n\
+        Exit codes: 0 written, 1 error (the message names the package, the step and the fix).")]
+    Bundle(PluginBundleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PluginBundleArgs {
+    /// The plugin package to bundle.
+    #[arg(value_name = "IN.difypkg")]
+    pub input: PathBuf,
+    /// Where to write the bundle (replaced if it exists).
+    #[arg(long = "out", short = 'o', value_name = "OUT.difypkg")]
+    pub out: PathBuf,
+    /// The target's manylinux platform tag; older glibc tags are accepted too. Default: the daemon image's
+    /// (Ubuntu 24.04, glibc 2.39, x86-64).
+    #[arg(long, default_value = "manylinux_2_39_x86_64", value_name = "TAG")]
+    pub platform: String,
+    /// The target's Python (major.minor): the daemon makes plugins' virtualenvs with 3.12.
+    #[arg(long, default_value = "3.12", value_name = "X.Y")]
+    pub python: String,
+    /// A PyPI-compatible simple index (a mirror) to resolve and download from, instead of PyPI.
+    #[arg(long, value_name = "URL")]
+    pub index_url: Option<String>,
+    /// The uv program.
+    #[arg(long, env = "DIFY_GITOPS_UV", default_value = "uv", value_name = "PROGRAM")]
+    pub uv: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,5 @@
 //! One function per command: turns the parsed arguments into the plain inputs of `config`, `cluster`, `sync`,
-//! `secret`, `init`, `verify` and `audit` (no module below this one sees a clap type), runs them, prints the result;
+//! `secret`, `init`, `verify`, `audit` and `plugin_bundle` (no module below this one sees a clap type), runs them, prints the result;
 //! owns no logic of its own.
 
 use std::io::Write;
@@ -7,8 +7,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    Cli, Command, DiscoverArgs, Global, HelmReleaseApiArg, Output, OverlayArgs, PreflightArgs, RemoteArgs,
-    SecretCommand, SecretEnvArgs, TraefikArgs,
+    Cli, Command, DiscoverArgs, Global, HelmReleaseApiArg, Output, OverlayArgs, PluginCommand, PreflightArgs,
+    RemoteArgs, SecretCommand, SecretEnvArgs, TraefikArgs,
 };
 use crate::cluster::flux::HelmReleaseApi;
 use crate::cluster::traefik::TraefikTarget;
@@ -68,6 +68,9 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 report(&cli.global, vec![crate::secret::set(&remote, &selection, &inputs).await?])
             }
             SecretCommand::List(args) => secret_list(&cli.global, &args.target),
+        },
+        Command::Plugin(args) => match &args.command {
+            PluginCommand::Bundle(args) => plugin_bundle(&cli.global, args),
         },
     }
 }
@@ -290,4 +293,44 @@ fn audit(global: &Global, args: &crate::cli::AuditArgs) -> Result<Exit> {
     }
     let errors = report.findings.iter().filter(|f| f.severity == crate::audit::Severity::Error).count();
     Err(Failure::error(Exit::AuditFailed, format!("audit found {errors} problem(s) in {}", args.repo_dir.display())))
+}
+
+/// `plugin bundle`: the offline bundle of a plugin package; the figures on stdout, warnings on stderr.
+fn plugin_bundle(global: &Global, args: &crate::cli::PluginBundleArgs) -> Result<Exit> {
+    let inputs = crate::plugin_bundle::Inputs {
+        input: args.input.clone(),
+        output: args.out.clone(),
+        platform: args.platform.clone(),
+        python: args.python.clone(),
+        index_url: args.index_url.clone(),
+        uv: args.uv.clone(),
+    };
+    let report = crate::plugin_bundle::bundle(&inputs)?;
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    match global.output {
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?)?,
+        Output::Text => {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            outln!(
+                "wrote {} ({:.1} MiB, {:.1} MiB unpacked; the package was {:.1} MiB): {} wheels for {} CPython {}, \
+                 pinned from {}, in {:.1} s",
+                report.output.display(),
+                mib(report.output_bytes),
+                mib(report.uncompressed_bytes),
+                mib(report.input_bytes),
+                report.wheels,
+                report.platform,
+                report.python,
+                report.pins_from,
+                report.seconds
+            )?;
+            if !report.removed.is_empty() {
+                outln!("removed: {} (the daemon installs from requirements.txt instead)", report.removed.join(", "))?;
+            }
+            outln!("unsigned: install with pluginDaemon.forceVerifyingSignature=false, or re-sign it")?;
+        }
+    }
+    Ok(Exit::Ok)
 }

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod init;
 pub mod opsrepo;
 pub mod overlay;
+pub mod plugin_bundle;
 pub mod report;
 pub mod secret;
 pub mod sops;
