@@ -165,10 +165,13 @@ def sign_in(console, email, password):
 
 def install_plugin(console, spec):
     """Installs the model plugin unless a plugin with its id is there. Returns the plugin id."""
-    package = os.environ.get("MODEL_PLUGIN_PACKAGE")
-    if package:
-        with open(package, "rb") as f:
-            content = f.read()
+    package, package_url = os.environ.get("MODEL_PLUGIN_PACKAGE"), os.environ.get("MODEL_PLUGIN_URL")
+    if package or package_url:
+        if package:
+            with open(package, "rb") as f:
+                content = f.read()
+        else:
+            content = download(package_url)
         _, decoded = console.call("POST", "/workspaces/current/plugin/upload/pkg", form={"pkg": ("plugin.difypkg", content)})
         identifier = decoded["unique_identifier"]
         route = "/workspaces/current/plugin/install/pkg"
@@ -195,6 +198,14 @@ def install_plugin(console, spec):
         time.sleep(3)
     log(f"plugin: {plugin_id} installed in {time.time() - started:.0f} s")
     return plugin_id
+
+
+def download(url):
+    try:
+        with urllib.request.urlopen(url, timeout=300) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError) as error:
+        fail(f"plugin: downloading bootstrap.modelProvider.packageUrl {url} failed: {error}")
 
 
 def masked(secret):

@@ -138,11 +138,15 @@ cannot spread, and an HPA would stack every pod it adds onto that one node. */ -
 {{- if not $m.models -}}
 {{- fail "bootstrap.modelProvider.models is empty: name at least one model, e.g. [{name: llama-3-8b, type: llm}]" -}}
 {{- end -}}
-{{- if eq (len (compact (list $m.marketplaceIdentifier $m.packageConfigMap.name))) 0 -}}
-{{- fail "bootstrap.modelProvider needs the model plugin: set marketplaceIdentifier, or packageConfigMap.name for a local package" -}}
+{{- $sources := len (compact (list $m.marketplaceIdentifier $m.packageConfigMap.name $m.packageUrl)) -}}
+{{- if eq $sources 0 -}}
+{{- fail "bootstrap.modelProvider needs the model plugin: set marketplaceIdentifier, or packageConfigMap.name or packageUrl for a local package" -}}
 {{- end -}}
-{{- if and $m.marketplaceIdentifier $m.packageConfigMap.name -}}
-{{- fail "bootstrap.modelProvider: set marketplaceIdentifier or packageConfigMap.name, not both" -}}
+{{- if gt $sources 1 -}}
+{{- fail "bootstrap.modelProvider: set one of marketplaceIdentifier, packageConfigMap.name and packageUrl" -}}
+{{- end -}}
+{{- if and $m.packageUrl (not (regexMatch "^https?://[^/]+/" $m.packageUrl)) -}}
+{{- fail (printf "bootstrap.modelProvider.packageUrl %q must be an http(s) URL of the .difypkg file" $m.packageUrl) -}}
 {{- end -}}
 {{- if and $m.marketplaceIdentifier (not (regexMatch "^[a-z0-9_-]+/[a-z0-9_-]+:[^@]+@[0-9a-f]{64}$" $m.marketplaceIdentifier)) -}}
 {{- fail (printf "bootstrap.modelProvider.marketplaceIdentifier %q must be a plugin's unique identifier, <org>/<plugin>:<version>@<sha256>" $m.marketplaceIdentifier) -}}

@@ -87,10 +87,20 @@ def test_the_package_configmap_is_mounted_and_a_marketplace_plugin_needs_none():
     assert "MODEL_PLUGIN_PACKAGE" not in env_of(container)
 
 
+def test_a_package_url_is_handed_to_the_job_as_it_is():
+    values = json.loads(json.dumps(BASE))
+    url = "http://artifacts.corp.svc/plugins/openai_api_compatible-offline.difypkg"
+    values["bootstrap"]["modelProvider"].update({"packageConfigMap": {"name": ""}, "packageUrl": url})
+    job, container = job_container(render_chart(values))
+    env = env_of(container)
+    assert env["MODEL_PLUGIN_URL"]["value"] == url
+    assert "MODEL_PLUGIN_PACKAGE" not in env and "marketplaceIdentifier" not in env["MODEL_PROVIDER"]["value"]
+
+
 def test_admin_only_sets_no_provider_and_no_key():
     _, container = job_container(render_chart(without_provider()))
     env = env_of(container)
-    assert not {"MODEL_PROVIDER", "MODEL_API_KEY", "MODEL_PLUGIN_PACKAGE"} & set(env)
+    assert not {"MODEL_PROVIDER", "MODEL_API_KEY", "MODEL_PLUGIN_PACKAGE", "MODEL_PLUGIN_URL"} & set(env)
     assert [m["name"] for m in container["volumeMounts"]] == ["script"]
 
 
@@ -110,7 +120,15 @@ def test_the_admin_password_is_generated_like_the_init_password():
         ({"modelProvider": {"endpointUrl": "vllm:8000"}}, 'endpointUrl "vllm:8000" must be the endpoint\'s http(s) base URL'),
         ({"modelProvider": {"models": []}}, "bootstrap.modelProvider.models is empty"),
         ({"modelProvider": {"packageConfigMap": {"name": ""}}}, "needs the model plugin: set marketplaceIdentifier"),
-        ({"modelProvider": {"marketplaceIdentifier": "langgenius/x:1@" + "0" * 64}}, "not both"),
+        (
+            {"modelProvider": {"marketplaceIdentifier": "langgenius/x:1@" + "0" * 64}},
+            "set one of marketplaceIdentifier, packageConfigMap.name and packageUrl",
+        ),
+        ({"modelProvider": {"packageUrl": "http://a/p.difypkg"}}, "set one of"),
+        (
+            {"modelProvider": {"packageConfigMap": {"name": ""}, "packageUrl": "ftp://a/p.difypkg"}},
+            'packageUrl "ftp://a/p.difypkg" must be an http(s) URL',
+        ),
         (
             {"modelProvider": {"packageConfigMap": {"name": ""}, "marketplaceIdentifier": "langgenius/openai"}},
             "must be a plugin's unique identifier",
