@@ -84,9 +84,15 @@ impl EgressProxy {
         EgressProxy { url: format!("http://{address}:{port}"), access_log, child }
     }
 
-    /// The access log's lines.
+    /// The access log's lines of requests: those with a method (squid logs the harness's own check that the port is
+    /// open, a connection without a request, with method `-`).
     pub fn log(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.access_log).unwrap_or_default().lines().map(str::to_string).collect()
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(5).is_some_and(|method| method != "-"))
+            .map(str::to_string)
+            .collect()
     }
 }
 

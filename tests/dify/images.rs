@@ -55,6 +55,8 @@ pub struct Images {
     pub weaviate: PathBuf,
     /// The OpenAI-API-compatible model plugin, packaged by `prepare` (not an image: what a user uploads).
     pub model_package: PathBuf,
+    /// The same with its wheels inside (`dify-gitops plugin bundle`), for an air-gapped install.
+    pub offline_package: PathBuf,
     /// Where this run keeps the image trees and volumes.
     pub run_dir: PathBuf,
     pub node_dir: PathBuf,

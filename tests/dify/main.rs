@@ -59,7 +59,9 @@ fn prepared(version: &str) -> Images {
     let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
     assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    for part in ["src", "api-venv", "web-dify", "plugin-daemon", "sandbox", "weaviate", "model-plugin"] {
+    let parts =
+        ["src", "api-venv", "web-dify", "plugin-daemon", "sandbox", "weaviate", "model-plugin", "model-plugin-offline"];
+    for part in parts {
         assert!(
             dir.join(part).is_dir(),
             "{} is missing: build it with `tests/dify/prepare {version}` (scripts/test dify does)",
@@ -79,6 +81,7 @@ fn prepared(version: &str) -> Images {
         sandbox: dir.join("sandbox"),
         weaviate: dir.join("weaviate"),
         model_package: dir.join("model-plugin/openai_api_compatible.difypkg"),
+        offline_package: dir.join("model-plugin-offline/openai_api_compatible-offline.difypkg"),
         run_dir: PathBuf::new(),
         node_dir,
     }
@@ -131,7 +134,7 @@ fn random_hex(bytes: usize) -> String {
 
 impl Install {
     /// `label` names the run's output directory, `test-output/dify/<label>/`.
-    fn set_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp) -> Install {
+    fn set_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp, egress: Egress) -> Install {
         let started = Instant::now();
         let mut images = prepared(version);
         let output = root().join("test-output/dify").join(label);
@@ -147,8 +150,9 @@ impl Install {
         let address = cluster.net.host_address();
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
-        let egress = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
-        let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000);
+        let egress_proxy = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
+        let packages = images.offline_package.parent().unwrap().to_path_buf();
+        let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -177,28 +181,36 @@ impl Install {
         for set in &sets {
             args.extend(["--set-string", set]);
         }
-        // The plugin daemon installs plugins' dependencies through the proxy and reaches the model directly; the model
-        // plugin is a local package, unsigned (a documented chart value, off in this test only).
-        let daemon_sets = [
-            format!("pluginDaemon.proxy.http={}", egress.url),
-            format!("pluginDaemon.proxy.https={}", egress.url),
-            format!("pluginDaemon.proxy.noProxy={}", model.ip),
-            "pluginDaemon.forceVerifyingSignature=false".to_string(),
-            "pluginDaemon.caBundle.configMap=egress-ca".to_string(),
-            // Private destinations closed, as from Dify 1.15 (below it the chart's default follows Dify's: open).
-            "ssrfProxy.allowPrivateNetworks=false".to_string(),
+        // The model plugin is a local package, unsigned (a documented chart value, off in this test only). The SSRF
+        // proxy refuses private destinations (as from Dify 1.15; below it the chart's default follows Dify's: open)
+        // except the model server's address, on its allow-list.
+        let mut sets = vec![
+            ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
+            ("--set", "ssrfProxy.allowPrivateNetworks=false".to_string()),
+            ("--set-json", format!("ssrfProxy.allowList.cidrs=[\"{}/32\"]", model.ip)),
         ];
-        for set in daemon_sets.iter().map(String::as_str).chain(extra_sets.iter().copied()) {
-            args.extend(["--set", set]);
+        match egress {
+            // The plugin daemon installs plugins' dependencies through the proxy and reaches the model directly.
+            Egress::Proxy => sets.extend([
+                ("--set", format!("pluginDaemon.proxy.http={}", egress_proxy.url)),
+                ("--set", format!("pluginDaemon.proxy.https={}", egress_proxy.url)),
+                ("--set", format!("pluginDaemon.proxy.noProxy={}", model.ip)),
+                ("--set", "pluginDaemon.caBundle.configMap=egress-ca".to_string()),
+            ]),
+            // Nothing is configured to leave the namespace, and nothing could: no marketplace, no proxy.
+            Egress::AirGapped => sets.push(("--set", "pluginDaemon.marketplace=false".to_string())),
         }
-        let bootstrap_sets = bootstrap_sets(&model);
+        sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
         if setup == FirstSetUp::Bootstrap {
-            // The model plugin's package, as an operator without the marketplace hands it to the chart.
-            let package = format!("plugin.difypkg={}", images.model_package.display());
-            testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "model-plugin", "--from-file", &package]);
-            for (flag, set) in &bootstrap_sets {
-                args.extend([*flag, set.as_str()]);
+            sets.extend(bootstrap_sets(&model, egress));
+            if egress == Egress::Proxy {
+                // The model plugin's package, as an operator without the marketplace hands it to the chart.
+                let package = format!("plugin.difypkg={}", images.model_package.display());
+                testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "model-plugin", "--from-file", &package]);
             }
+        }
+        for (flag, set) in &sets {
+            args.extend([*flag, set.as_str()]);
         }
         helm(&testbed, &args);
         let hooks_yaml = helm(&testbed, &["get", "hooks", "dify", "-n", NAMESPACE]);
@@ -211,7 +223,7 @@ impl Install {
         let mut install = Install {
             testbed,
             _traefik: traefik,
-            egress,
+            egress: egress_proxy,
             model,
             cluster,
             release,
@@ -481,8 +493,8 @@ fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
 
 /// Installs the chart for `version` and starts what the harness runs, in the order a cluster would get there:
 /// data stores, plugin daemon, the migration Job, then every Deployment, each until its probes pass.
-fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp) -> Install {
-    let mut install = Install::set_up(version, extra_sets, label, setup);
+fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp, egress: Egress) -> Install {
+    let mut install = Install::set_up(version, extra_sets, label, setup, egress);
 
     // Data stores first (every StatefulSet: PostgreSQL, Redis, Weaviate), as they come up before the migration
     // Job's init container lets it run.
@@ -564,8 +576,8 @@ fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp) 
 }
 
 /// Runs the chart's release of `version` and the browser scenario.
-fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp) {
-    let mut install = bring_up(version, extra_sets, version, setup);
+fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egress) {
+    let mut install = bring_up(version, extra_sets, version, setup, egress);
     let web = install.release.containers("dify-web", false).remove(0);
     assert_eq!(images::kind(&web.image), Kind::Web);
 
@@ -585,6 +597,8 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // A private address for the sandboxed code to try: the api pod's.
     let private_target = format!("http://{}:5001/health", install.addresses["dify-api"]);
+    // And one the SSRF proxy's allow-list admits: the model server's.
+    let allowed_target = format!("{}/models", install.model.url);
     let started = Instant::now();
     let seen = runtime.block_on(scenario::browse(Visit {
         url: &url,
@@ -593,6 +607,7 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp) {
         package: &install.images.model_package,
         model_url: &install.model.url,
         private_target: &private_target,
+        allowed_target: &allowed_target,
         sandbox_log: &install.cluster.dir.join("logs/dify-sandbox-0.log"),
     }));
     install.figure(format!("browser scenario: {:.1} s", started.elapsed().as_secs_f64()));
@@ -651,13 +666,31 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp) {
         proxy_log.lines().any(|l| l.contains("TCP_DENIED/403") && l.contains(&private_target)),
         "the SSRF proxy's log has no refusal of {private_target}"
     );
-    // The model was asked to stream, and the plugin's dependencies came from PyPI through the proxy.
+    assert!(
+        seen.sandbox.allowed.starts_with("allowed=200"),
+        "the SSRF proxy's allow-list admits {allowed_target}, the Code node saw {}; {}",
+        seen.sandbox.allowed,
+        seen.sandbox.shot.display()
+    );
+    // The model was asked to stream.
     let chats = install.model.requests_to("/v1/chat/completions");
     assert!(chats.iter().any(|c| c["stream"] == true), "no streamed chat request reached the model: {chats:?}");
     let through_proxy: Vec<String> =
         install.egress.log().into_iter().filter(|l| l.contains("pypi.org") || l.contains("pythonhosted.org")).collect();
-    assert!(!through_proxy.is_empty(), "the plugin install fetched nothing from PyPI through the proxy");
-    install.figure(format!("PyPI requests through the egress proxy: {}", through_proxy.len()));
+    match egress {
+        // The plugin's dependencies came from PyPI through the proxy.
+        Egress::Proxy => {
+            assert!(!through_proxy.is_empty(), "the plugin install fetched nothing from PyPI through the proxy");
+            install.figure(format!("PyPI requests through the egress proxy: {}", through_proxy.len()));
+        }
+        // Nothing left the namespace: the offline bundle's wheels were all the install had.
+        Egress::AirGapped => {
+            let left = install.egress.log();
+            assert!(left.is_empty(), "an air-gapped install sent requests out through the egress proxy: {left:?}");
+            let size = std::fs::metadata(&install.images.offline_package).map_or(0, |m| m.len());
+            install.figure(format!("offline bundle: {:.1} MiB, nothing fetched", size as f64 / 1048576.0));
+        }
+    }
 
     if setup == FirstSetUp::Bootstrap {
         bootstrap_again(&mut install);
@@ -687,8 +720,19 @@ enum FirstSetUp {
     Bootstrap,
 }
 
-/// The chart values of the bootstrap: `(flag, key=value)`.
-fn bootstrap_sets(model: &ModelServer) -> Vec<(&'static str, String)> {
+/// How the release reaches the world.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Egress {
+    /// Through a corporate proxy (a squid of the test's): plugins' dependencies come from PyPI.
+    Proxy,
+    /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle.
+    AirGapped,
+}
+
+/// The chart values of the bootstrap: `(flag, key=value)`. The plugin: air-gapped, the offline bundle from the
+/// model server's `/packages/` (an artifact server of the cluster's network); otherwise the package from a
+/// ConfigMap `model-plugin`.
+fn bootstrap_sets(model: &ModelServer, egress: Egress) -> Vec<(&'static str, String)> {
     let models = json!([
         {"name": model_server::CHAT_MODEL, "type": "llm", "credentials": {"vision_support": "support"}},
         {"name": model_server::EMBEDDING_MODEL, "type": "text-embedding"},
@@ -697,7 +741,16 @@ fn bootstrap_sets(model: &ModelServer) -> Vec<(&'static str, String)> {
         ("--set", "bootstrap.enabled=true".to_string()),
         ("--set-string", format!("bootstrap.adminEmail={}", scenario::ADMIN_EMAIL)),
         ("--set", "bootstrap.modelProvider.enabled=true".to_string()),
-        ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
+        match egress {
+            Egress::Proxy => ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
+            Egress::AirGapped => (
+                "--set-string",
+                format!(
+                    "bootstrap.modelProvider.packageUrl={}/packages/openai_api_compatible-offline.difypkg",
+                    model.url.trim_end_matches("/v1")
+                ),
+            ),
+        },
         ("--set-string", format!("bootstrap.modelProvider.endpointUrl={}", model.url)),
         ("--set-json", format!("bootstrap.modelProvider.models={models}")),
         ("--set-string", format!("secrets.openaiApiKey=sk-harness-{}", random_hex(12))),
@@ -728,8 +781,8 @@ fn bootstrap_again(install: &mut Install) {
 /// cannot load their scripts, and `verify` must say so and name the build to run.
 #[test]
 fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
-    let install =
-        bring_up("1.13.3", &["images.web.repository=langgenius/dify-web"], "1.13.3-root-web", FirstSetUp::InBrowser);
+    let sets = ["images.web.repository=langgenius/dify-web"];
+    let install = bring_up("1.13.3", &sets, "1.13.3-root-web", FirstSetUp::InBrowser, Egress::Proxy);
     let url = format!("https://{}/dify", install.address);
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
     eprintln!("dify: verify with a web built for the root:\n{}", verify.stdout);
@@ -739,13 +792,13 @@ fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
 
 #[test]
 fn dify_1_13_3_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.13.3", &[], FirstSetUp::InBrowser);
+    real_dify("1.13.3", &[], FirstSetUp::InBrowser, Egress::Proxy);
 }
 
-/// Set up by the chart's bootstrap Job (the admin, the model plugin from a local package, the models), which the
-/// browser then finds done. With collaboration off: its api-websocket listens on 5001 like the api, and the harness keeps every pod in one
+/// Air-gapped, and set up by the chart's bootstrap Job (the admin, the model plugin's offline bundle from an
+/// artifact server of the cluster's network, the models), which the browser then finds done. With collaboration off: its api-websocket listens on 5001 like the api, and the harness keeps every pod in one
 /// network namespace, so the two cannot both run yet.
 #[test]
 fn dify_1_14_2_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.14.2", &["collaboration.enabled=false"], FirstSetUp::Bootstrap);
+    real_dify("1.14.2", &["collaboration.enabled=false"], FirstSetUp::Bootstrap, Egress::AirGapped);
 }

@@ -6,11 +6,14 @@
 //!   line of it that holds [`CONTEXT_MARKER`], so a chat shows what was retrieved.
 //! - `POST /v1/embeddings`: a deterministic vector of [`EMBEDDING_DIMENSIONS`] per input, from the text's words.
 //! - `GET /v1/models`: the model names.
+//! - `GET /packages/<file>`: a file of the directory given at start, as an artifact server of the cluster's network
+//!   hands a plugin package to an air-gapped install.
 //!
 //! Every request's path and JSON body are kept, for the test to check what Dify sent.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,20 +42,21 @@ pub struct ModelServer {
 }
 
 impl ModelServer {
-    /// Serves on `ip:port` inside `net`.
-    pub fn start(net: &StubNet, ip: Ipv4Addr, port: u16) -> ModelServer {
+    /// Serves on `ip:port` inside `net`, with the files of `packages` under `/packages/`.
+    pub fn start(net: &StubNet, ip: Ipv4Addr, port: u16, packages: &Path) -> ModelServer {
         let listener = net.bind(ip, port).unwrap_or_else(|e| panic!("binding the model server on {ip}:{port}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let packages = packages.to_path_buf();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let seen = seen.clone();
+                let (seen, packages) = (seen.clone(), packages.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| answer(req, seen.clone()));
+                    let service = hyper::service::service_fn(move |req| answer(req, seen.clone(), packages.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -82,8 +86,19 @@ fn json_response(status: StatusCode, body: Value) -> Response<Body> {
 async fn answer(
     req: Request<hyper::body::Incoming>,
     seen: Arc<Mutex<Vec<(String, Value)>>>,
+    packages: PathBuf,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    if let Some(name) = path.strip_prefix("/packages/").filter(|n| !n.contains('/') && !n.starts_with('.')) {
+        seen.lock().unwrap().push((path.clone(), Value::Null));
+        return Ok(match std::fs::read(packages.join(name)) {
+            Ok(bytes) => Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(Full::new(Bytes::from(bytes)).boxed())
+                .unwrap(),
+            Err(_) => json_response(StatusCode::NOT_FOUND, json!({"error": {"message": format!("no file {name}")}})),
+        });
+    }
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     seen.lock().unwrap().push((path.clone(), body.clone()));

@@ -44,13 +44,14 @@ pub struct Visit<'a> {
     /// The model plugin's package, to drop on the Plugins page.
     pub package: &'a Path,
     pub model_url: &'a str,
-    /// A private address for the sandboxed code to try.
+    /// A private address for the sandboxed code to try (refused), and one the SSRF proxy's allow-list admits.
     pub private_target: &'a str,
+    pub allowed_target: &'a str,
     pub sandbox_log: &'a Path,
 }
 
 pub async fn browse(visit: Visit<'_>) -> Seen {
-    let Visit { url, first_admin, shots, package, model_url, private_target, sandbox_log } = visit;
+    let Visit { url, first_admin, shots, package, model_url, private_target, allowed_target, sandbox_log } = visit;
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
 
@@ -159,7 +160,7 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
     b.shot("signed-in-again").await;
 
     // 8. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
-    let sandbox = run_sandbox_workflow(&mut b, url, private_target, shots, sandbox_log).await;
+    let sandbox = run_sandbox_workflow(&mut b, url, (private_target, allowed_target), shots, sandbox_log).await;
     b.close().await;
     let _ = web_app;
     Seen { app_list, chat, knowledge, knowledge_answer, replied, sandbox }
@@ -434,15 +435,17 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
 pub struct SandboxRun {
     pub squares: String,
     pub private: String,
+    pub allowed: String,
     pub shot: PathBuf,
 }
 
 /// Import the sandbox workflow (a DSL file, as a user imports one), publish it, and run it in its web app: its Code
-/// node runs in the sandbox and asks `target` (a private address) for a page through the SSRF proxy.
+/// node runs in the sandbox and asks `targets` (a private address, and one the allow-list admits) for a page
+/// through the SSRF proxy.
 async fn run_sandbox_workflow(
     b: &mut browser::Browser,
     url: &str,
-    target: &str,
+    targets: (&str, &str),
     dir: &Path,
     sandbox_log: &Path,
 ) -> SandboxRun {
@@ -458,7 +461,7 @@ async fn run_sandbox_workflow(
     }
     let dsl = std::fs::read_to_string(root().join("tests/dify/fixtures/sandbox-workflow.yml")).unwrap();
     let file = dir.join("sandbox-workflow.yml");
-    std::fs::write(&file, dsl.replace("TARGET_URL", target)).unwrap();
+    std::fs::write(&file, dsl.replace("TARGET_URL", targets.0).replace("ALLOWED_URL", targets.1)).unwrap();
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the app list", long).await;
     b.click_text("Import DSL file").await;
@@ -487,7 +490,7 @@ async fn run_sandbox_workflow(
     let body = loop {
         let text = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
         let text = text.as_str().unwrap_or_default().to_string();
-        if text.contains("private=") {
+        if text.contains("private=") && text.contains("allowed=") {
             break text;
         }
         if Instant::now() > deadline {
@@ -502,7 +505,12 @@ async fn run_sandbox_workflow(
             .map(str::to_string)
             .unwrap_or_else(|| panic!("no {name} in the workflow's output; {}", shot.display()))
     };
-    SandboxRun { squares: field("squares="), private: field("private="), shot: shot.clone() }
+    SandboxRun {
+        squares: field("squares="),
+        private: field("private="),
+        allowed: field("allowed="),
+        shot: shot.clone(),
+    }
 }
 
 /// The web app code of app `app_id`, asked of the console API with the page's session (as the app's overview
