@@ -110,14 +110,7 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
         words = model_server::REPLY.split(' ').collect::<Vec<_>>()
     );
     b.client.execute(&watch, vec![]).await.expect("watching the page");
-    message_box.send_keys("Hello from the harness").await.unwrap();
-    message_box.send_keys(&String::from(char::from(fantoccini::key::Key::Enter))).await.unwrap();
-    b.find(
-        Locator::XPath(&format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY)),
-        "the model's reply in the web app",
-        long,
-    )
-    .await;
+    ask(&mut b, &message_box, "Hello from the harness", "the model's reply in the web app").await;
     let replied = Instant::now();
     let chat = b.shot("chat-reply").await;
     let shown = b.client.execute("return window.__shown", vec![]).await.unwrap();
@@ -366,6 +359,14 @@ async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> Pa
     b.shot("knowledge-indexed").await
 }
 
+/// Sends `question` from a web app's message box and waits until the model's reply shows (`what` names it).
+async fn ask(b: &mut browser::Browser, message_box: &fantoccini::elements::Element, question: &str, what: &str) {
+    message_box.send_keys(question).await.unwrap();
+    message_box.send_keys(&String::from(char::from(fantoccini::key::Key::Enter))).await.unwrap();
+    let reply = format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY);
+    b.find(Locator::XPath(&reply), what, Duration::from_secs(90)).await;
+}
+
 /// A chatbot whose context is the knowledge base (Orchestrate > Knowledge > Add), published, asked about the
 /// document in its web app. Returns the answer's text (the page's line that holds the model's reply) and its
 /// screenshot.
@@ -407,14 +408,8 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     let code = site_code(b, &app_id).await;
     b.goto(&format!("{url}/chat/{code}")).await;
     let message_box = b.find(Locator::Css("textarea"), "the knowledge chat's message box", long).await;
-    message_box.send_keys("What is the vault code in the harness ledger?").await.unwrap();
-    message_box.send_keys(&String::from(char::from(fantoccini::key::Key::Enter))).await.unwrap();
-    b.find(
-        Locator::XPath(&format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY)),
-        "the model's reply in the knowledge chat",
-        long,
-    )
-    .await;
+    let question = "What is the vault code in the harness ledger?";
+    ask(b, &message_box, question, "the model's reply in the knowledge chat").await;
     // The reply streams a word at a time: wait until it stops growing.
     let mut last = String::new();
     loop {
