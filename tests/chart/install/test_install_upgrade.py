@@ -134,8 +134,10 @@ def test_install_then_upgrade_is_accepted_and_keeps_generated_secrets(kube, helm
         after = secret_data(kube, ns, internal)
         assert after == before, "helm upgrade changed generated secrets"
         decoded = {k: base64.b64decode(v).decode() for k, v in after.items()}
-        assert all(len(v) == 48 for k, v in decoded.items() if k not in ("agent-server-secret-key", "init-password"))
-        assert len(decoded["init-password"]) == 24, "INIT_PASSWORD: 12 letters then 12 digits"
+        passwords = ("init-password", "admin-password")
+        assert all(len(v) == 48 for k, v in decoded.items() if k not in ("agent-server-secret-key", *passwords))
+        for password in passwords:
+            assert len(decoded[password]) == 24, f"{password}: 12 letters then 12 digits"
         # Unpadded base64url of exactly 32 bytes, as the agent backend requires.
         assert len(base64.urlsafe_b64decode(decoded["agent-server-secret-key"] + "=")) == 32
     assert secret_data(kube, ns, "dify") == release_secret
