@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     fn value(key: &str, old: Option<&str>, new: &str) -> Change {
-        Change::Value { key: key.into(), old: old.map(|o| Value::from(o)), new: Some(Value::from(new)) }
+        Change::Value { key: key.into(), old: old.map(Value::from), new: Some(Value::from(new)) }
     }
 
     #[test]
