@@ -23,7 +23,7 @@
 //!   adminEmail: admin@corp.example
 //!   modelProvider:
 //!     endpointUrl: http://vllm.models.svc:8000/v1
-//!     packageConfigMap: {name: model-plugin}       # or marketplaceIdentifier: langgenius/...@<sha256>
+//!     packageConfigMap: {name: model-plugin}       # or packageUrl: https://..., or marketplaceIdentifier: ...
 //!     models: [{name: llama-3-8b, type: llm, credentials: {context_size: "8192"}}]
 //! ```
 
@@ -116,6 +116,7 @@ struct ModelProviderFile {
     endpoint_url: Option<String>,
     marketplace_identifier: Option<String>,
     package_config_map: Option<PackageFile>,
+    package_url: Option<String>,
     provider: Option<String>,
     #[serde(default)]
     models: Vec<ModelFile>,
@@ -181,6 +182,7 @@ static HOST: LazyLock<Regex> =
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[^@ ]+@[^@ ]+$").unwrap());
 static PLUGIN_IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new("^[a-z0-9_-]+/[a-z0-9_-]+:[^@]+@[0-9a-f]{64}$").unwrap());
+static PACKAGE_URL: LazyLock<Regex> = LazyLock::new(|| Regex::new("^https?://[^/]+/").unwrap());
 static URL: LazyLock<Regex> = LazyLock::new(|| Regex::new("^https?://[^/\\s]+(/\\S*)?$").unwrap());
 
 impl Values<'_> {
@@ -391,39 +393,53 @@ impl Values<'_> {
                 at(&format!("{key}.models"))
             );
         }
-        let package = provider.package_config_map.as_ref();
-        match (&provider.marketplace_identifier, package) {
-            (Some(_), Some(_)) => bail!("{}: set marketplaceIdentifier or packageConfigMap, not both", at(key)),
-            (None, None) => bail!(
-                "{} needs the model plugin: set marketplaceIdentifier, or packageConfigMap: {{name: NAME}} for a local \
-                 package in a ConfigMap",
+        let sources = [
+            provider.marketplace_identifier.is_some(),
+            provider.package_config_map.is_some(),
+            provider.package_url.is_some(),
+        ];
+        match sources.iter().filter(|set| **set).count() {
+            0 => bail!(
+                "{} needs the model plugin: set marketplaceIdentifier, or for a local package packageConfigMap: \
+                 {{name: NAME}} (a ConfigMap, 1 MiB at most) or packageUrl (an offline bundle, say)",
                 at(key)
             ),
-            (Some(identifier), None) => {
-                if !PLUGIN_IDENTIFIER.is_match(identifier) {
-                    bail!(
-                        "{} is '{identifier}': use the plugin's unique identifier, <org>/<plugin>:<version>@<sha256> \
-                         (in the console, under Plugins > the plugin > its version)",
-                        at(&format!("{key}.marketplaceIdentifier"))
-                    );
-                }
-                self.set(&format!("{key}.marketplaceIdentifier"), json!(identifier));
+            1 => {}
+            _ => bail!("{}: set one of marketplaceIdentifier, packageConfigMap and packageUrl", at(key)),
+        }
+        if let Some(identifier) = &provider.marketplace_identifier {
+            if !PLUGIN_IDENTIFIER.is_match(identifier) {
+                bail!(
+                    "{} is '{identifier}': use the plugin's unique identifier, <org>/<plugin>:<version>@<sha256> (in \
+                     the console, under Plugins > the plugin > its version)",
+                    at(&format!("{key}.marketplaceIdentifier"))
+                );
             }
-            (None, Some(package)) => {
-                let Some(name) = &package.name else {
-                    bail!(
-                        "{} is missing: name the ConfigMap that holds the plugin package (`kubectl create configmap \
-                         model-plugin --from-file=plugin.difypkg=...`)",
-                        at(&format!("{key}.packageConfigMap.name"))
-                    );
-                };
-                object_name(name, &at(&format!("{key}.packageConfigMap.name")))?;
-                self.set(&format!("{key}.packageConfigMap.name"), json!(name));
-                if let Some(k) = &package.key {
-                    config_key(k, &at(&format!("{key}.packageConfigMap.key")))?;
-                    self.set(&format!("{key}.packageConfigMap.key"), json!(k));
-                }
+            self.set(&format!("{key}.marketplaceIdentifier"), json!(identifier));
+        }
+        if let Some(package) = &provider.package_config_map {
+            let Some(name) = &package.name else {
+                bail!(
+                    "{} is missing: name the ConfigMap that holds the plugin package (`kubectl create configmap \
+                     model-plugin --from-file=plugin.difypkg=...`)",
+                    at(&format!("{key}.packageConfigMap.name"))
+                );
+            };
+            object_name(name, &at(&format!("{key}.packageConfigMap.name")))?;
+            self.set(&format!("{key}.packageConfigMap.name"), json!(name));
+            if let Some(k) = &package.key {
+                config_key(k, &at(&format!("{key}.packageConfigMap.key")))?;
+                self.set(&format!("{key}.packageConfigMap.key"), json!(k));
             }
+        }
+        if let Some(url) = &provider.package_url {
+            let at_url = at(&format!("{key}.packageUrl"));
+            let example = "https://artifacts.corp.example/dify/openai_api_compatible-offline.difypkg";
+            http_url(url, &at_url, example)?;
+            if !PACKAGE_URL.is_match(url) {
+                bail!("{at_url} is '{url}': use the http(s) URL of the .difypkg file, e.g. {example}");
+            }
+            self.set(&format!("{key}.packageUrl"), json!(url));
         }
         if let Some(name) = &provider.provider {
             if name.split('/').count() != 3 || name.split('/').any(str::is_empty) {
@@ -628,6 +644,13 @@ mod tests {
             "bootstrap.modelProvider.packageConfigMap.name": "model-plugin",
         });
         assert_eq!(json!(values), expected);
+        let from_url = values_of(
+            "bootstrap: {adminEmail: a@b, modelProvider: {endpointUrl: 'http://m/v1', models: [{name: m}], \
+             packageUrl: 'https://objects.corp/dify/plugin.difypkg'}}",
+            "1.13.3",
+        )
+        .unwrap();
+        assert_eq!(from_url["bootstrap.modelProvider.packageUrl"], "https://objects.corp/dify/plugin.difypkg");
         let only_admin = values_of("bootstrap: {adminEmail: a@b}\n", "1.13.3").unwrap();
         assert_eq!(json!(only_admin), json!({"bootstrap.adminEmail": "a@b", "bootstrap.enabled": true}));
     }
@@ -702,11 +725,16 @@ mod tests {
             ),
             (
                 "bootstrap: {adminEmail: a@b, modelProvider: {endpointUrl: 'http://m/v1', models: [{name: m}]}}",
-                "bootstrap.modelProvider needs the model plugin: set marketplaceIdentifier, or packageConfigMap",
+                "bootstrap.modelProvider needs the model plugin: set marketplaceIdentifier, or for a local package packageConfigMap",
             ),
             (
                 "bootstrap: {adminEmail: a@b, modelProvider: {endpointUrl: 'http://m/v1', models: [{name: m}], marketplaceIdentifier: x, packageConfigMap: {name: p}}}",
-                "set marketplaceIdentifier or packageConfigMap, not both",
+                "bootstrap.modelProvider: set one of marketplaceIdentifier, packageConfigMap and packageUrl",
+            ),
+            (
+                "bootstrap: {adminEmail: a@b, modelProvider: {endpointUrl: 'http://m/v1', models: [{name: m}], \
+                 packageUrl: 'https://objects.corp'}}",
+                "bootstrap.modelProvider.packageUrl is 'https://objects.corp': use the http(s) URL of the .difypkg file",
             ),
             (
                 "bootstrap: {adminEmail: a@b, modelProvider: {endpointUrl: 'http://m/v1', models: [{name: m}], marketplaceIdentifier: 'langgenius/openai:1'}}",
