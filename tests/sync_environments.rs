@@ -137,8 +137,9 @@ async fn every_environment_is_one_push_with_a_commit_each_naming_its_change() {
     assert_eq!(subjects.len(), 4, "config + a commit per environment: {subjects:?}");
     for (i, env) in ENVIRONMENTS.iter().enumerate() {
         let expected = format!(
-            "dify/{env}: create overlay (external.host = 198.51.100.{}, images.dify.tag = 1.13.3, 11 secrets generated)",
-            i + 1
+            "dify/{env}: create overlay (external.host = 198.51.100.{}, images.dify.tag = 1.13.3, {} secrets generated)",
+            i + 1,
+            dify_gitops::overlay::SECRET_NAMES.len()
         );
         assert_eq!(subjects[i + 1], expected);
         assert!(stdout.contains(&format!("dify/{env}: ")), "{stdout}");

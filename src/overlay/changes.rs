@@ -3,14 +3,17 @@
 
 use std::fmt;
 
-use super::values::PlainValues;
+use serde_json::Value;
+
+use super::values::{PlainValues, compact};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// A chart value (or the HelmRelease's apiVersion) set, changed or removed; shown compactly, on one line.
     Value {
         key: String,
-        old: Option<String>,
-        new: Option<String>,
+        old: Option<Value>,
+        new: Option<Value>,
     },
     SecretGenerated(&'static str),
     SecretRotated(&'static str),
@@ -34,8 +37,10 @@ pub enum Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Value { key, old: Some(old), new: Some(new) } => write!(f, "{key} {old} -> {new}"),
-            Change::Value { key, old: None, new: Some(new) } => write!(f, "{key} = {new}"),
+            Change::Value { key, old: Some(old), new: Some(new) } => {
+                write!(f, "{key} {} -> {}", compact(old), compact(new))
+            }
+            Change::Value { key, old: None, new: Some(new) } => write!(f, "{key} = {}", compact(new)),
             Change::Value { key, old: Some(_), new: None } => write!(f, "{key} removed"),
             Change::Value { key, .. } => write!(f, "{key}"),
             Change::SecretGenerated(name) => write!(f, "secret {name} generated"),
@@ -99,7 +104,7 @@ pub fn commit_message(env: &str, changes: &[Change]) -> String {
     let headline = if created {
         let value = |wanted: &str| {
             changes.iter().find_map(|c| match c {
-                Change::Value { key, new: Some(new), .. } if key == wanted => Some(format!("{key} = {new}")),
+                Change::Value { key, new: Some(new), .. } if key == wanted => Some(format!("{key} = {}", compact(new))),
                 _ => None,
             })
         };
@@ -121,7 +126,7 @@ mod tests {
     use super::*;
 
     fn value(key: &str, old: Option<&str>, new: &str) -> Change {
-        Change::Value { key: key.into(), old: old.map(Into::into), new: Some(new.into()) }
+        Change::Value { key: key.into(), old: old.map(Value::from), new: Some(Value::from(new)) }
     }
 
     #[test]
@@ -168,6 +173,39 @@ mod tests {
                 "dify/prod: create overlay (external.host = 10.0.0.5, images.dify.tag = 1.13.3, 2 secrets generated)"
             ),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn typed_values_are_shown_compactly_on_one_line() {
+        use serde_json::json;
+        let old = PlainValues(
+            [
+                ("pluginDaemon.marketplace".to_string(), json!(true)),
+                ("ssrfProxy.upstream.port".to_string(), json!(3128)),
+            ]
+            .into(),
+        );
+        let new = PlainValues(
+            [
+                ("pluginDaemon.marketplace".to_string(), json!(false)),
+                ("ssrfProxy.allowList.cidrs".to_string(), json!(["10.20.0.0/24", "fd00::/64"])),
+                (
+                    "bootstrap.modelProvider.models".to_string(),
+                    json!([{"name": "llama-3", "type": "llm", "credentials": {"context_size": "8192"}}]),
+                ),
+            ]
+            .into(),
+        );
+        let shown: Vec<String> = values(Some(&old), &new).iter().map(Change::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bootstrap.modelProvider.models = [{name: llama-3, type: llm, credentials: {context_size: \"8192\"}}]",
+                "pluginDaemon.marketplace true -> false",
+                "ssrfProxy.allowList.cidrs = [10.20.0.0/24, fd00::/64]",
+                "ssrfProxy.upstream.port removed",
+            ]
         );
     }
 }

@@ -27,8 +27,8 @@ pub fn retarget(text: &str, served: HelmReleaseApi) -> Option<(String, Change)> 
     let retargeted = text.replacen(line, &format!("apiVersion: {}", served.api_version()), 1);
     let change = Change::Value {
         key: "HelmRelease apiVersion".into(),
-        old: Some(current.to_string()),
-        new: Some(served.api_version().to_string()),
+        old: Some(current.into()),
+        new: Some(served.api_version().into()),
     };
     Some((retargeted, change))
 }

@@ -16,13 +16,17 @@
 //!     imageTag: 1.13.3                # required
 //!     recipients: [age1...]           # required: who can decrypt the overlay's Secret
 //!     directory: apps/prod/dify       # default: apps/<env>/dify (never under clusters/: see gitops/README.md)
+//!     plugins: {marketplace: false}   # optional: plugins, egress and bootstrap (see chart_values)
 //! ```
+
+mod chart_values;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::cluster::traefik::TraefikTarget;
 use crate::sops::Recipients;
@@ -50,6 +54,9 @@ struct EnvironmentFile {
     #[serde(default)]
     recipients: Vec<String>,
     directory: Option<String>,
+    plugins: Option<chart_values::PluginsFile>,
+    egress: Option<chart_values::EgressFile>,
+    bootstrap: Option<chart_values::BootstrapFile>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -85,6 +92,9 @@ pub struct ChartSettings {
     pub storage_class: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// What the `plugins`, `egress` and `bootstrap` tables set, by dotted chart key, typed as the chart's schema
+    /// wants them (booleans, integers, lists); empty when the environment has none of them.
+    pub values: BTreeMap<String, Value>,
 }
 
 /// One environment, validated and merged with the command line.
@@ -244,6 +254,12 @@ fn resolve(name: &str, env: &EnvironmentFile, file: &Path, overrides: &Overrides
     let recipients = Recipients::parse(recipients_text.iter()).with_context(|| at("recipients"))?;
     let directory = PathBuf::from(env.directory.clone().unwrap_or_else(|| format!("apps/{name}/dify")));
     validate_directory(&directory).with_context(|| at("directory"))?;
+    let tables = chart_values::Tables {
+        plugins: env.plugins.as_ref(),
+        egress: env.egress.as_ref(),
+        bootstrap: env.bootstrap.as_ref(),
+    };
+    let values = chart_values::resolve(&tables, &image_tag, &at)?;
     let traefik = env.traefik.as_ref();
     Ok(Environment {
         context: overrides.context.clone().or_else(|| env.context.clone()),
@@ -259,6 +275,7 @@ fn resolve(name: &str, env: &EnvironmentFile, file: &Path, overrides: &Overrides
             storage_class: non_empty(env.storage_class.clone(), "nutanix-volume", &at("storageClass"))?,
             image_repository: non_empty(env.image_repository.clone(), "langgenius/dify", &at("imageRepository"))?,
             image_tag,
+            values,
         },
         recipients,
         directory,
