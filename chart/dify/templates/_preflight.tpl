@@ -58,6 +58,7 @@ message preflight would give. */}}
 {{- include "dify.preflightScaling" . -}}
 {{- include "dify.preflightBootstrap" . -}}
 {{- include "dify.preflightEgress" . -}}
+{{- include "dify.preflightUpgrade" . -}}
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}

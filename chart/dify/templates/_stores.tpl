@@ -8,6 +8,7 @@ The templates never ask which one is in use; these helpers do. */}}
 {{- define "dify.db.port" -}}{{ ternary 5432 .Values.externalDatabase.port .Values.postgresql.enabled }}{{- end -}}
 {{- define "dify.db.user" -}}{{ ternary .Values.postgresql.username .Values.externalDatabase.username .Values.postgresql.enabled }}{{- end -}}
 {{- define "dify.db.name" -}}{{ ternary .Values.postgresql.database .Values.externalDatabase.database .Values.postgresql.enabled }}{{- end -}}
+{{- define "dify.db.pluginName" -}}{{ ternary "dify_plugin" .Values.externalDatabase.pluginDatabase .Values.postgresql.enabled }}{{- end -}}
 {{- define "dify.db.sslMode" -}}{{ ternary "disable" .Values.externalDatabase.sslMode .Values.postgresql.enabled }}{{- end -}}
 {{- define "dify.db.passwordEnv" -}}
 {{- if .root.Values.postgresql.enabled -}}
