@@ -7,6 +7,7 @@ import copy
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -151,3 +152,38 @@ def scenario_name(request):
 
 def allow_skip():
     return os.environ.get("DIFY_GITOPS_ALLOW_SKIP") == "1"
+
+
+def run(env, *cmd, stdin=None, check=True):
+    """A command with this environment (the kube fixture's); fails the test naming it when it fails."""
+    proc = subprocess.run(list(cmd), env=env, input=stdin, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[:4])}… failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def kube():
+    """Environment (KUBECONFIG) of a local control plane started for this session and stopped after it."""
+    script = REPO / "scripts" / "local-cluster"
+    if not script.exists():
+        if allow_skip():
+            pytest.skip("scripts/local-cluster is missing (DIFY_GITOPS_ALLOW_SKIP=1)")
+        pytest.fail("scripts/local-cluster is missing: the install tests need the local control plane")
+    proc = subprocess.run([str(script), "start", "--watch-pid", str(os.getpid())], cwd=REPO,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        message = f"scripts/local-cluster start failed: {proc.stderr.strip()}"
+        if allow_skip():
+            pytest.skip(message)
+        pytest.fail(message)
+    env = dict(os.environ)
+    for line in proc.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export":
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    try:
+        yield env
+    finally:
+        subprocess.run([str(script), "stop", env["DIFY_GITOPS_TESTBED_PID"]], cwd=REPO, env=env)

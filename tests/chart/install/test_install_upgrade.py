@@ -7,77 +7,17 @@ would wait forever) and every pod template, the Job's and the test Pod's include
 
 import base64
 import json
-import os
-import shlex
-import subprocess
-import uuid
 
 import pytest
 import yaml
 
-from conftest import CHART, REPO, allow_skip, helm_binary, merge, render_chart, scenario
+from cluster import as_pod, dry_run_pod, helm_run, kubectl, namespace
+from conftest import helm_binary, merge, render_chart, run, scenario
 
 pytestmark = pytest.mark.install
 
 # The sandbox's documented exception (templates/sandbox-deployment.yaml): it needs "baseline".
 BASELINE_ONLY = {"dify-sandbox"}
-
-
-@pytest.fixture(scope="session")
-def kube():
-    """Environment (KUBECONFIG) of a local control plane started for this session and stopped after it."""
-    script = REPO / "scripts" / "local-cluster"
-    if not script.exists():
-        if allow_skip():
-            pytest.skip("scripts/local-cluster is missing (DIFY_GITOPS_ALLOW_SKIP=1)")
-        pytest.fail("scripts/local-cluster is missing: the install tests need the local control plane")
-    proc = subprocess.run([str(script), "start", "--watch-pid", str(os.getpid())], cwd=REPO,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        message = f"scripts/local-cluster start failed: {proc.stderr.strip()}"
-        if allow_skip():
-            pytest.skip(message)
-        pytest.fail(message)
-    env = dict(os.environ)
-    for line in proc.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            env[key] = value
-    try:
-        yield env
-    finally:
-        subprocess.run([str(script), "stop", env["DIFY_GITOPS_TESTBED_PID"]], cwd=REPO, env=env)
-
-
-def run(kube, *cmd, stdin=None, check=True):
-    proc = subprocess.run(list(cmd), env=kube, input=stdin, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd[:4])}… failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
-def kubectl(kube, *args, **kw):
-    return run(kube, "kubectl", *args, **kw)
-
-
-def namespace(kube, level):
-    """A fresh namespace enforcing Pod Security `level`."""
-    name = f"dify-{level}-{uuid.uuid4().hex[:6]}"
-    kubectl(kube, "create", "namespace", name)
-    kubectl(kube, "label", "namespace", name, f"pod-security.kubernetes.io/enforce={level}",
-            "pod-security.kubernetes.io/enforce-version=latest")
-    return name
-
-
-def helm_run(kube, helm, verb, ns, values, *extra, check=True):
-    with open(os.path.join(kube.get("TMPDIR", "/tmp"), f"values-{uuid.uuid4().hex}.yaml"), "w") as f:
-        yaml.safe_dump(values, f)
-    try:
-        return run(kube, helm_binary(helm), verb, "dify", str(CHART), "--namespace", ns, "--values", f.name,
-                   "--no-hooks", "--timeout", "60s", *extra, check=check)
-    finally:
-        os.unlink(f.name)
 
 
 def secret_data(kube, ns, name):
@@ -88,27 +28,6 @@ def secret_data(kube, ns, name):
 def manifest(kube, helm, ns):
     out = run(kube, helm_binary(helm), "get", "manifest", "dify", "--namespace", ns).stdout
     return [o for o in yaml.safe_load_all(out) if o]
-
-
-def as_pod(obj, ns):
-    """The pod a workload would create, as a Pod object (what Pod Security admission judges)."""
-    if obj["kind"] == "Pod":
-        pod = json.loads(json.dumps(obj))
-    else:
-        template = obj["spec"]["template"]
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(template.get("metadata", {})),
-               "spec": template["spec"]}
-        # The StatefulSet controller adds one volume per claim template, named after it.
-        for claim in obj["spec"].get("volumeClaimTemplates", []):
-            pod["spec"].setdefault("volumes", []).append({"name": claim["metadata"]["name"], "persistentVolumeClaim": {
-                "claimName": f"{claim['metadata']['name']}-{obj['metadata']['name']}-0"}})
-    pod["metadata"]["name"] = f"{obj['metadata']['name']}-psa-check"
-    pod["metadata"]["namespace"] = ns
-    return pod
-
-
-def dry_run_pod(kube, pod):
-    return kubectl(kube, "create", "--dry-run=server", "-o", "name", "-f", "-", stdin=json.dumps(pod), check=False)
 
 
 @pytest.mark.parametrize("name", ["seed-https", "v0.14.3", "v1.17.1", "v1.17.1-agent", "external-services",
@@ -148,7 +67,8 @@ def test_upgrade_across_dify_versions_keeps_generated_secrets(kube, helm, old, n
     ns = namespace(kube, "restricted")
     helm_run(kube, helm, "install", ns, scenario(old))
     before = secret_data(kube, ns, "dify-internal")
-    helm_run(kube, helm, "upgrade", ns, scenario(new))
+    # Across Dify 1.0 the upgrade needs the plugin migration acknowledged (tests/chart/upgrade).
+    helm_run(kube, helm, "upgrade", ns, merge(scenario(new), {"upgrade": {"acknowledgePluginMigration": True}}))
     assert secret_data(kube, ns, "dify-internal") == before
     kubectl(kube, "get", "deployment/dify-plugin-daemon", "deployment/dify-beat", "pvc/dify-plugin-daemon", "-n", ns)
 
