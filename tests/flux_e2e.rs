@@ -618,6 +618,18 @@ fn fail_job(testbed: &Testbed, name: &str) {
     testbed.kubectl(&["-n", NAMESPACE, "patch", "job", name, "--subresource=status", "--type=merge", "-p", &status]);
 }
 
+/// What a successful Job looks like to Helm: the Job controller's Complete condition (after SuccessCriteriaMet).
+fn complete_job(testbed: &Testbed, name: &str) {
+    let now = rfc3339_now();
+    let condition = |kind: &str| format!(r#"{{"type":"{kind}","status":"True","lastTransitionTime":"{now}"}}"#);
+    let status = format!(
+        r#"{{"status":{{"startTime":"{now}","completionTime":"{now}","succeeded":1,"conditions":[{},{}]}}}}"#,
+        condition("SuccessCriteriaMet"),
+        condition("Complete")
+    );
+    testbed.kubectl(&["-n", NAMESPACE, "patch", "job", name, "--subresource=status", "--type=merge", "-p", &status]);
+}
+
 /// The current time in RFC 3339, whole seconds, UTC: how Kubernetes writes timestamps.
 fn rfc3339_now() -> String {
     let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
@@ -671,6 +683,19 @@ async fn a_failed_migration_leaves_the_release_failed_and_not_rolled_back() {
     sync(&testbed, &ops);
     request_reconcile(&testbed, "gitrepository", "flux-system", "flux-system");
 
+    // Before anything changes, the version change runs the chart's backup Job (pre-upgrade hook); it succeeds.
+    wait_for(
+        "the backup Job before the upgrade to 1.14.2",
+        timeout,
+        || {
+            jsonpath("job", "dify-backup", "{.spec.template.spec.containers[0].env[?(@.name==\"BACKUP_LABEL\")].value}")
+                .filter(|label| label == "1.13.3-to-1.14.2")
+                .map(|_| ())
+        },
+        || diagnostics(&testbed, &flux),
+    );
+    assert!(api_image().ends_with(":1.13.3"), "the upgrade went on before the backup: dify-api runs {}", api_image());
+    complete_job(&testbed, "dify-backup");
     // Helm runs the new version's migration Job and waits for it; the migration fails.
     wait_for(
         "the 1.14.2 migration Job",
