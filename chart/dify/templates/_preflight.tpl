@@ -58,7 +58,6 @@ message preflight would give. */}}
 {{- include "dify.preflightScaling" . -}}
 {{- include "dify.preflightBootstrap" . -}}
 {{- include "dify.preflightEgress" . -}}
-{{- include "dify.preflightUpgrade" . -}}
 {{- if and (eq (toString $v.collaboration.enabled) "true") (not (include "dify.atLeast" (dict "root" . "min" "1.14.0"))) -}}
 {{- fail (printf "collaboration.enabled=true needs Dify 1.14 or later (images.dify.tag is %s)" (include "dify.version" .)) -}}
 {{- end -}}
@@ -80,6 +79,8 @@ message preflight would give. */}}
 {{- if not (index $v.externalWeaviate .) }}{{ fail (printf "externalWeaviate.%s is required when weaviate.enabled is false" .) }}{{ end -}}
 {{- end -}}
 {{- end -}}
+{{- /* Last: it names backup.image.tag for an external database whose own keys are complete. */ -}}
+{{- include "dify.preflightUpgrade" . -}}
 {{- end -}}
 
 
