@@ -242,17 +242,22 @@ class Postgres:
                 entry = pwd.getpwnam("postgres")
             except KeyError:
                 pytest.fail("running as root needs the postgres user (Debian's postgresql-15 package creates it)")
-            self.user = entry.pw_name
+            self.user = entry
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         data = self.dir / "data"
-        run(None, *self._as_user(), str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8")
+        initdb = subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                 "--encoding=UTF8", "--locale=C.UTF-8"], capture_output=True, text=True,
+                                **self._as_user())
+        if initdb.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            pytest.fail(f"initdb failed: {initdb.stderr.strip()}")
         # The socket trusts (it is in the test's own directory); TCP takes the password, set below over the socket.
         (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
         self.log = open(self.dir / "postgres.log", "w")
-        self.proc = subprocess.Popen([*self._as_user(), str(PG_BIN / "postgres"), "-D", str(data), "-p",
-                                      str(self.port), "-c", "listen_addresses=127.0.0.1", "-k", str(self.dir)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # The server itself is the child (no runuser between), so the signal that stops it reaches it.
+        self.proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-c",
+                                      "listen_addresses=127.0.0.1", "-k", str(self.dir)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, **self._as_user())
         deadline = time.time() + 30
         while self.psql("postgres", "SELECT 1", check=False, socket=True).returncode != 0:
             if self.proc.poll() is not None or time.time() > deadline:
@@ -263,7 +268,8 @@ class Postgres:
         self.psql("postgres", f"ALTER ROLE postgres PASSWORD '{self.password}'", socket=True)
 
     def _as_user(self):
-        return ["runuser", "-u", self.user, "--"] if self.user else []
+        """subprocess arguments that run a child as the postgres user, when we are root."""
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
 
     def env(self, **more):
         env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres",
