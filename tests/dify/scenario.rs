@@ -440,9 +440,7 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     )
     .await;
     b.shot("knowledge-in-app").await;
-    publish(b).await;
-    let code = site_code(b, &app_id).await;
-    b.goto(&format!("{url}/chat/{code}")).await;
+    open_published_chat(b, url, &app_id).await;
     let message_box = b.find(Locator::Css("textarea"), "the knowledge chat's message box", long).await;
     let question = "What is the vault code in the harness ledger?";
     ask(b, &message_box, question, "the model's reply in the knowledge chat").await;
@@ -460,6 +458,13 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     let shot = b.shot("knowledge-answer").await;
     let answer = last.lines().find(|l| l.contains(model_server::REPLY)).unwrap_or_default().to_string();
     (answer, shot)
+}
+
+/// Publishes the chat app whose orchestration page is open, then opens its web app.
+async fn open_published_chat(b: &mut browser::Browser, url: &str, app_id: &str) {
+    publish(b).await;
+    let code = site_code(b, app_id).await;
+    b.goto(&format!("{url}/chat/{code}")).await;
 }
 
 /// Publish > Publish Update, on an app's orchestration page: its web app serves what the page shows.
@@ -515,9 +520,7 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
     )
     .await;
     b.shot("vision-on").await;
-    publish(b).await;
-    let code = site_code(b, app_id).await;
-    b.goto(&format!("{url}/chat/{code}")).await;
+    open_published_chat(b, url, app_id).await;
     // A conversation keeps the app's configuration it began with: Vision applies to a new one.
     b.click_text("Start New chat").await;
     let send = "//button[@data-testid='send-button' or @aria-label='Send']";
