@@ -382,8 +382,12 @@ async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> Pa
     .unwrap();
     b.goto(&format!("{url}/datasets/create")).await;
     // The page takes only the types the api supports, and drops a file chosen before it knows them.
-    b.find(Locator::XPath("//*[contains(normalize-space(text()), 'Supports TXT')]"), "the supported file types", long)
-        .await;
+    b.find(
+        Locator::XPath("//*[starts-with(normalize-space(text()), 'Supports ') and contains(text(), 'TXT')]"),
+        "the supported file types",
+        long,
+    )
+    .await;
     b.upload("input#fileUploader", &doc).await;
     b.find(Locator::XPath("//*[contains(normalize-space(text()), 'harness-ledger')]"), "the uploaded document", long)
         .await;
