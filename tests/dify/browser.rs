@@ -188,11 +188,11 @@ impl Browser {
     }
 
     /// Chooses `file` in the file input `css`, as a user picking it in the file dialog (or dropping it) does. Pages
-    /// keep their file inputs hidden behind a button or a drop zone, so the input is shown first.
+    /// keep their file inputs hidden (or transparent over a button), so the input is shown first.
     pub async fn upload(&mut self, css: &str, file: &Path) {
         let show = format!(
             "const el = document.querySelector({css:?}); if (!el) return false;
-             el.classList.remove('hidden'); el.style.display = 'block'; return true;"
+             el.classList.remove('hidden'); el.style.display = 'block'; el.style.opacity = '1'; return true;"
         );
         // The input comes with its dialog, which may still be opening.
         let deadline = Instant::now() + Duration::from_secs(30);

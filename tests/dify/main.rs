@@ -616,12 +616,55 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         seen.replied.duration_since(install.started).as_secs_f64()
     ));
     install.figure(format!(
-        "screenshots: app list {}, chat reply {}, knowledge indexed {}, knowledge answer {}, sandbox {}",
+        "screenshots: app list {}, chat reply {}, chat image {}, knowledge indexed {}, document download {}, \
+         knowledge answer {}, sandbox {}",
         seen.app_list.display(),
         seen.chat.display(),
+        seen.image.shot.display(),
         seen.knowledge.display(),
+        seen.document.shot.display(),
         seen.knowledge_answer.1.display(),
         seen.sandbox.shot.display()
+    ));
+    // The chat image: previewed from the browser's own copy before sending, then shown from Dify's files route
+    // under /dify (FILES_URL carries the path; Traefik strips it for the api), and sent to the model.
+    let files = format!("{url}/files/");
+    let image = &seen.image;
+    assert!(
+        image.attached.natural_width > 0,
+        "the image's preview in the message box did not load: {:?}; {}",
+        image.attached,
+        image.attached_shot.display()
+    );
+    assert!(
+        image.sent.src.starts_with(&files) && image.sent.natural_width > 0,
+        "the sent image should load from {files}…, the page shows {:?}; {}",
+        image.sent,
+        image.shot.display()
+    );
+    check_image_reached_the_model(&install.model, &image.png, &image.shot);
+    install.figure(format!(
+        "chat image: preview {}…, sent {}…",
+        &image.attached.src[..image.attached.src.len().min(22)],
+        image.sent.src.split('?').next().unwrap_or_default()
+    ));
+    // The knowledge document's file, through its Download action: the signed address under /dify/files/ gives the
+    // uploaded text back.
+    let document = &seen.document;
+    assert!(
+        document.url.starts_with(&files)
+            && document.status == 200
+            && document.body.contains(model_server::CONTEXT_MARKER),
+        "the document's download should be its text from {files}…: {} answered {} with {:?}; {}",
+        document.url,
+        document.status,
+        document.body.chars().take(300).collect::<String>(),
+        document.shot.display()
+    );
+    install.figure(format!(
+        "document download: {} ({} bytes)",
+        document.url.split('?').next().unwrap_or_default(),
+        document.body.len()
     ));
     // The document went through the model's embeddings into Weaviate: its objects are there.
     let embeddings = install.model.requests_to("/v1/embeddings");
@@ -775,6 +818,32 @@ fn bootstrap_again(install: &mut Install) {
         let value = install.secret_value(secret, key);
         assert!(!whole.contains(&value), "the bootstrap Job's log holds {key} of Secret {secret}");
     }
+}
+
+/// The chat request for the image carried it to the model: a message whose content has an `image_url` part
+/// holding the uploaded PNG (Dify sends it base64-encoded, its default `MULTIMODAL_SEND_FORMAT`).
+fn check_image_reached_the_model(model: &ModelServer, png: &[u8], shot: &std::path::Path) {
+    use base64::Engine;
+    let chats = model.requests_to("/v1/chat/completions");
+    let parts: Vec<&Value> = chats
+        .iter()
+        .flat_map(|c| c["messages"].as_array().into_iter().flatten())
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .filter(|p| p["type"] == "image_url")
+        .collect();
+    let sent = parts.iter().filter_map(|p| p["image_url"]["url"].as_str()).any(|u| {
+        u.strip_prefix("data:image/png;base64,")
+            .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+            .is_some_and(|bytes| bytes == png)
+    });
+    let urls: Vec<String> =
+        parts.iter().map(|p| p["image_url"]["url"].as_str().unwrap_or_default().chars().take(60).collect()).collect();
+    assert!(
+        sent,
+        "no chat request carried the uploaded PNG as an image_url part ({} such parts: {urls:?}); {}",
+        parts.len(),
+        shot.display()
+    );
 }
 
 /// The seed's mistake, on the real thing: Dify's stock web image (built for "/") named for /dify. Pages under /dify

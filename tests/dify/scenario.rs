@@ -17,8 +17,12 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub struct Seen {
     pub app_list: PathBuf,
     pub chat: PathBuf,
+    /// The image sent in the chat, before and after sending.
+    pub image: ImageChat,
     /// The indexed document in its knowledge base.
     pub knowledge: PathBuf,
+    /// The document's file, as its Download action fetches it.
+    pub document: DocumentDownload,
     /// The knowledge chat's answer, and its screenshot.
     pub knowledge_answer: (String, PathBuf),
     /// When the model's whole reply was on the page.
@@ -121,14 +125,19 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
         chat.display()
     );
 
-    // 7. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
-    // embeddings, until the document is available (the test then asks Weaviate for its objects).
-    let knowledge = create_knowledge(&mut b, url, shots).await;
+    // 7. The same app with Vision on: an image sent in its web app, shown from the files route under /dify.
+    let image = image_chat(&mut b, url, &app_id, shots).await;
 
-    // 8. A chat app with that knowledge as its context: its answer carries the document's line.
+    // 8. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
+    // embeddings, until the document is available (the test then asks Weaviate for its objects). Its Download
+    // action gives the file back under /dify/files/.
+    let knowledge = create_knowledge(&mut b, url, shots).await;
+    let document = download_document(&mut b).await;
+
+    // 9. A chat app with that knowledge as its context: its answer carries the document's line.
     let knowledge_answer = knowledge_chat(&mut b, url).await;
 
-    // 5. Reload the console: the session holds. Then sign out.
+    // 10. Reload the console: the session holds. Then sign out.
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[contains(normalize-space(.),'Harness chat')]"), "the new app in the list", long).await;
     b.client.refresh().await.unwrap();
@@ -152,11 +161,11 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
         .await;
     b.shot("signed-in-again").await;
 
-    // 8. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
+    // 11. A workflow whose Code node runs in the sandbox and tries a private address through the SSRF proxy.
     let sandbox = run_sandbox_workflow(&mut b, url, (private_target, allowed_target), shots, sandbox_log).await;
     b.close().await;
     let _ = web_app;
-    Seen { app_list, chat, knowledge, knowledge_answer, replied, sandbox }
+    Seen { app_list, chat, image, knowledge, document, knowledge_answer, replied, sandbox }
 }
 
 /// The first admin, as a person sets it up: the init password (the chart sets INIT_PASSWORD), the install form,
@@ -282,6 +291,32 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
             b.click_text(model_type).await;
         }
         b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
+        if model_type == "LLM" {
+            // Vision Support: a select further down the form, "Not Support" by default. With "Support" the model
+            // takes images, and chat apps on it offer Vision (image upload).
+            b.click_xpath(
+                "//*[@aria-label='Vision Support'] | //*[normalize-space(text())='Vision Support']/following::*[normalize-space(text())='Not Support'][1]",
+                "the Vision Support select",
+            )
+            .await;
+            // The option: a titled row of the list (1.13), an ARIA option (1.14). Another select of the form shows
+            // "Support" too (User Identity Support), so the text alone is not enough.
+            b.click_xpath(
+                "//div[@title='Support' and contains(@class, 'cursor-pointer')] \
+                 | //*[@role='option'][normalize-space(.)='Support']",
+                "the Support option",
+            )
+            .await;
+            b.find(
+                Locator::XPath(
+                    "//*[normalize-space(text())='Vision Support']/following::div[@title][1][@title='Support'] \
+                     | //*[@aria-label='Vision Support'][normalize-space(.)='Support']",
+                ),
+                "Vision Support set to Support",
+                long,
+            )
+            .await;
+        }
         b.shot(&format!("add-model-{name}")).await;
         b.click_button_any(&["Add", "Save"]).await;
         show_model(b, name).await;
@@ -346,6 +381,13 @@ async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> Pa
     )
     .unwrap();
     b.goto(&format!("{url}/datasets/create")).await;
+    // The page takes only the types the api supports, and drops a file chosen before it knows them.
+    b.find(
+        Locator::XPath("//*[starts-with(normalize-space(text()), 'Supports ') and contains(text(), 'TXT')]"),
+        "the supported file types",
+        long,
+    )
+    .await;
     b.upload("input#fileUploader", &doc).await;
     b.find(Locator::XPath("//*[contains(normalize-space(text()), 'harness-ledger')]"), "the uploaded document", long)
         .await;
@@ -402,11 +444,7 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     )
     .await;
     b.shot("knowledge-in-app").await;
-    b.click_button("Publish").await;
-    b.click_xpath("//button[.//span[normalize-space(.)='Publish Update']]", "Publish Update").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let code = site_code(b, &app_id).await;
-    b.goto(&format!("{url}/chat/{code}")).await;
+    open_published_chat(b, url, &app_id).await;
     let message_box = b.find(Locator::Css("textarea"), "the knowledge chat's message box", long).await;
     let question = "What is the vault code in the harness ledger?";
     ask(b, &message_box, question, "the model's reply in the knowledge chat").await;
@@ -424,6 +462,219 @@ async fn knowledge_chat(b: &mut browser::Browser, url: &str) -> (String, PathBuf
     let shot = b.shot("knowledge-answer").await;
     let answer = last.lines().find(|l| l.contains(model_server::REPLY)).unwrap_or_default().to_string();
     (answer, shot)
+}
+
+/// Publishes the chat app whose orchestration page is open, then opens its web app.
+async fn open_published_chat(b: &mut browser::Browser, url: &str, app_id: &str) {
+    publish(b).await;
+    let code = site_code(b, app_id).await;
+    b.goto(&format!("{url}/chat/{code}")).await;
+}
+
+/// Publish > Publish Update, on an app's orchestration page: its web app serves what the page shows.
+async fn publish(b: &mut browser::Browser) {
+    b.click_button("Publish").await;
+    // The menu's button holds the label beside its keyboard shortcut.
+    b.click_xpath("//button[.//span[normalize-space(.)='Publish Update']]", "Publish Update").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// An `<img>` of the page as the browser holds it.
+#[derive(Debug)]
+pub struct ShownImage {
+    pub src: String,
+    /// 0 when the browser could not decode what `src` gave it.
+    pub natural_width: u64,
+}
+
+/// The image chat: the picture the test sent, what the page showed before and after sending, and the screenshots.
+pub struct ImageChat {
+    pub png: Vec<u8>,
+    /// The preview in the message box, before sending.
+    pub attached: ShownImage,
+    pub attached_shot: PathBuf,
+    /// The sent message's image, once the conversation is loaded from the api (the page reloaded).
+    pub sent: ShownImage,
+    pub shot: PathBuf,
+}
+
+/// The app's orchestration page: Vision on (the model supports it), published. Its web app: the paperclip, Local
+/// upload, a small PNG; the preview shows in the message box; a question sent with it. The page is then reloaded,
+/// so that the conversation, and the image's address, come from the api.
+async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Path) -> ImageChat {
+    let long = Duration::from_secs(90);
+    let png = tiny_png(24, 16);
+    let file = dir.join("harness-image.png");
+    std::fs::write(&file, &png).unwrap();
+    b.goto(&format!("{url}/app/{app_id}/configuration")).await;
+    let vision = b
+        .find(
+            Locator::XPath("//*[normalize-space(text())='Vision']/following::*[@role='switch'][1]"),
+            "the Vision switch (the model supports vision)",
+            long,
+        )
+        .await;
+    if vision.attr("aria-checked").await.ok().flatten().as_deref() != Some("true") {
+        vision.click().await.expect("turning Vision on");
+    }
+    b.find(
+        Locator::XPath("//*[normalize-space(text())='Vision']/following::*[@role='switch'][1][@aria-checked='true']"),
+        "Vision on",
+        long,
+    )
+    .await;
+    b.shot("vision-on").await;
+    open_published_chat(b, url, app_id).await;
+    // A conversation keeps the app's configuration it began with: Vision applies to a new one.
+    b.click_text("Start New chat").await;
+    let send = "//button[@data-testid='send-button' or @aria-label='Send']";
+    b.find(Locator::XPath(send), "the web app's send button", long).await;
+    // The paperclip beside Send opens Paste file link / Local upload; the file input lies over Local upload.
+    b.click_xpath(&format!("{send}/preceding-sibling::div//button"), "the attachment button").await;
+    b.find(Locator::XPath("//button[normalize-space(.)='Local upload']"), "Local upload", long).await;
+    b.upload("input[type='file'][accept*='png']", &file).await;
+    // The preview comes from the browser's own copy of the file (FileReader); the upload runs beside it, with a
+    // progress overlay on the preview until the api has the file.
+    let preview = "const img = [...document.querySelectorAll('img')].find(i => i.src.startsWith('data:image'));
+         if (!img) return null;
+         const overlay = [...img.parentElement.parentElement.querySelectorAll(
+           '.bg-background-overlay-alt, .bg-background-overlay-destructive')].some(o => o.offsetParent !== null);
+         return {src: img.src, width: img.complete ? img.naturalWidth : 0, uploading: overlay};";
+    let attached = wait_for_image(b, preview, "the image's preview in the message box, uploaded").await;
+    // A click in the message box closes the upload menu.
+    let message_box = b.find(Locator::Css("textarea"), "the web app's message box", long).await;
+    message_box.click().await.expect("clicking the message box");
+    let attached_shot = b.shot("chat-image-attached").await;
+    // A new conversation: the only reply on the page is this one's.
+    ask(b, &message_box, "What is in this picture?", "the model's reply to the image").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Reloaded: the web app loads its conversation from the api, and the sent image's address with it.
+    b.client.refresh().await.unwrap();
+    let sent = "const img = [...document.querySelectorAll('img')].find(i => i.src.includes('/files/'));
+         if (!img) return null;
+         img.scrollIntoView({block: 'center'});
+         return {src: img.src, width: img.complete ? img.naturalWidth : 0, uploading: false};";
+    let sent = wait_for_image(b, sent, "the sent image in the reloaded conversation").await;
+    let shot = b.shot("chat-image").await;
+    ImageChat { png, attached, attached_shot, sent, shot }
+}
+
+/// Waits until `script` finds its image loaded (or broken: complete with no width) and no longer uploading.
+async fn wait_for_image(b: &mut browser::Browser, script: &str, what: &str) -> ShownImage {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = b.client.execute(script, vec![]).await.unwrap_or_default();
+        if let Some(src) = found["src"].as_str()
+            && found["uploading"] == false
+            && (found["width"].as_u64().unwrap_or(0) > 0 || Instant::now() > deadline)
+        {
+            return ShownImage { src: src.to_string(), natural_width: found["width"].as_u64().unwrap_or(0) };
+        }
+        if Instant::now() > deadline {
+            b.give_up(format!("{what} never appeared")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A `width`×`height` PNG of four coloured quarters: 8-bit RGB, one stored (uncompressed) deflate block.
+fn tiny_png(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        !bytes.iter().fold(!0u32, |crc, &b| {
+            (0..8).fold(crc ^ u32::from(b), |c, _| if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 })
+        })
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    let mut raw = Vec::new();
+    for y in 0..height {
+        raw.push(0); // filter: none
+        for x in 0..width {
+            let quarter = (u32::from(y >= height / 2) << 1) | u32::from(x >= width / 2);
+            raw.extend([[230, 60, 40], [40, 160, 80], [40, 90, 220], [250, 200, 30]][quarter as usize]);
+        }
+    }
+    let len = raw.len() as u16;
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend(len.to_le_bytes());
+    zlib.extend((!len).to_le_bytes());
+    zlib.extend(&raw);
+    let (a, b) = raw.iter().fold((1u32, 0u32), |(a, b), &x| {
+        let a = (a + u32::from(x)) % 65521;
+        (a, (b + a) % 65521)
+    });
+    zlib.extend(((b << 16) | a).to_be_bytes());
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// What the document's Download action gave: the signed address the console made, and what it answered.
+pub struct DocumentDownload {
+    pub url: String,
+    pub status: u64,
+    pub body: String,
+    pub shot: PathBuf,
+}
+
+/// On the knowledge base's document list: the document's ··· menu > Download. The page asks the console for a
+/// signed address of the file and hands it to a download link; the test keeps that address instead of saving a
+/// file, and fetches it from the page, as the download would.
+async fn download_document(b: &mut browser::Browser) -> DocumentDownload {
+    let keep = "window.__downloads = [];
+         HTMLAnchorElement.prototype.click = function () { window.__downloads.push(this.href); };";
+    b.client.execute(keep, vec![]).await.expect("keeping the page's download links");
+    b.click_xpath(
+        "(//tr[.//*[contains(normalize-space(text()), 'harness-ledger')]]//button)[last()]",
+        "the document's ··· menu",
+    )
+    .await;
+    b.find(
+        Locator::XPath("//*[normalize-space(.)='Download']"),
+        "the document's Download action",
+        Duration::from_secs(30),
+    )
+    .await;
+    // The menu fades in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shot = b.shot("knowledge-download").await;
+    b.click_text("Download").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let links = b.client.execute("return window.__downloads", vec![]).await.unwrap_or_default();
+        if let Some(url) = links[0].as_str() {
+            break url.to_string();
+        }
+        if Instant::now() > deadline {
+            b.give_up("Download never gave the document's address".into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let fetch = format!(
+        "const done = arguments[0];
+         fetch({url:?}, {{credentials: 'include'}})
+           .then(async r => done({{status: r.status, body: await r.text()}}))
+           .catch(e => done({{status: 0, body: String(e)}}));"
+    );
+    let got = b.run_async(&fetch).await;
+    DocumentDownload {
+        url,
+        status: got["status"].as_u64().unwrap_or(0),
+        body: got["body"].as_str().unwrap_or_default().to_string(),
+        shot,
+    }
 }
 
 /// What the sandbox workflow showed in its web app: the Code node's outputs.
@@ -468,9 +719,7 @@ async fn run_sandbox_workflow(
     let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
     b.find(Locator::XPath("//*[normalize-space(text())='Sandbox']"), "the imported Code node", long).await;
     b.shot("workflow-imported").await;
-    b.click_button("Publish").await;
-    // The menu's button holds the label beside its keyboard shortcut.
-    b.click_xpath("//button[.//span[normalize-space(.)='Publish Update']]", "Publish Update").await;
+    publish(b).await;
     b.find(
         Locator::XPath("//*[normalize-space(text())='Published' or starts-with(normalize-space(.), 'Published ')]"),
         "the published state",
