@@ -555,6 +555,23 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
          img.scrollIntoView({block: 'center'});
          return {src: img.src, width: img.complete ? img.naturalWidth : 0, uploading: false};";
     let sent = wait_for_image(b, sent, "the sent image in the reloaded conversation").await;
+    // The conversation as a person sees it again: the question beside the image, and the model's answer.
+    // The question shows beside the image (the sidebar names the conversation with the same words, far to the left).
+    let beside = "const img = [...document.querySelectorAll('img')].find(i => i.src.includes('/files/'));
+         const at = img.getBoundingClientRect();
+         return [...document.querySelectorAll('*')]
+           .filter(e => e.children.length === 0 && e.textContent.trim() === 'What is in this picture?')
+           .map(e => e.getBoundingClientRect())
+           .some(r => r.width > 0 && Math.abs(r.left - at.left) < 300 && Math.abs(r.top - at.bottom) < 150);";
+    let deadline = Instant::now() + long;
+    while b.client.execute(beside, vec![]).await.ok() != Some(serde_json::Value::Bool(true)) {
+        if Instant::now() > deadline {
+            b.give_up("the question never showed beside the sent image in the reloaded conversation".into()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let reply = format!("//*[contains(normalize-space(.), '{}')]", model_server::REPLY);
+    b.find(Locator::XPath(&reply), "the model's answer in the reloaded conversation", long).await;
     let shot = b.shot("chat-image").await;
     ImageChat { png, attached, attached_shot, sent, shot }
 }
