@@ -54,7 +54,10 @@ pub struct Images {
     /// Weaviate as `prepare` builds it: `bin/weaviate` and the module's `Dockerfile`.
     pub weaviate: PathBuf,
     /// The OpenAI-API-compatible model plugin, packaged by `prepare` (not an image: what a user uploads).
-    pub model_package: PathBuf,
+    /// The model plugin signed with a key of the test's (`prepare`'s `model-plugin-signed`), and that key's public
+    /// half, for `pluginDaemon.trustedKeys`.
+    pub signed_package: PathBuf,
+    pub trusted_key: PathBuf,
     /// The same with its wheels inside (`dify-gitops plugin bundle`), for an air-gapped install.
     pub offline_package: PathBuf,
     /// Where this run keeps the image trees and volumes.

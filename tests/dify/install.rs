@@ -29,8 +29,17 @@ fn prepared(version: &str) -> Images {
     let out = Command::new(root().join("tests/dify/prepare")).args(["path", version]).output().unwrap();
     assert!(out.status.success(), "tests/dify/prepare path {version}: {}", String::from_utf8_lossy(&out.stderr));
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let parts =
-        ["src", "api-venv", "web-dify", "plugin-daemon", "sandbox", "weaviate", "model-plugin", "model-plugin-offline"];
+    let parts = [
+        "src",
+        "api-venv",
+        "web-dify",
+        "plugin-daemon",
+        "sandbox",
+        "weaviate",
+        "model-plugin",
+        "model-plugin-offline",
+        "model-plugin-signed",
+    ];
     for part in parts {
         assert!(
             dir.join(part).is_dir(),
@@ -50,7 +59,8 @@ fn prepared(version: &str) -> Images {
         plugin_daemon: dir.join("plugin-daemon"),
         sandbox: dir.join("sandbox"),
         weaviate: dir.join("weaviate"),
-        model_package: dir.join("model-plugin/openai_api_compatible.difypkg"),
+        signed_package: dir.join("model-plugin-signed/openai_api_compatible.signed.difypkg"),
+        trusted_key: dir.join("model-plugin-signed/harness.public.pem"),
         offline_package: dir.join("model-plugin-offline/openai_api_compatible-offline.difypkg"),
         run_dir: PathBuf::new(),
         node_dir,
@@ -151,31 +161,42 @@ impl Install {
         for set in &sets {
             args.extend(["--set-string", set]);
         }
-        // The model plugin is a local package, unsigned (a documented chart value, off in this test only). The SSRF
-        // proxy refuses private destinations (as from Dify 1.15; below it the chart's default follows Dify's: open)
-        // except the model server's address, on its allow-list.
+        // The SSRF proxy refuses private destinations (as from Dify 1.15; below it the chart's default follows
+        // Dify's: open) except the model server's address, on its allow-list.
         let mut sets = vec![
-            ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
             ("--set", "ssrfProxy.allowPrivateNetworks=false".to_string()),
             ("--set-json", format!("ssrfProxy.allowList.cidrs=[\"{}/32\"]", model.ip)),
         ];
         match egress {
             // The plugin daemon installs plugins' dependencies through the proxy and reaches the model directly.
-            Egress::Proxy => sets.extend([
-                ("--set", format!("pluginDaemon.proxy.http={}", egress_proxy.url)),
-                ("--set", format!("pluginDaemon.proxy.https={}", egress_proxy.url)),
-                ("--set", format!("pluginDaemon.proxy.noProxy={}", model.ip)),
-                ("--set", "pluginDaemon.caBundle.configMap=egress-ca".to_string()),
+            // The model plugin is signed with the organisation's own key, which the daemon trusts (signatures stay
+            // verified).
+            Egress::Proxy => {
+                let key = format!("harness.public.pem={}", images.trusted_key.display());
+                testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "plugin-keys", "--from-file", &key]);
+                sets.extend([
+                    ("--set", format!("pluginDaemon.proxy.http={}", egress_proxy.url)),
+                    ("--set", format!("pluginDaemon.proxy.https={}", egress_proxy.url)),
+                    ("--set", format!("pluginDaemon.proxy.noProxy={}", model.ip)),
+                    ("--set", "pluginDaemon.caBundle.configMap=egress-ca".to_string()),
+                    ("--set", "pluginDaemon.trustedKeys.configMap=plugin-keys".to_string()),
+                    ("--set-json", "pluginDaemon.trustedKeys.keys=[\"harness.public.pem\"]".to_string()),
+                ])
+            }
+            // Nothing is configured to leave the namespace, and nothing could: no marketplace, no proxy. The offline
+            // bundle is unsigned (repackaging drops the signature): signature verification off, a documented chart
+            // value, in this run only.
+            Egress::AirGapped => sets.extend([
+                ("--set", "pluginDaemon.marketplace=false".to_string()),
+                ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
             ]),
-            // Nothing is configured to leave the namespace, and nothing could: no marketplace, no proxy.
-            Egress::AirGapped => sets.push(("--set", "pluginDaemon.marketplace=false".to_string())),
         }
         sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
         if setup == FirstSetUp::Bootstrap {
             sets.extend(bootstrap_sets(&model, egress));
             if egress == Egress::Proxy {
                 // The model plugin's package, as an operator without the marketplace hands it to the chart.
-                let package = format!("plugin.difypkg={}", images.model_package.display());
+                let package = format!("plugin.difypkg={}", images.signed_package.display());
                 testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "model-plugin", "--from-file", &package]);
             }
         }

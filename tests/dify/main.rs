@@ -77,7 +77,7 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         url: &url,
         first_admin,
         shots: &shots,
-        package: &install.images.model_package,
+        package: &install.images.signed_package,
         model_url: &install.model.url,
         private_target: &private_target,
         allowed_target: &allowed_target,
@@ -195,9 +195,14 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         install.egress.log().into_iter().filter(|l| l.contains("pypi.org") || l.contains("pythonhosted.org")).collect();
     match egress {
         // The plugin's dependencies came from PyPI through the proxy.
+        // And the package installed with signatures verified: signed with the test's key, which the daemon trusts.
         Egress::Proxy => {
             assert!(!through_proxy.is_empty(), "the plugin install fetched nothing from PyPI through the proxy");
             install.figure(format!("PyPI requests through the egress proxy: {}", through_proxy.len()));
+            let daemon = install.release.containers("dify-plugin-daemon", false).remove(0);
+            let env = |name: &str| daemon.env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            assert_eq!(env("FORCE_VERIFYING_SIGNATURE").as_deref(), Some("true"), "signatures must stay verified");
+            assert_eq!(env("THIRD_PARTY_SIGNATURE_VERIFICATION_ENABLED").as_deref(), Some("true"));
         }
         // Nothing left the namespace: the offline bundle's wheels were all the install had.
         Egress::AirGapped => {
