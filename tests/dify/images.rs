@@ -53,9 +53,8 @@ pub struct Images {
     pub sandbox: PathBuf,
     /// Weaviate as `prepare` builds it: `bin/weaviate` and the module's `Dockerfile`.
     pub weaviate: PathBuf,
-    /// The OpenAI-API-compatible model plugin, packaged by `prepare` (not an image: what a user uploads).
-    /// The model plugin signed with a key of the test's (`prepare`'s `model-plugin-signed`), and that key's public
-    /// half, for `pluginDaemon.trustedKeys`.
+    /// The OpenAI-API-compatible model plugin (not an image: what a user uploads), signed by `prepare` with a key of
+    /// the test's (`model-plugin-signed`), and that key's public half, for `pluginDaemon.trustedKeys`.
     pub signed_package: PathBuf,
     pub trusted_key: PathBuf,
     /// The same with its wheels inside (`dify-gitops plugin bundle`), for an air-gapped install.

@@ -223,7 +223,7 @@ async fn create_chatbot(b: &mut browser::Browser, name: &str) -> String {
     b.click_button("Create").await;
     b.wait_url("/dify/app/", long).await;
     let app_url = b.url().await;
-    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+    let app_id = app_id_in(&app_url);
     assert!(!app_id.is_empty(), "no app id in {app_url}");
     app_id
 }
@@ -733,7 +733,7 @@ async fn run_sandbox_workflow(
     b.click_button("Create").await;
     b.wait_url("/workflow", long).await;
     let app_url = b.url().await;
-    let app_id = app_url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+    let app_id = app_id_in(&app_url);
     b.find(Locator::XPath("//*[normalize-space(text())='Sandbox']"), "the imported Code node", long).await;
     b.shot("workflow-imported").await;
     publish(b).await;
@@ -781,6 +781,11 @@ async fn run_sandbox_workflow(
         allowed: field("allowed="),
         shot: shot.clone(),
     }
+}
+
+/// The app id in a console URL (`…/app/<id>/configuration`), or an empty string.
+fn app_id_in(url: &str) -> String {
+    url.split("/app/").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string()
 }
 
 /// The web app code of app `app_id`, asked of the console API with the page's session (as the app's overview
