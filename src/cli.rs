@@ -466,6 +466,23 @@ pub struct PreflightArgs {
     /// The web image you will set in images.web (REPOSITORY:TAG), when the path is neither / nor /dify.
     #[arg(long, value_name = "IMAGE")]
     pub web_image: Option<String>,
+    /// The Dify version you will install (images.dify.tag, e.g. 1.13.3): the capacity check counts the components
+    /// the chart renders for it (api-websocket from 1.14). Default: the newest, which counts every component.
+    #[arg(long, value_name = "VERSION", value_parser = parse_dify_version)]
+    pub dify_version: Option<(u32, u32)>,
+}
+
+/// Parses a Dify version, `1.13` or `1.13.3` (a `v` prefix is accepted), into (major, minor).
+pub fn parse_dify_version(text: &str) -> Result<(u32, u32), String> {
+    let refuse = || format!("'{text}' is not a Dify version: use MAJOR.MINOR[.PATCH], e.g. 1.13.3");
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(refuse)?;
+    let minor = parts.next().and_then(|p| p.parse().ok()).ok_or_else(refuse)?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Ok((major, minor)),
+        (Some(patch), None) if patch.parse::<u32>().is_ok() => Ok((major, minor)),
+        _ => Err(refuse()),
+    }
 }
 
 /// Parses `90`, `90s`, `5m`, `1h`, `250ms`.
@@ -494,6 +511,17 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("5 minutes").unwrap_err().contains("'5 minutes'"));
         assert!(parse_duration("m").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn dify_versions_parse_to_major_and_minor_and_bad_ones_name_the_value() {
+        assert_eq!(parse_dify_version("1.13.3"), Ok((1, 13)));
+        assert_eq!(parse_dify_version("v1.14"), Ok((1, 14)));
+        assert_eq!(parse_dify_version("0.15.3"), Ok((0, 15)));
+        for bad in ["1", "1.x", "1.13.3-fix", "1.13.3.4", "latest", ""] {
+            let error = parse_dify_version(bad).unwrap_err();
+            assert!(error.contains(&format!("'{bad}'")) && error.contains("e.g. 1.13.3"), "{error}");
+        }
     }
 
     #[test]

@@ -141,6 +141,7 @@ async fn preflight(global: &Global, args: &PreflightArgs) -> Result<Exit> {
         rwx_storage_class: args.rwx_storage_class.clone(),
         path: args.path.clone(),
         web_image: args.web_image.clone(),
+        dify_version: args.dify_version,
     };
     let report = preflight::run(&client, &inputs).await;
     match global.output {

@@ -205,3 +205,29 @@ async fn an_unreachable_api_server_fails_the_first_check_only() {
     let (code, checks) = preflight_with(&testbed, &dead, &[]);
     assert_eq!((code, checks.len(), status(&checks, "api-server")), (3, 1, "fail".into()));
 }
+
+#[tokio::test]
+async fn capacity_counts_the_components_of_the_dify_version_to_be_installed() {
+    let testbed = Testbed::start(&[nkp_fixture()]);
+    let client = testbed.client().await;
+    set_load_balancer_ip(&client, "kon-workspace-test", "kommander-traefik", "192.0.2.10").await;
+    // Room for Dify 1.13's default install (1.65 CPU / 4.44 GiB), not for 1.14's api-websocket on top (1.75 / 4.94).
+    apply_yaml(
+        &client,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: worker-1}\n\
+         status: {allocatable: {cpu: 1700m, memory: 4700Mi, pods: '110'}, capacity: {cpu: '2', memory: 5Gi}}\n",
+    )
+    .await;
+    let (code, checks) = preflight(&testbed, &["--dify-version", "1.13.3"]);
+    assert_eq!((code, status(&checks, "capacity")), (0, "pass".into()), "{checks:?}");
+    assert!(checks["capacity"]["reason"].as_str().unwrap().contains("Dify 1.13 requests 1.65 CPU"), "{checks:?}");
+    let (code, checks) = preflight(&testbed, &["--dify-version", "1.14.2"]);
+    assert_eq!((code, status(&checks, "capacity")), (0, "warn".into()), "{checks:?}");
+    assert!(checks["capacity"]["reason"].as_str().unwrap().contains("Dify 1.14 requests 1.75 CPU"), "{checks:?}");
+    let (_, checks) = preflight(&testbed, &[]);
+    assert_eq!(status(&checks, "capacity"), "warn", "without a version the newest is counted: {checks:?}");
+
+    let bad = testbed.dify_gitops(&["preflight", "--dify-version", "latest"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("'latest' is not a Dify version"), "{bad:?}");
+}

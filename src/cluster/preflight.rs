@@ -19,10 +19,12 @@ const OLDEST_SUPPORTED_MINOR: u32 = 28;
 const NEWEST_TESTED_MINOR: u32 = 37;
 const TRAEFIK_CONTROLLER: &str = "traefik.io/ingress-controller";
 
-/// The chart's default install requests, summed over its components (measured from the chart's rendering,
+/// The chart's default install requests for Dify `version` (major, minor; None: the newest, which has every
+/// component), summed over the components the chart renders for it (measured from the chart's rendering,
 /// [`footprint::DEFAULT_INSTALL`]): (millicpu, bytes). Each component's share is logged at debug level (`-v`).
-fn dify_requests() -> (u64, u64) {
-    footprint::DEFAULT_INSTALL.iter().fold((0, 0), |(cpu, memory), c| {
+fn dify_requests(version: Option<(u32, u32)>) -> (u64, u64) {
+    let rendered = |c: &&footprint::Component| version.is_none_or(|v| c.since <= v);
+    footprint::DEFAULT_INSTALL.iter().filter(rendered).fold((0, 0), |(cpu, memory), c| {
         tracing::debug!(
             component = c.name,
             pods = c.pods,
@@ -81,6 +83,9 @@ pub struct Inputs {
     pub path: String,
     /// The web image the user names for that path (`images.web`), if any.
     pub web_image: Option<String>,
+    /// The Dify version (major, minor) to be installed, which decides the components counted for capacity;
+    /// None: the newest.
+    pub dify_version: Option<(u32, u32)>,
 }
 
 /// Runs every check. The API check comes first: when the server cannot be reached, the rest is not tried.
@@ -99,7 +104,7 @@ pub async fn run(client: &kube::Client, args: &Inputs) -> Report {
             check_namespace(client, &args.namespace).await,
             check_rbac(client, &args.namespace).await,
             check_rwx_storage_class(client, args.rwx_storage_class.as_deref()).await,
-            check_capacity(client).await,
+            check_capacity(client, args.dify_version).await,
         ]
     };
     Report { passed: checks.iter().all(|c| c.status != Status::Fail), checks }
@@ -408,16 +413,16 @@ pub fn judge_rwx_class(class: &StorageClass) -> Check {
     }
 }
 
-async fn check_capacity(client: &kube::Client) -> Check {
+async fn check_capacity(client: &kube::Client, dify_version: Option<(u32, u32)>) -> Check {
     match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
         Err(error) => {
             Check::warn("capacity", format!("cannot list nodes: {error}"), "grant list on nodes to check capacity")
         }
-        Ok(list) => judge_capacity(&list.items),
+        Ok(list) => judge_capacity(&list.items, dify_version),
     }
 }
 
-pub fn judge_capacity(nodes: &[Node]) -> Check {
+pub fn judge_capacity(nodes: &[Node], dify_version: Option<(u32, u32)>) -> Check {
     const NAME: &str = "capacity";
     let (mut cpu, mut memory) = (0u64, 0u64);
     for node in nodes {
@@ -427,9 +432,13 @@ pub fn judge_capacity(nodes: &[Node]) -> Check {
             memory += allocatable.get("memory").and_then(|q| quantity::bytes(&q.0)).unwrap_or(0);
         }
     }
-    let (dify_cpu, dify_memory) = dify_requests();
+    let (dify_cpu, dify_memory) = dify_requests(dify_version);
+    let which = match dify_version {
+        Some((major, minor)) => format!("Dify {major}.{minor}"),
+        None => "the newest Dify".to_string(),
+    };
     let summary = format!(
-        "{} node(s), allocatable {} CPU / {} GiB; Dify's default install requests {} CPU / {:.2} GiB",
+        "{} node(s), allocatable {} CPU / {} GiB; the default install of {which} requests {} CPU / {:.2} GiB",
         nodes.len(),
         cpu as f64 / 1000.0,
         memory / (1 << 30),
@@ -496,9 +505,9 @@ mod tests {
         let node = |cpu: &str, mem: &str| -> Node {
             serde_json::from_value(serde_json::json!({"status": {"allocatable": {"cpu": cpu, "memory": mem}}})).unwrap()
         };
-        assert_eq!(judge_capacity(&[]).status, Status::Warn);
-        assert_eq!(judge_capacity(&[node("1500m", "4Gi")]).status, Status::Warn);
-        assert_eq!(judge_capacity(&[node("1500m", "4Gi"), node("1", "4Gi")]).status, Status::Pass);
+        assert_eq!(judge_capacity(&[], None).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node("1500m", "4Gi")], None).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node("1500m", "4Gi"), node("1", "4Gi")], None).status, Status::Pass);
     }
 
     #[test]
@@ -508,14 +517,33 @@ mod tests {
                 "cpu": format!("{cpu}m"), "memory": memory.to_string()}}}))
             .unwrap()
         };
-        let (cpu, memory) = dify_requests();
+        let (cpu, memory) = dify_requests(None);
         // The chart's default install: every component once, its long-running workloads only.
         assert!(footprint::DEFAULT_INSTALL.iter().any(|c| c.name == "api" && c.pods == 1));
         assert!(!footprint::DEFAULT_INSTALL.iter().any(|c| c.name == "migration"));
-        assert_eq!(judge_capacity(&[node(cpu, memory)]).status, Status::Pass);
-        assert_eq!(judge_capacity(&[node(cpu - 1, memory)]).status, Status::Warn);
-        assert_eq!(judge_capacity(&[node(cpu, memory - 1)]).status, Status::Warn);
-        let reason = judge_capacity(&[node(cpu, memory)]).reason;
+        assert_eq!(judge_capacity(&[node(cpu, memory)], None).status, Status::Pass);
+        assert_eq!(judge_capacity(&[node(cpu - 1, memory)], None).status, Status::Warn);
+        assert_eq!(judge_capacity(&[node(cpu, memory - 1)], None).status, Status::Warn);
+        let reason = judge_capacity(&[node(cpu, memory)], None).reason;
         assert!(reason.contains(&format!("requests {} CPU / ", cpu as f64 / 1000.0)), "{reason}");
+    }
+
+    #[test]
+    fn capacity_counts_only_what_the_chart_renders_for_the_dify_version() {
+        let websocket = footprint::DEFAULT_INSTALL.iter().find(|c| c.name == "api-websocket").unwrap();
+        assert_eq!(websocket.since, (1, 14));
+        let (newest_cpu, newest_memory) = dify_requests(None);
+        assert_eq!(dify_requests(Some((1, 14))), (newest_cpu, newest_memory));
+        let older = (newest_cpu - websocket.millicpu, newest_memory - websocket.memory);
+        assert_eq!(dify_requests(Some((1, 13))), older);
+        assert_eq!(dify_requests(Some((0, 15))), older);
+        // Enough for 1.13, not for 1.14: the websocket pod is what tips it.
+        let node: Node = serde_json::from_value(serde_json::json!({"status": {"allocatable": {
+            "cpu": format!("{}m", older.0), "memory": older.1.to_string()}}}))
+        .unwrap();
+        assert_eq!(judge_capacity(std::slice::from_ref(&node), Some((1, 13))).status, Status::Pass);
+        let newer = judge_capacity(&[node], Some((1, 14)));
+        assert_eq!(newer.status, Status::Warn);
+        assert!(newer.reason.contains("Dify 1.14"), "{newer:?}");
     }
 }

@@ -33,11 +33,17 @@ def test_preflights_capacity_check_reads_the_same_numbers():
         "src/cluster/footprint.rs is stale: run scripts/chart-footprint"
 
 
-def test_the_totals_add_up_per_component():
-    # An independent reading of the README's own rows: totals are the per-pod requests times the pods.
-    rows = re.findall(r"^\| ([a-z-]+) \| (?:Deployment|StatefulSet) \| (\d+m?) / (\d+)(Mi|Gi) \|", README, re.M)
-    assert {name for name, *_ in rows} >= {"api", "worker", "web", "beat", "plugin-daemon", "postgresql"}
-    millicpu = sum(int(c[:-1]) if c.endswith("m") else int(c) * 1000 for _, c, _, _ in rows)
-    mebibytes = sum(int(n) * (1024 if unit == "Gi" else 1) for _, _, n, unit in rows)
-    cpu, gib = re.search(r"^\| default \| ([\d.]+) CPU / ([\d.]+) GiB \|", README, re.M).groups()
-    assert (float(cpu), float(gib)) == (millicpu / 1000, round(mebibytes / 1024, 2))
+def test_the_totals_add_up_per_component_at_each_dify_version():
+    # An independent reading of the README's own rows: a version's total is the per-pod requests times the pods of
+    # the components rendered from that version on.
+    rows = re.findall(r"^\| ([a-z-]+) \| (?:Deployment|StatefulSet) \| ≥ (\d+)\.(\d+) \| (\d+m?) / (\d+)(Mi|Gi) \|",
+                      README, re.M)
+    assert {name for name, *_ in rows} >= {"api", "api-websocket", "worker", "web", "beat", "plugin-daemon", "postgresql"}
+    assert {name for name, major, minor, *_ in rows if (int(major), int(minor)) > (1, 13)} == {"api-websocket"}
+    for version in ((1, 13), (1, 14)):
+        counted = [r for r in rows if (int(r[1]), int(r[2])) <= version]
+        millicpu = sum(int(c[:-1]) if c.endswith("m") else int(c) * 1000 for _, _, _, c, _, _ in counted)
+        mebibytes = sum(int(n) * (1024 if unit == "Gi" else 1) for _, _, _, _, n, unit in counted)
+        cpu, gib = re.search(rf"^\| Dify {version[0]}\.{version[1]}, default \| ([\d.]+) CPU / ([\d.]+) GiB \|",
+                             README, re.M).groups()
+        assert (float(cpu), float(gib)) == (millicpu / 1000, round(mebibytes / 1024, 2)), version
