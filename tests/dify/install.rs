@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
-use crate::pods::{Cluster, Launch, Process, tcp_open};
+use crate::pods::{Cluster, Launch, Process, ids_of, process_group, tcp_open};
 use crate::release::{Container, Release};
 use crate::root;
 use crate::scenario;
@@ -126,7 +126,7 @@ impl Install {
         let run_dir = testbed.dir.join("dify");
         std::fs::create_dir_all(&run_dir).unwrap();
         images.run_dir = run_dir.clone();
-        let cluster = Cluster::create(&run_dir);
+        let cluster = Cluster::create(&run_dir, &images.host_dirs());
         let address = cluster.net.host_address();
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
@@ -378,6 +378,7 @@ impl Install {
             let mut launch = pod.launch.clone();
             launch.program = argv[0].clone();
             launch.args = argv[1..].to_vec();
+            launch.join = Some(pod.process.id());
             let process = self.cluster.start(launch);
             let timeout = Duration::from_secs(probe["timeoutSeconds"].as_u64().unwrap_or(1).max(1));
             let started = Instant::now();
@@ -437,6 +438,41 @@ impl Install {
             }
         }
         started.elapsed()
+    }
+
+    /// Every container the harness started ran as the uid, gid and supplementary groups its rendering gives it:
+    /// each process as it started (Jobs included), and every process still alive in its pod's process group
+    /// (gunicorn's and Celery's workers, what an entrypoint started). Prints the table and keeps it as `ids.txt`.
+    pub fn check_ids(&self) {
+        let started = self.cluster.started.lock().unwrap();
+        let mut table = format!("{:<44} {:>5} {:>5}  {:<10} {}\n", "container", "uid", "gid", "groups", "processes");
+        let mut wrong = Vec::new();
+        for s in started.iter() {
+            let mut seen: Vec<_> = s.seen.iter().cloned().collect();
+            seen.extend(process_group(s.pid).into_iter().filter(|p| *p != s.pid).filter_map(ids_of));
+            let name = format!("{}/{}", s.pod, s.container);
+            let bad: Vec<String> = seen.iter().filter(|ids| **ids != s.expected).map(|ids| ids.to_string()).collect();
+            let verdict = if seen.is_empty() {
+                "none seen".to_string()
+            } else if bad.is_empty() {
+                format!("{} as rendered", seen.len())
+            } else {
+                format!("{} of {} differ: {}", bad.len(), seen.len(), bad.join("; "))
+            };
+            if seen.is_empty() || !bad.is_empty() {
+                wrong.push(name.clone());
+            }
+            table.push_str(&format!("{name:<44} {}  {verdict}\n", s.expected));
+        }
+        eprint!(
+            "dify: uid, gid and groups of every container (rendered securityContext; /proc/<pid>/status):\n{table}"
+        );
+        let _ = std::fs::write(self.output.join("ids.txt"), &table);
+        assert!(
+            wrong.is_empty(),
+            "these containers did not run as their rendering says: {}\n{table}",
+            wrong.join(", ")
+        );
     }
 
     pub fn https_status(&self, path: &str) -> (u16, String) {
@@ -562,6 +598,7 @@ pub fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSet
         let (took, _) = install.run_job(bootstrap);
         install.figure(format!("bootstrap Job ({bootstrap}) succeeded in {:.1} s", took.as_secs_f64()));
     }
+    install.check_ids();
 
     install
 }
