@@ -18,7 +18,8 @@
 //!   the api's virtualenv was made with, on the image's PATH. 0.6's `tini` is left out: no pod here is PID 1.
 //! - **postgres** (the official image): `tests/dify/postgres-entrypoint.sh` does what the image's entrypoint
 //!   does on first start (initdb with `POSTGRES_USER`/`POSTGRES_PASSWORD`, create `POSTGRES_DB`), with Debian's
-//!   PostgreSQL, as the `postgres` user. `LANG` is a UTF-8 locale as in the image, so the databases are UTF8.
+//!   PostgreSQL, as the chart's uid (70, the image's `postgres`). `LANG` is a UTF-8 locale as in the image, so the
+//!   databases are UTF8.
 //! - **redis** (the official image): the rendered `args` with Debian's `redis-server`.
 //!
 //! Volume mounts of postgres, redis and the plugin daemon become directories of the run; a rendered value that
@@ -785,4 +786,55 @@ fn dockerfile_command_follows_stages_and_skips_heredocs() {
     assert_eq!(dockerfile_command(&file), (vec!["/usr/bin/tini".to_string(), "--".to_string()], vec![]));
     std::fs::write(&file, "FROM y\nCMD exec /app/main\n").unwrap();
     assert_eq!(dockerfile_command(&file).1, ["/bin/sh", "-c", "exec /app/main"]);
+}
+
+#[cfg(test)]
+fn container(image: &str, run_as: crate::release::RunAs) -> Container {
+    Container {
+        workload: "dify-weaviate".into(),
+        name: "weaviate".into(),
+        image: image.into(),
+        command: None,
+        args: None,
+        env: vec![],
+        working_dir: None,
+        ports: Default::default(),
+        mounts: vec![],
+        readiness: None,
+        startup: None,
+        liveness: None,
+        run_as,
+    }
+}
+
+#[test]
+fn run_as_follows_the_rendering_then_the_image() {
+    use crate::release::RunAs;
+    let rendered = RunAs { user: Some(1000), group: Some(1000), fs_group: Some(1000), ..Default::default() };
+    assert_eq!(
+        run_as(&container("semitechnologies/weaviate:1.27.0", rendered)),
+        Ids { uid: 1000, gid: 1000, groups: vec![1000] }
+    );
+    // No runAsUser: the image's user and its primary group (postgres:alpine's 70), the fsGroup beside.
+    let fs_group_only = RunAs { fs_group: Some(70), supplemental_groups: vec![5, 70], ..Default::default() };
+    assert_eq!(
+        run_as(&container("postgres:15.14-alpine", fs_group_only)),
+        Ids { uid: 70, gid: 70, groups: vec![5, 70] }
+    );
+    // A uid the image does not name has group 0 unless the rendering sets one.
+    let other = RunAs { user: Some(4242), ..Default::default() };
+    assert_eq!(run_as(&container("redis:6.2.20-alpine", other)), Ids { uid: 4242, gid: 0, groups: vec![] });
+}
+
+#[test]
+#[should_panic(expected = "container dify-weaviate/weaviate (semitechnologies/weaviate:1.27.0): the chart renders no")]
+fn run_as_fails_naming_a_container_without_a_uid() {
+    run_as(&container("semitechnologies/weaviate:1.27.0", crate::release::RunAs::default()));
+}
+
+#[test]
+#[should_panic(expected = "runAsNonRoot with uid 0")]
+fn run_as_refuses_root_under_run_as_non_root() {
+    let root = crate::release::RunAs { user: Some(0), non_root: true, ..Default::default() };
+    run_as(&container("langgenius/dify-sandbox:0.2.15", root));
 }

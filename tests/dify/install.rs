@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
-use crate::pods::{Cluster, Launch, Process, ids_of, process_group, tcp_open};
+use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
 use crate::release::{Container, Release};
 use crate::root;
 use crate::scenario;
@@ -442,14 +442,14 @@ impl Install {
 
     /// Every container the harness started ran as the uid, gid and supplementary groups its rendering gives it:
     /// each process as it started (Jobs included), and every process still alive in its pod's process group
-    /// (gunicorn's and Celery's workers, what an entrypoint started). Prints the table and keeps it as `ids.txt`.
+    /// (gunicorn's and Celery's workers, PostgreSQL's backends). Prints the table and keeps it as `ids.txt`.
     pub fn check_ids(&self) {
         let started = self.cluster.started.lock().unwrap();
-        let mut table = format!("{:<44} {:>5} {:>5}  {:<10} {}\n", "container", "uid", "gid", "groups", "processes");
+        let mut table = format!("{:<44} {:>5} {:>5}  {:<8}  {}\n", "container", "uid", "gid", "groups", "processes");
         let mut wrong = Vec::new();
         for s in started.iter() {
             let mut seen: Vec<_> = s.seen.iter().cloned().collect();
-            seen.extend(process_group(s.pid).into_iter().filter(|p| *p != s.pid).filter_map(ids_of));
+            seen.extend(descendants(s.pid).into_iter().filter_map(ids_of));
             let name = format!("{}/{}", s.pod, s.container);
             let bad: Vec<String> = seen.iter().filter(|ids| **ids != s.expected).map(|ids| ids.to_string()).collect();
             let verdict = if seen.is_empty() {
@@ -475,6 +475,56 @@ impl Install {
         );
     }
 
+    /// What the pods wrote, by who owns it: each volume of the run and each container's layer over `/etc`, to two
+    /// levels, with its files' count, size and owners (`written.txt`). Shows where a process running as its
+    /// chart's uid writes (the plugin daemon: its storage, uv's cache under its `HOME`).
+    fn written(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = String::new();
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for top in ["volumes", "pods"] {
+            for pod in std::fs::read_dir(self.cluster.dir.join(top)).into_iter().flatten().flatten() {
+                for entry in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
+                    roots.push(entry.path());
+                }
+            }
+        }
+        roots.push(self.cluster.dir.join("image-api/app/api"));
+        roots.sort();
+        for root in roots {
+            let mut groups: std::collections::BTreeMap<String, (u64, u64, std::collections::BTreeSet<u32>)> =
+                Default::default();
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let Ok(meta) = entry.path().symlink_metadata() else { continue };
+                    let rel = entry.path().strip_prefix(&root).unwrap().to_path_buf();
+                    let key: PathBuf = rel.components().take(2).collect();
+                    if meta.file_type().is_symlink() && root.ends_with("app/api") {
+                        continue;
+                    }
+                    if meta.is_dir() {
+                        stack.push(entry.path());
+                    }
+                    let group = groups.entry(key.display().to_string()).or_default();
+                    group.0 += u64::from(meta.is_file());
+                    group.1 += if meta.is_file() { meta.len() } else { 0 };
+                    group.2.insert(meta.uid());
+                }
+            }
+            let name = root.strip_prefix(&self.cluster.dir).unwrap().display().to_string();
+            for (key, (files, bytes, owners)) in groups {
+                let owners: Vec<String> = owners.iter().map(u32::to_string).collect();
+                out.push_str(&format!(
+                    "{name}/{key}: {files} files, {:.1} MiB, owners {}\n",
+                    bytes as f64 / 1048576.0,
+                    owners.join(",")
+                ));
+            }
+        }
+        out
+    }
+
     pub fn https_status(&self, path: &str) -> (u16, String) {
         let out = Command::new("curl")
             .args(["-sk", "-o", "-", "-w", "\n%{http_code}", &format!("https://{}{path}", self.address)])
@@ -490,6 +540,7 @@ impl Install {
 impl Drop for Install {
     fn drop(&mut self) {
         let _ = std::fs::write(self.output.join("figures.txt"), self.figures.join("\n") + "\n");
+        let _ = std::fs::write(self.output.join("written.txt"), self.written());
         if let Ok(logs) = std::fs::read_dir(self.cluster.dir.join("logs")) {
             for log in logs.flatten() {
                 let _ = std::fs::copy(log.path(), self.output.join(log.file_name()));

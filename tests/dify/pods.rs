@@ -61,7 +61,8 @@ pub struct Ids {
 impl std::fmt::Display for Ids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
-        write!(f, "{:>5} {:>5}  {}", self.uid, self.gid, if groups.is_empty() { "-".into() } else { groups.join(",") })
+        let groups = if groups.is_empty() { "-".to_string() } else { groups.join(",") };
+        write!(f, "{:>5} {:>5}  {groups:<8}", self.uid, self.gid)
     }
 }
 
@@ -265,7 +266,7 @@ impl Cluster {
             launch.binds.iter().map(|(from, to)| (cstring(from), CString::new(to.as_str()).unwrap())).collect();
         // The views: for each covered directory, the directories to make in its tmpfs (parents first) and the
         // paths to bind back, writable or not.
-        let views: Vec<(CString, Vec<CString>, Vec<(CString, bool)>)> = self
+        let views: Vec<PreparedView> = self
             .views
             .iter()
             .map(|v| {
@@ -366,6 +367,10 @@ impl Cluster {
     }
 }
 
+/// A view ready for the child: the covered directory, the directories to make in its tmpfs (parents first), and
+/// the paths to bind back with whether they stay writable.
+type PreparedView = (CString, Vec<CString>, Vec<(CString, bool)>);
+
 /// Takes the container's credentials: supplementary groups, then gid, then uid (after which nothing else can be
 /// changed).
 fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
@@ -406,19 +411,28 @@ pub fn ids_of(pid: u32) -> Option<Ids> {
     Some(Ids { uid: uids[0], gid: gids[0], groups })
 }
 
-/// Every live process whose process group is `pgid` (a pod's processes: its entrypoint and what it started).
-pub fn process_group(pgid: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
+/// Every live descendant of `pid` (what a pod's entrypoint started: gunicorn's and Celery's workers, PostgreSQL's
+/// backends, which leave its process group).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // After the command name in parentheses: state, ppid, pgrp.
+        // After the command name in parentheses: state, then ppid.
         let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
-            pids.push(pid);
+        if let Some(parent) = fields.get(1).and_then(|p| p.parse::<u32>().ok()) {
+            parents.push((child, parent));
         }
     }
-    pids
+    let mut found = vec![pid];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        at += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// uid and gid of a user in /etc/passwd.
