@@ -18,7 +18,8 @@
 //!   the api's virtualenv was made with, on the image's PATH. 0.6's `tini` is left out: no pod here is PID 1.
 //! - **postgres** (the official image): `tests/dify/postgres-entrypoint.sh` does what the image's entrypoint
 //!   does on first start (initdb with `POSTGRES_USER`/`POSTGRES_PASSWORD`, create `POSTGRES_DB`), with Debian's
-//!   PostgreSQL, as the `postgres` user. `LANG` is a UTF-8 locale as in the image, so the databases are UTF8.
+//!   PostgreSQL, as the chart's uid (70, the image's `postgres`). `LANG` is a UTF-8 locale as in the image, so the
+//!   databases are UTF8.
 //! - **redis** (the official image): the rendered `args` with Debian's `redis-server`.
 //!
 //! Volume mounts of postgres, redis and the plugin daemon become directories of the run; a rendered value that
@@ -28,8 +29,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::pods::Launch;
-use crate::release::Container;
+use crate::pods::{Ids, Launch};
+use crate::release::{Container, VolumeKind};
 
 /// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.
 pub const PATH_WEB_IMAGE: &str = "ghcr.io/dify-gitops/dify-web";
@@ -97,7 +98,111 @@ pub fn kind(image: &str) -> Kind {
     kind_of(image).unwrap_or_else(|| panic!("the harness does not run image {image} yet"))
 }
 
+/// An image's own user, as its `/etc/passwd` has it: what a container of the image runs as when its
+/// `securityContext` sets no `runAsUser`, and where `HOME` points for that uid.
+struct ImageUser {
+    name: &'static str,
+    uid: u32,
+    gid: u32,
+    home: &'static str,
+}
+
+/// The user of each image the harness knows one for: Dify's api (`useradd -r -u 1001 … dify`, `USER dify` in
+/// `api/Dockerfile`) and web (`USER 1001` in the project's `dify-web.Dockerfile`, `USER dify` of uid 1001 in Dify's
+/// `web/Dockerfile`); PostgreSQL's and Redis's official Alpine images, whose entrypoints step down to `postgres`
+/// (70) and `redis` (999, group 1000). The others (plugin daemon, sandbox, squid, Weaviate) name no user: the chart
+/// must.
+fn image_user(kind: Kind) -> Option<ImageUser> {
+    Some(match kind {
+        Kind::Api => ImageUser { name: "dify", uid: 1001, gid: 1001, home: "/home/dify" },
+        Kind::Web => ImageUser { name: "dify", uid: 1001, gid: 1001, home: "/home/dify" },
+        Kind::Postgres => ImageUser { name: "postgres", uid: 70, gid: 70, home: "/var/lib/postgresql" },
+        Kind::Redis => ImageUser { name: "redis", uid: 999, gid: 1000, home: "/dev/null" },
+        Kind::PluginDaemon | Kind::Sandbox | Kind::SsrfProxy | Kind::Weaviate => return None,
+    })
+}
+
+/// Who `c` runs as, as the kubelet and the runtime decide it: `runAsUser` (else the image's user), `runAsGroup`
+/// (else the primary group the image's `/etc/passwd` gives that uid, else 0), and as supplementary groups the pod's
+/// `fsGroup` and `supplementalGroups`. Panics, naming the container, when neither the rendering nor the image
+/// gives a uid (the harness would otherwise run it as root), or when `runAsNonRoot` meets uid 0, which the kubelet
+/// refuses to start.
+pub fn run_as(c: &Container) -> Ids {
+    let image = image_user(kind(&c.image));
+    let uid = c.run_as.user.or(image.as_ref().map(|u| u.uid)).unwrap_or_else(|| {
+        panic!(
+            "container {}/{} ({}): the chart renders no securityContext.runAsUser and the harness knows no user of \
+             its image; render a numeric runAsUser (pod or container securityContext)",
+            c.workload, c.name, c.image
+        )
+    });
+    let gid = c.run_as.group.or(image.as_ref().filter(|u| u.uid == uid).map(|u| u.gid)).unwrap_or(0);
+    assert!(
+        !(c.run_as.non_root && uid == 0),
+        "container {}/{}: runAsNonRoot with uid 0, which the kubelet refuses to start",
+        c.workload,
+        c.name
+    );
+    let mut groups: Vec<u32> =
+        c.run_as.fs_group.into_iter().chain(c.run_as.supplemental_groups.iter().copied()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    Ids { uid, gid, groups }
+}
+
+/// What a kubelet does to a volume's directory before the pod starts: an emptyDir is created world-writable, a
+/// claim is a fresh filesystem's root (root's, 0755); with an `fsGroup` it becomes that group's, group-writable and
+/// setgid (`fsGroupChangePolicy: OnRootMismatch`: only when its group differs). A ConfigMap's files are readable by
+/// all and belong to the fsGroup. Only directories of the run are changed.
+fn own_volume(dir: &Path, kind: VolumeKind, fs_group: Option<u32>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(dir).unwrap();
+    if fs_group.is_some_and(|g| meta.gid() == g) {
+        return;
+    }
+    let base = match kind {
+        VolumeKind::EmptyDir => 0o777,
+        VolumeKind::Claim | VolumeKind::ConfigMap => 0o755,
+    };
+    let mode = match (kind, fs_group) {
+        (VolumeKind::ConfigMap, _) | (_, None) => base,
+        (_, Some(_)) => base | 0o2770,
+    };
+    if let Some(group) = fs_group {
+        std::os::unix::fs::chown(dir, None, Some(group)).unwrap_or_else(|e| panic!("chgrp {}: {e}", dir.display()));
+        if kind == VolumeKind::ConfigMap {
+            for file in std::fs::read_dir(dir).unwrap().flatten() {
+                std::os::unix::fs::lchown(file.path(), None, Some(group)).unwrap();
+            }
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The uv on the harness's PATH, which stands in for the one the plugin daemon's image installs (the binary
+/// itself: the pods see only the directories `host_dirs` names, not the tools' directory of links).
+fn host_uv() -> PathBuf {
+    let host_path = std::env::var("PATH").unwrap_or_default();
+    let uv = host_path.split(':').map(|d| Path::new(d).join("uv")).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("uv is not on PATH (scripts/test-tools install uv): the plugin daemon's image has it")
+    });
+    std::fs::canonicalize(&uv).unwrap_or_else(|e| panic!("{}: {e}", uv.display()))
+}
+
 impl Images {
+    /// The host directories the pods read: this version's builds, the Weaviate build they link to, Node, uv, and the
+    /// Python the api's virtualenv was made with (its `bin/` and `lib/`).
+    pub fn host_dirs(&self) -> Vec<PathBuf> {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        vec![
+            self.src.parent().unwrap().to_path_buf(),
+            canonical(&self.weaviate),
+            self.node_dir.parent().unwrap().to_path_buf(),
+            host_uv().parent().unwrap().to_path_buf(),
+            canonical(&python_home(&self.api_venv)).parent().unwrap().to_path_buf(),
+        ]
+    }
+
     /// `/app/api` of the api image: the source tree's entries linked, `.venv` the cached virtualenv, and
     /// `storage` (the files volume) a real directory shared by every api-image pod, as the chart's PVC is.
     pub fn api_root(&self) -> PathBuf {
@@ -109,13 +214,21 @@ impl Images {
             }
             std::os::unix::fs::symlink(&self.api_venv, root.join(".venv")).unwrap();
             std::fs::create_dir_all(root.join("storage")).unwrap();
+            // The image gives /app to its user (`chown -R dify:dify /app`): Celery beat writes its schedule file
+            // in its working directory, /app/api. The linked source and virtualenv stay read-only.
+            let user = image_user(Kind::Api).unwrap();
+            for dir in [root.parent().unwrap(), &root] {
+                std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
+            }
         }
         root
     }
 
-    /// What runs for `container` in pod `pod`.
+    /// What runs for `container` in pod `pod`, as the user its rendering gives it (`run_as`), with `HOME` as the
+    /// runtime sets it when the container does not: the home of that uid in the image's `/etc/passwd`, else `/`.
     pub fn launch(&self, container: &Container, pod: &str) -> Launch {
-        match kind(&container.image) {
+        let kind = kind(&container.image);
+        let launch = match kind {
             Kind::Api => self.api(container, pod),
             Kind::Web => self.web(container, pod),
             Kind::PluginDaemon => self.plugin_daemon(container, pod),
@@ -124,7 +237,18 @@ impl Images {
             Kind::Sandbox => self.sandbox(container, pod),
             Kind::SsrfProxy => self.ssrf_proxy(container, pod),
             Kind::Weaviate => self.weaviate(container, pod),
+        };
+        let ids = run_as(container);
+        let user = image_user(kind).filter(|u| u.uid == ids.uid);
+        let mut env = launch.env;
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            let home = user.as_ref().map_or("/", |u| u.home);
+            env.insert(0, ("HOME".to_string(), home.to_string()));
         }
+        let image_user = user.map(|u| {
+            (format!("{}:x:{}:{}::{}:/bin/sh", u.name, u.uid, u.gid, u.home), format!("{}:x:{}:", u.name, u.gid))
+        });
+        Launch { container: container.name.clone(), ids, image_user, env, ..launch }
     }
 
     /// The code sandbox: its image's `/` is a directory of the run, where its working directory is (`main` reads
@@ -136,7 +260,7 @@ impl Images {
     /// defaults. The image's entrypoint unpacks Node.js for the Node runner (not used here) and
     /// runs `/main`.
     fn sandbox(&self, c: &Container, pod: &str) -> Launch {
-        let root = self.image_root(c, &self.volumes(c, None));
+        let root = self.image_root(c, &self.volumes(c));
         let python = self.sandbox.join("python");
         let defaults = std::fs::read_to_string(self.sandbox.join("src/internal/static/config_default_amd64.go"))
             .expect("reading the sandbox's default library paths");
@@ -166,15 +290,15 @@ impl Images {
     }
 
     /// The SSRF proxy: the rendered command with Debian's squid, the ConfigMap's `squid.conf` at the path the
-    /// command names, as the chart's user (13, `proxy` in Debian as in the image).
+    /// command names (run as the chart's uid 13, `proxy` in Debian as in the image).
     fn ssrf_proxy(&self, c: &Container, pod: &str) -> Launch {
-        Launch { user: Some("proxy".into()), ..self.rendered_command(c, pod, Some("proxy"), "squid") }
+        self.rendered_command(c, pod, "squid")
     }
 
     /// Weaviate: the server `prepare` built, with its image's `ENTRYPOINT`/`CMD` from the module's Dockerfile and
     /// the data volume a directory of the run.
     fn weaviate(&self, c: &Container, pod: &str) -> Launch {
-        let volumes = self.volumes(c, None);
+        let volumes = self.volumes(c);
         let map = |v: &str| map_volumes(v, &volumes);
         let (entrypoint, cmd) = dockerfile_command(&self.weaviate.join("Dockerfile"));
         let argv = container_argv(c, entrypoint, cmd);
@@ -186,17 +310,16 @@ impl Images {
 
     fn api(&self, c: &Container, pod: &str) -> Launch {
         let root = self.api_root();
+        // The files volume (a claim), as the kubelet hands it to the pod's fsGroup.
+        if c.mounts.iter().any(|m| m.path == "/app/api/storage") {
+            own_volume(&root.join("storage"), VolumeKind::Claim, c.run_as.fs_group);
+        }
         let map = |v: &str| map_prefix(v, "/app/api", &root);
         // A ConfigMap mounted into the container (the bootstrap Job's script and plugin package) is a directory of
         // the run: an argument or a variable naming a path in it is mapped there. (The files volume is the tree's
         // own storage/, as above.)
-        let config_mounts: Vec<(String, PathBuf)> = self
-            .volumes(c, None)
-            .into_iter()
-            .zip(&c.mounts)
-            .filter(|(_, m)| m.config.is_some())
-            .map(|(v, _)| v)
-            .collect();
+        let config_mounts: Vec<(String, PathBuf)> =
+            self.volumes(c).into_iter().zip(&c.mounts).filter(|(_, m)| m.config.is_some()).map(|(v, _)| v).collect();
         let map_config = |v: &str| map_volumes(v, &config_mounts);
         let mut env = dockerfile_env(&self.src.join("api/Dockerfile"), &BTreeMap::new(), BASE_PATH);
         env = env.into_iter().map(|(k, v)| (k, map(&v))).collect();
@@ -258,7 +381,7 @@ impl Images {
         let image = self.run_dir.join("image-plugin-daemon");
         // The image's WORKDIR and home of its binaries, /app.
         let app = image.join("app");
-        let volumes = self.volumes(c, None);
+        let volumes = self.volumes(c);
         std::fs::create_dir_all(&app).unwrap();
         for entry in
             std::fs::read_dir(self.plugin_daemon.join("bin")).expect("reading the plugin daemon's bin/").flatten()
@@ -287,10 +410,7 @@ impl Images {
         // harness's uv, and the Python 3.12 the api's virtualenv was made with.
         let tools = image.join("bin");
         std::fs::create_dir_all(&tools).unwrap();
-        let host_path = std::env::var("PATH").unwrap_or_default();
-        let uv = host_path.split(':').map(|d| Path::new(d).join("uv")).find(|p| p.is_file()).unwrap_or_else(|| {
-            panic!("uv is not on PATH (scripts/test-tools install uv): the plugin daemon's image has it")
-        });
+        let uv = host_uv();
         let python = python_home(&self.api_venv).join("python3.12");
         assert!(python.is_file(), "{} is missing: the plugin daemon's image has Python 3.12", python.display());
         for (name, target) in [("uv", uv), ("python3", python.clone()), ("python3.12", python)] {
@@ -345,9 +465,8 @@ impl Images {
 
     /// Each mount of `c` as a path of this run: a volume is the directory `volumes/<workload>/<volume>`, shared by
     /// the pod's containers (its init containers too) as a pod's volume is, holding a ConfigMap's files when it is
-    /// one; a mount with a `subPath` is that entry of it. `owner` (a user) gets the directories, as `fsGroup` would
-    /// give them to the pod.
-    fn volumes(&self, c: &Container, owner: Option<&str>) -> Vec<(String, PathBuf)> {
+    /// one; a mount with a `subPath` is that entry of it. Each is made as the kubelet makes it (`own_volume`).
+    fn volumes(&self, c: &Container) -> Vec<(String, PathBuf)> {
         c.mounts
             .iter()
             .map(|m| {
@@ -356,10 +475,7 @@ impl Images {
                 for (name, text) in m.config.iter().flatten() {
                     std::fs::write(dir.join(name), text).unwrap();
                 }
-                if let Some(user) = owner {
-                    let status = std::process::Command::new("chown").args([user, &dir.display().to_string()]).status();
-                    assert!(status.is_ok_and(|s| s.success()), "chown {user} {}", dir.display());
-                }
+                own_volume(&dir, m.kind, c.run_as.fs_group);
                 let target = m.sub_path.as_ref().map_or(dir.clone(), |sub| dir.join(sub));
                 (m.path.clone(), target)
             })
@@ -381,7 +497,7 @@ impl Images {
     }
 
     fn postgres(&self, c: &Container, pod: &str) -> Launch {
-        let volumes = self.volumes(c, Some("postgres"));
+        let volumes = self.volumes(c);
         let map = |v: &str| map_volumes(v, &volumes);
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), format!("{POSTGRES_BIN}:{BASE_PATH}")),
@@ -397,18 +513,18 @@ impl Images {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dify/postgres-entrypoint.sh");
         let mut args = vec![script.display().to_string()];
         args.extend(c.args.clone().unwrap_or_default().iter().map(|a| map(a)));
-        Launch { user: Some("postgres".into()), ..Launch::new(pod, "/bin/sh".into(), args, env, "/".into()) }
+        Launch::new(pod, "/bin/sh".into(), args, env, "/".into())
     }
 
     fn redis(&self, c: &Container, pod: &str) -> Launch {
-        self.rendered_command(c, pod, None, "redis")
+        self.rendered_command(c, pod, "redis")
     }
 
     /// The container's own command and args, run with this host's binary of the same name (Debian's `redis-server`,
-    /// `squid`) on the base image's PATH; an argument naming a mount path is mapped to that volume of the run,
-    /// whose directories `owner` gets. `what` names the image when it renders no command.
-    fn rendered_command(&self, c: &Container, pod: &str, owner: Option<&str>, what: &str) -> Launch {
-        let volumes = self.volumes(c, owner);
+    /// `squid`) on the base image's PATH; an argument naming a mount path is mapped to that volume of the run.
+    /// `what` names the image when it renders no command.
+    fn rendered_command(&self, c: &Container, pod: &str, what: &str) -> Launch {
+        let volumes = self.volumes(c);
         let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
         argv.extend(c.args.clone().unwrap_or_default());
         assert!(!argv.is_empty(), "the {what} container runs its image's entrypoint, which the harness does not do");
@@ -670,4 +786,55 @@ fn dockerfile_command_follows_stages_and_skips_heredocs() {
     assert_eq!(dockerfile_command(&file), (vec!["/usr/bin/tini".to_string(), "--".to_string()], vec![]));
     std::fs::write(&file, "FROM y\nCMD exec /app/main\n").unwrap();
     assert_eq!(dockerfile_command(&file).1, ["/bin/sh", "-c", "exec /app/main"]);
+}
+
+#[cfg(test)]
+fn container(image: &str, run_as: crate::release::RunAs) -> Container {
+    Container {
+        workload: "dify-weaviate".into(),
+        name: "weaviate".into(),
+        image: image.into(),
+        command: None,
+        args: None,
+        env: vec![],
+        working_dir: None,
+        ports: Default::default(),
+        mounts: vec![],
+        readiness: None,
+        startup: None,
+        liveness: None,
+        run_as,
+    }
+}
+
+#[test]
+fn run_as_follows_the_rendering_then_the_image() {
+    use crate::release::RunAs;
+    let rendered = RunAs { user: Some(1000), group: Some(1000), fs_group: Some(1000), ..Default::default() };
+    assert_eq!(
+        run_as(&container("semitechnologies/weaviate:1.27.0", rendered)),
+        Ids { uid: 1000, gid: 1000, groups: vec![1000] }
+    );
+    // No runAsUser: the image's user and its primary group (postgres:alpine's 70), the fsGroup beside.
+    let fs_group_only = RunAs { fs_group: Some(70), supplemental_groups: vec![5, 70], ..Default::default() };
+    assert_eq!(
+        run_as(&container("postgres:15.14-alpine", fs_group_only)),
+        Ids { uid: 70, gid: 70, groups: vec![5, 70] }
+    );
+    // A uid the image does not name has group 0 unless the rendering sets one.
+    let other = RunAs { user: Some(4242), ..Default::default() };
+    assert_eq!(run_as(&container("redis:6.2.20-alpine", other)), Ids { uid: 4242, gid: 0, groups: vec![] });
+}
+
+#[test]
+#[should_panic(expected = "container dify-weaviate/weaviate (semitechnologies/weaviate:1.27.0): the chart renders no")]
+fn run_as_fails_naming_a_container_without_a_uid() {
+    run_as(&container("semitechnologies/weaviate:1.27.0", crate::release::RunAs::default()));
+}
+
+#[test]
+#[should_panic(expected = "runAsNonRoot with uid 0")]
+fn run_as_refuses_root_under_run_as_non_root() {
+    let root = crate::release::RunAs { user: Some(0), non_root: true, ..Default::default() };
+    run_as(&container("langgenius/dify-sandbox:0.2.15", root));
 }

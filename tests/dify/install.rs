@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
-use crate::pods::{Cluster, Launch, Process, tcp_open};
+use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
 use crate::release::{Container, Release};
 use crate::root;
 use crate::scenario;
@@ -126,7 +126,7 @@ impl Install {
         let run_dir = testbed.dir.join("dify");
         std::fs::create_dir_all(&run_dir).unwrap();
         images.run_dir = run_dir.clone();
-        let cluster = Cluster::create(&run_dir);
+        let cluster = Cluster::create(&run_dir, &images.host_dirs());
         let address = cluster.net.host_address();
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
@@ -378,6 +378,7 @@ impl Install {
             let mut launch = pod.launch.clone();
             launch.program = argv[0].clone();
             launch.args = argv[1..].to_vec();
+            launch.join = Some(pod.process.id());
             let process = self.cluster.start(launch);
             let timeout = Duration::from_secs(probe["timeoutSeconds"].as_u64().unwrap_or(1).max(1));
             let started = Instant::now();
@@ -439,6 +440,91 @@ impl Install {
         started.elapsed()
     }
 
+    /// Every container the harness started ran as the uid, gid and supplementary groups its rendering gives it:
+    /// each process as it started (Jobs included), and every process still alive in its pod's process group
+    /// (gunicorn's and Celery's workers, PostgreSQL's backends). Prints the table and keeps it as `ids.txt`.
+    pub fn check_ids(&self) {
+        let started = self.cluster.started.lock().unwrap();
+        let mut table = format!("{:<44} {:>5} {:>5}  {:<8}  {}\n", "container", "uid", "gid", "groups", "processes");
+        let mut wrong = Vec::new();
+        for s in started.iter() {
+            let mut seen: Vec<_> = s.seen.iter().cloned().collect();
+            seen.extend(descendants(s.pid).into_iter().filter_map(ids_of));
+            let name = format!("{}/{}", s.pod, s.container);
+            let bad: Vec<String> = seen.iter().filter(|ids| **ids != s.expected).map(|ids| ids.to_string()).collect();
+            let verdict = if seen.is_empty() {
+                "none seen".to_string()
+            } else if bad.is_empty() {
+                format!("{} as rendered", seen.len())
+            } else {
+                format!("{} of {} differ: {}", bad.len(), seen.len(), bad.join("; "))
+            };
+            if seen.is_empty() || !bad.is_empty() {
+                wrong.push(name.clone());
+            }
+            table.push_str(&format!("{name:<44} {}  {verdict}\n", s.expected));
+        }
+        eprint!(
+            "dify: uid, gid and groups of every container (rendered securityContext; /proc/<pid>/status):\n{table}"
+        );
+        let _ = std::fs::write(self.output.join("ids.txt"), &table);
+        assert!(
+            wrong.is_empty(),
+            "these containers did not run as their rendering says: {}\n{table}",
+            wrong.join(", ")
+        );
+    }
+
+    /// What the pods wrote, by who owns it: each volume of the run and each container's layer over `/etc`, to two
+    /// levels, with its files' count, size and owners (`written.txt`). Shows where a process running as its
+    /// chart's uid writes (the plugin daemon: its storage, uv's cache under its `HOME`).
+    fn written(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = String::new();
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for top in ["volumes", "pods"] {
+            for pod in std::fs::read_dir(self.cluster.dir.join(top)).into_iter().flatten().flatten() {
+                for entry in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
+                    roots.push(entry.path());
+                }
+            }
+        }
+        roots.push(self.cluster.dir.join("image-api/app/api"));
+        roots.sort();
+        for root in roots {
+            let mut groups: std::collections::BTreeMap<String, (u64, u64, std::collections::BTreeSet<u32>)> =
+                Default::default();
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let Ok(meta) = entry.path().symlink_metadata() else { continue };
+                    let rel = entry.path().strip_prefix(&root).unwrap().to_path_buf();
+                    let key: PathBuf = rel.components().take(2).collect();
+                    if meta.file_type().is_symlink() && root.ends_with("app/api") {
+                        continue;
+                    }
+                    if meta.is_dir() {
+                        stack.push(entry.path());
+                    }
+                    let group = groups.entry(key.display().to_string()).or_default();
+                    group.0 += u64::from(meta.is_file());
+                    group.1 += if meta.is_file() { meta.len() } else { 0 };
+                    group.2.insert(meta.uid());
+                }
+            }
+            let name = root.strip_prefix(&self.cluster.dir).unwrap().display().to_string();
+            for (key, (files, bytes, owners)) in groups {
+                let owners: Vec<String> = owners.iter().map(u32::to_string).collect();
+                out.push_str(&format!(
+                    "{name}/{key}: {files} files, {:.1} MiB, owners {}\n",
+                    bytes as f64 / 1048576.0,
+                    owners.join(",")
+                ));
+            }
+        }
+        out
+    }
+
     pub fn https_status(&self, path: &str) -> (u16, String) {
         let out = Command::new("curl")
             .args(["-sk", "-o", "-", "-w", "\n%{http_code}", &format!("https://{}{path}", self.address)])
@@ -454,6 +540,7 @@ impl Install {
 impl Drop for Install {
     fn drop(&mut self) {
         let _ = std::fs::write(self.output.join("figures.txt"), self.figures.join("\n") + "\n");
+        let _ = std::fs::write(self.output.join("written.txt"), self.written());
         if let Ok(logs) = std::fs::read_dir(self.cluster.dir.join("logs")) {
             for log in logs.flatten() {
                 let _ = std::fs::copy(log.path(), self.output.join(log.file_name()));
@@ -562,6 +649,7 @@ pub fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSet
         let (took, _) = install.run_job(bootstrap);
         install.figure(format!("bootstrap Job ({bootstrap}) succeeded in {:.1} s", took.as_secs_f64()));
     }
+    install.check_ids();
 
     install
 }

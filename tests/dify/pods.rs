@@ -1,16 +1,27 @@
 //! Pods as processes: each container runs as a child process in the test's network namespace (see
 //! `support/traefik.rs`), on the address of its pod, with what a kubelet would give it that a bare process lacks:
 //! - its own UTS namespace whose hostname is the pod's name (Celery names its node after it, probes use it);
-//! - its own mount namespace where `/etc/hosts` is the harness's file: every Service of the release by its short
-//!   and full names, and every pod by its name, to the address behind it (the name resolution a cluster's DNS
-//!   gives);
-//! - a clean environment: only what the image and the rendered container set, plus `HOSTNAME`;
+//! - its own mount namespace where:
+//!   - `/etc/hosts` is the harness's file: every Service of the release by its short and full names, and every pod
+//!     by its name, to the address behind it (the name resolution a cluster's DNS gives);
+//!   - `/etc` is an overlay of the host's with a writable layer of the container's own (a container's writable
+//!     layer), where the image's user is in `passwd` and `group` when the host lacks its uid (PostgreSQL's `initdb`
+//!     looks itself up) and where whatever a container writes to `/etc` stays (the sandbox adds users);
+//!   - the directories a pod must read that lie under a directory others cannot enter (the builds under `~`, mode
+//!     700; the run directory in the testbed's private directory) are reachable: that directory is covered by a
+//!     tmpfs of mode 755 into which only those paths are bind-mounted back, at the same paths (a virtualenv names
+//!     its own), the builds read-only. Nothing outside the run directory changes owner or mode;
+//! - the uid, gid and supplementary groups the rendered `securityContext` gives it (see `images.rs`), set last, so
+//!   that the process reaches only what that uid may;
+//! - a clean environment: only what the image and the rendered container set, plus `HOSTNAME` and `HOME`;
 //! - its volume mounts as directories of the test run, mapped by path (see `images.rs`).
 //!
+//! An exec probe enters the mount and UTS namespaces of the container it probes, as `kubectl exec` does.
 //! Every child dies with the test process (`PR_SET_PDEATHSIG`) and is killed by its pid when its [`Process`] drops.
 
 use std::ffi::CString;
 use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,18 +36,60 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub hosts: PathBuf,
     entries: Mutex<Vec<(Ipv4Addr, String)>>,
+    /// Directories covered in each pod so that the paths under them that pods need are reachable.
+    views: Vec<View>,
+    /// Every container started (not the probes): who it should run as and who it ran as.
+    pub started: Mutex<Vec<Started>>,
+}
+
+/// A directory others cannot enter, covered in each pod by a tmpfs of mode 755 holding only `keep`: paths under
+/// it bind-mounted back at the same place, read-only unless marked writable.
+struct View {
+    cover: PathBuf,
+    keep: Vec<(PathBuf, bool)>,
+}
+
+/// The credentials of a process: what `/proc/<pid>/status` shows as `Uid`, `Gid` and `Groups`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, sorted.
+    pub groups: Vec<u32>,
+}
+
+impl std::fmt::Display for Ids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+        let groups = if groups.is_empty() { "-".to_string() } else { groups.join(",") };
+        write!(f, "{:>5} {:>5}  {groups:<8}", self.uid, self.gid)
+    }
+}
+
+/// A container as started: its pod, name and process, the credentials its rendering gives it, and those its
+/// process had right after exec (None when it had already ended).
+pub struct Started {
+    pub pod: String,
+    pub container: String,
+    pub pid: u32,
+    pub expected: Ids,
+    pub seen: Option<Ids>,
 }
 
 /// What to run, as a pod would run it.
 #[derive(Clone)]
 pub struct Launch {
     pub pod: String,
+    /// The container's name in the pod spec.
+    pub container: String,
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
-    /// Run as this user (name from /etc/passwd) instead of root, e.g. `postgres`, which refuses root.
-    pub user: Option<String>,
+    /// Who it runs as (root until `images.rs` says otherwise from the rendering).
+    pub ids: Ids,
+    /// The image's own user, as lines of its `/etc/passwd` and `/etc/group`, for when the host lacks that uid.
+    pub image_user: Option<(String, String)>,
     /// Fresh tmpfs mounts in the pod's mount namespace: (an existing directory, directories to create in it).
     /// For absolute paths a binary names that the host lacks (the sandbox's `/var/sandbox`): only the pod sees
     /// them, and they go with it.
@@ -44,12 +97,26 @@ pub struct Launch {
     /// Bind mounts in the pod's mount namespace: (a file or directory of the run, an existing path it covers).
     /// For mounts over the image's own files that a binary reads by their fixed path (the system CA bundle).
     pub binds: Vec<(PathBuf, String)>,
+    /// An exec probe: the pid of the container whose mount and UTS namespaces it enters.
+    pub join: Option<u32>,
 }
 
 impl Launch {
     /// `program` with `args` and `env` in `cwd`, as root, with no mount of its own beyond the hosts file.
     pub fn new(pod: &str, program: String, args: Vec<String>, env: Vec<(String, String)>, cwd: PathBuf) -> Launch {
-        Launch { pod: pod.to_string(), program, args, env, cwd, user: None, tmpfs: vec![], binds: vec![] }
+        Launch {
+            pod: pod.to_string(),
+            container: String::new(),
+            program,
+            args,
+            env,
+            cwd,
+            ids: Ids { uid: 0, gid: 0, groups: vec![] },
+            image_user: None,
+            tmpfs: vec![],
+            binds: vec![],
+            join: None,
+        }
     }
 }
 
@@ -59,11 +126,35 @@ pub struct Process {
     child: Mutex<Child>,
 }
 
+fn cstring(path: &Path) -> CString {
+    CString::new(path.to_str().expect("a UTF-8 path")).unwrap()
+}
+
 impl Cluster {
-    pub fn create(dir: &Path) -> Cluster {
+    /// The pods of a run in `dir`. `readable` are the host directories pods read (the builds, the tools); the run
+    /// directory is readable and writable. Where one lies under a directory that others cannot enter, each pod gets
+    /// the view described above.
+    pub fn create(dir: &Path, readable: &[PathBuf]) -> Cluster {
         let hosts = dir.join("hosts");
         std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("writing the hosts file");
-        Cluster { net: StubNet::create_pod_network(), dir: dir.to_path_buf(), hosts, entries: Mutex::new(Vec::new()) }
+        let mut views: Vec<View> = Vec::new();
+        let paths = readable.iter().map(|p| (p.clone(), false)).chain([(dir.to_path_buf(), true)]);
+        for (path, writable) in paths {
+            let path = std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let Some(cover) = closed_ancestor(&path) else { continue };
+            match views.iter_mut().find(|v| v.cover == cover) {
+                Some(view) => view.keep.push((path, writable)),
+                None => views.push(View { cover, keep: vec![(path, writable)] }),
+            }
+        }
+        Cluster {
+            net: StubNet::create_pod_network(),
+            dir: dir.to_path_buf(),
+            hosts,
+            entries: Mutex::new(Vec::new()),
+            views,
+            started: Mutex::new(Vec::new()),
+        }
     }
 
     /// Adds names for `ip` to the hosts file every pod reads (rewritten in place: bind mounts keep the inode).
@@ -77,6 +168,27 @@ impl Cluster {
         std::fs::write(&self.hosts, text).expect("rewriting the hosts file");
     }
 
+    /// The container's writable layer over `/etc`: `upper` and overlayfs's `work`, under `pods/<pod>/<container>/`.
+    /// The image's user goes into `passwd` and `group` when the host has no entry with its id.
+    fn etc_layer(&self, launch: &Launch) -> (PathBuf, PathBuf) {
+        let base = self.dir.join("pods").join(&launch.pod).join(&launch.container);
+        let (upper, work) = (base.join("etc"), base.join("etc-work"));
+        if !upper.exists() {
+            std::fs::create_dir_all(&upper).unwrap();
+            std::fs::create_dir_all(&work).unwrap();
+            if let Some((passwd, group)) = &launch.image_user {
+                for (file, line) in [("passwd", passwd), ("group", group)] {
+                    let host = std::fs::read_to_string(Path::new("/etc").join(file)).unwrap();
+                    let id = line.split(':').nth(2).unwrap_or_default();
+                    if !host.lines().any(|l| l.split(':').nth(2) == Some(id)) {
+                        std::fs::write(upper.join(file), format!("{host}{line}\n")).unwrap();
+                    }
+                }
+            }
+        }
+        (upper, work)
+    }
+
     /// Starts `launch` in the namespace; its stdout and stderr go to `<dir>/logs/<pod>.log`.
     pub fn start(&self, launch: Launch) -> Process {
         let logs = self.dir.join("logs");
@@ -84,19 +196,65 @@ impl Cluster {
         let log = logs.join(format!("{}.log", launch.pod));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("opening the pod log");
         let err = out.try_clone().unwrap();
+        // What the container writes to /dev/stdout (squid's access log) opens the log file again, as its user.
+        std::os::unix::fs::chown(&log, Some(launch.ids.uid), Some(launch.ids.gid))
+            .expect("handing the pod log to the pod's user");
         let mut command = Command::new(&launch.program);
         // The runtime sets HOSTNAME to the pod name; a container that sets it itself wins.
         command.args(&launch.args).env_clear().env("HOSTNAME", &launch.pod).envs(launch.env.iter().cloned());
-        command.current_dir(&launch.cwd).stdin(Stdio::null()).stdout(out).stderr(err);
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        let cwd = cstring(&launch.cwd);
+        let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
+        // An exec probe: the namespaces of the container it probes, opened here.
+        let joined: Option<[std::fs::File; 2]> = launch.join.map(|pid| {
+            ["mnt", "uts"].map(|ns| {
+                std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
+                    .unwrap_or_else(|e| panic!("entering pod {}'s {ns} namespace: {e}", launch.pod))
+            })
+        });
+        if let Some(files) = joined {
+            let fds = files.each_ref().map(|f| f.as_raw_fd());
+            // SAFETY: only async-signal-safe system calls on memory prepared before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    let _keep = &files;
+                    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+                    check(libc::setpgid(0, 0))?;
+                    check(libc::setns(fds[0], libc::CLONE_NEWNS))?;
+                    check(libc::setns(fds[1], libc::CLONE_NEWUTS))?;
+                    set_ids(uid, gid, &groups)?;
+                    check(libc::chdir(cwd.as_ptr()))
+                });
+            }
+        } else {
+            self.mount_namespace(&mut command, &launch, cwd);
+        }
+        let child = self
+            .net
+            .spawn(command)
+            .unwrap_or_else(|e| panic!("starting {} for pod {}: {e}", launch.program, launch.pod));
+        if launch.join.is_none() {
+            // spawn returns once the child has exec'd, after it took its credentials.
+            let seen = ids_of(child.id());
+            self.started.lock().unwrap().push(Started {
+                pod: launch.pod.clone(),
+                container: launch.container.clone(),
+                pid: child.id(),
+                expected: launch.ids.clone(),
+                seen,
+            });
+        }
+        Process { pod: launch.pod, log, child: Mutex::new(child) }
+    }
+
+    /// The pod's own UTS and mount namespaces as described at the top, then its credentials and working directory.
+    fn mount_namespace(&self, command: &mut Command, launch: &Launch, cwd: CString) {
         let hostname = CString::new(launch.pod.clone()).unwrap();
-        let hosts = CString::new(self.hosts.to_str().unwrap()).unwrap();
+        let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
+        let hosts = cstring(&self.hosts);
         let target = CString::new("/etc/hosts").unwrap();
         let root = CString::new("/").unwrap();
-        let ids = launch.user.as_deref().map(user_ids);
-        if let Some((uid, gid)) = ids {
-            // What the container writes to /dev/stdout (squid's access log) opens the log file again, as its user.
-            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("handing the pod log to the pod's user");
-        }
+        let tmpfs_type = CString::new("tmpfs").unwrap();
         let tmpfs: Vec<(CString, Vec<CString>)> = launch
             .tmpfs
             .iter()
@@ -104,12 +262,34 @@ impl Cluster {
                 (CString::new(at.as_str()).unwrap(), dirs.iter().map(|d| CString::new(d.as_str()).unwrap()).collect())
             })
             .collect();
-        let tmpfs_type = CString::new("tmpfs").unwrap();
-        let binds: Vec<(CString, CString)> = launch
-            .binds
+        let binds: Vec<(CString, CString)> =
+            launch.binds.iter().map(|(from, to)| (cstring(from), CString::new(to.as_str()).unwrap())).collect();
+        // The views: for each covered directory, the directories to make in its tmpfs (parents first) and the
+        // paths to bind back, writable or not.
+        let views: Vec<PreparedView> = self
+            .views
             .iter()
-            .map(|(from, to)| (CString::new(from.to_str().unwrap()).unwrap(), CString::new(to.as_str()).unwrap()))
+            .map(|v| {
+                let mut dirs: Vec<PathBuf> = Vec::new();
+                for (keep, _) in &v.keep {
+                    for dir in keep.ancestors().take_while(|a| *a != v.cover) {
+                        if !dirs.iter().any(|d| d == dir) {
+                            dirs.push(dir.to_path_buf());
+                        }
+                    }
+                }
+                dirs.sort_by_key(|d| d.components().count());
+                let keep = v.keep.iter().map(|(p, w)| (cstring(p), *w)).collect();
+                (cstring(&v.cover), dirs.iter().map(|d| cstring(d)).collect(), keep)
+            })
             .collect();
+        let cover_options = CString::new("mode=755").unwrap();
+        let (upper, work) = self.etc_layer(launch);
+        let overlay = CString::new("overlay").unwrap();
+        let etc = CString::new("/etc").unwrap();
+        let etc_options =
+            CString::new(format!("lowerdir=/etc,upperdir={},workdir={}", upper.display(), work.display())).unwrap();
+        let empty = CString::new("").unwrap();
         // SAFETY: only async-signal-safe system calls on memory prepared before the fork.
         unsafe {
             command.pre_exec(move || {
@@ -125,6 +305,51 @@ impl Cluster {
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 ))?;
+                // Detached copies of every path to keep, taken before any cover hides them.
+                let mut trees: Vec<Vec<libc::c_int>> = Vec::new();
+                for (_, _, keep) in &views {
+                    let mut fds = Vec::new();
+                    for (path, _) in keep {
+                        let flags = 1 /* OPEN_TREE_CLONE */ | libc::AT_RECURSIVE as libc::c_uint | libc::O_CLOEXEC as libc::c_uint;
+                        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags);
+                        if fd < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        fds.push(fd as libc::c_int);
+                    }
+                    trees.push(fds);
+                }
+                for ((cover, dirs, keep), fds) in views.iter().zip(&trees) {
+                    let data = cover_options.as_ptr() as *const libc::c_void;
+                    check(libc::mount(tmpfs_type.as_ptr(), cover.as_ptr(), tmpfs_type.as_ptr(), 0, data))?;
+                    for dir in dirs {
+                        if libc::mkdir(dir.as_ptr(), 0o755) != 0
+                            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    for ((path, writable), fd) in keep.iter().zip(fds) {
+                        let moved = libc::syscall(
+                            libc::SYS_move_mount,
+                            *fd,
+                            empty.as_ptr(),
+                            libc::AT_FDCWD,
+                            path.as_ptr(),
+                            4, /* MOVE_MOUNT_F_EMPTY_PATH */
+                        );
+                        if moved != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        libc::close(*fd);
+                        if !writable {
+                            let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+                            check(libc::mount(std::ptr::null(), path.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                        }
+                    }
+                }
+                let data = etc_options.as_ptr() as *const libc::c_void;
+                check(libc::mount(overlay.as_ptr(), etc.as_ptr(), overlay.as_ptr(), 0, data))?;
                 check(libc::mount(hosts.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
                 for (from, to) in &binds {
                     check(libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
@@ -135,20 +360,79 @@ impl Cluster {
                         check(libc::mkdir(dir.as_ptr(), 0o755))?;
                     }
                 }
-                if let Some((uid, gid)) = ids {
-                    check(libc::setgroups(0, std::ptr::null()))?;
-                    check(libc::setgid(gid))?;
-                    check(libc::setuid(uid))?;
-                }
-                Ok(())
+                set_ids(uid, gid, &groups)?;
+                check(libc::chdir(cwd.as_ptr()))
             });
         }
-        let child = self
-            .net
-            .spawn(command)
-            .unwrap_or_else(|e| panic!("starting {} for pod {}: {e}", launch.program, launch.pod));
-        Process { pod: launch.pod, log, child: Mutex::new(child) }
     }
+}
+
+/// A view ready for the child: the covered directory, the directories to make in its tmpfs (parents first), and
+/// the paths to bind back with whether they stay writable.
+type PreparedView = (CString, Vec<CString>, Vec<(CString, bool)>);
+
+/// Takes the container's credentials: supplementary groups, then gid, then uid (after which nothing else can be
+/// changed).
+fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+    // SAFETY: async-signal-safe system calls on a slice allocated before the fork.
+    unsafe {
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check(libc::setresgid(gid, gid, gid))?;
+        check(libc::setresuid(uid, uid, uid))
+    }
+}
+
+/// The highest ancestor of `path` (itself included) that others cannot enter (no `o+x`), if any.
+fn closed_ancestor(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ancestors: Vec<&Path> = path.ancestors().collect();
+    ancestors.reverse();
+    ancestors
+        .into_iter()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
+}
+
+/// The credentials of process `pid` as its `/proc/<pid>/status` gives them (the real ids; `check_ids` compares
+/// all four of each).
+pub fn ids_of(pid: u32) -> Option<Ids> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<Vec<u32>> {
+        let line = status.lines().find(|l| l.starts_with(&format!("{name}:")))?;
+        Some(line[name.len() + 1..].split_whitespace().filter_map(|n| n.parse().ok()).collect())
+    };
+    let (uids, gids, mut groups) = (field("Uid")?, field("Gid")?, field("Groups")?);
+    // Real, effective, saved and filesystem ids must all be the one the container runs as.
+    if uids.iter().any(|u| *u != uids[0]) || gids.iter().any(|g| *g != gids[0]) {
+        return Some(Ids { uid: u32::MAX, gid: u32::MAX, groups: vec![] });
+    }
+    groups.sort_unstable();
+    Some(Ids { uid: uids[0], gid: gids[0], groups })
+}
+
+/// Every live descendant of `pid` (what a pod's entrypoint started: gunicorn's and Celery's workers, PostgreSQL's
+/// backends, which leave its process group).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the command name in parentheses: state, then ppid.
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+        if let Some(parent) = fields.get(1).and_then(|p| p.parse::<u32>().ok()) {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        at += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// uid and gid of a user in /etc/passwd.
@@ -164,6 +448,10 @@ pub fn user_ids(name: &str) -> (libc::uid_t, libc::gid_t) {
 }
 
 impl Process {
+    pub fn id(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
     /// The exit status when the process has ended.
     pub fn exited(&self) -> Option<std::process::ExitStatus> {
         self.child.lock().unwrap().try_wait().ok().flatten()

@@ -23,6 +23,8 @@ pub struct Release {
 pub struct Container {
     /// The workload's name, e.g. `dify-api`; the harness names its pod `<workload>-0`.
     pub workload: String,
+    /// The container's own name in the pod spec.
+    pub name: String,
     pub image: String,
     pub command: Option<Vec<String>>,
     pub args: Option<Vec<String>>,
@@ -35,6 +37,30 @@ pub struct Container {
     pub readiness: Option<Value>,
     pub startup: Option<Value>,
     pub liveness: Option<Value>,
+    /// Who the container runs as: its `securityContext` over the pod's.
+    pub run_as: RunAs,
+}
+
+/// The identity fields of the rendered `securityContext`s, the container's over the pod's as the kubelet merges
+/// them (`fsGroup` and `supplementalGroups` exist only at pod level). None where neither sets a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: Option<u32>,
+    pub group: Option<u32>,
+    pub fs_group: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
+    pub non_root: bool,
+}
+
+/// What backs a volume, which decides how the kubelet creates it and who may write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeKind {
+    /// `emptyDir`: created world-writable (0777).
+    EmptyDir,
+    /// A `persistentVolumeClaim` or a StatefulSet's `volumeClaimTemplates`: a fresh filesystem's root (0755).
+    Claim,
+    /// A `configMap` (or a Secret, projected): its keys as files, read-only.
+    ConfigMap,
 }
 
 /// One volume mount of a container.
@@ -47,6 +73,7 @@ pub struct Mount {
     pub sub_path: Option<String>,
     /// A ConfigMap volume's files (key to content); None for other volumes.
     pub config: Option<BTreeMap<String, Vec<u8>>>,
+    pub kind: VolumeKind,
 }
 
 fn items(list: &Value) -> Vec<Value> {
@@ -169,8 +196,31 @@ impl Release {
             .flatten()
             .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["containerPort"].as_u64()? as u16)))
             .collect();
+        let pod_context = &self.workload(workload)["spec"]["template"]["spec"]["securityContext"];
+        let context = &c["securityContext"];
+        let id = |key: &str| -> Option<u32> {
+            let value = if context[key].is_null() { &pod_context[key] } else { &context[key] };
+            value.as_u64().map(|v| u32::try_from(v).unwrap_or_else(|_| panic!("{workload}/{}: {key} {v}", c["name"])))
+        };
+        let run_as = RunAs {
+            user: id("runAsUser"),
+            group: id("runAsGroup"),
+            fs_group: pod_context["fsGroup"].as_u64().map(|v| v as u32),
+            supplemental_groups: pod_context["supplementalGroups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_u64().map(|v| v as u32))
+                .collect(),
+            non_root: if context["runAsNonRoot"].is_null() {
+                pod_context["runAsNonRoot"] == true
+            } else {
+                context["runAsNonRoot"] == true
+            },
+        };
         Container {
             workload: workload.to_string(),
+            name: c["name"].as_str().unwrap_or_default().to_string(),
             image: c["image"].as_str().unwrap_or_default().to_string(),
             command: strings(&c["command"]),
             args: strings(&c["args"]),
@@ -181,6 +231,7 @@ impl Release {
             readiness: Some(c["readinessProbe"].clone()).filter(|p| !p.is_null()),
             startup: Some(c["startupProbe"].clone()).filter(|p| !p.is_null()),
             liveness: Some(c["livenessProbe"].clone()).filter(|p| !p.is_null()),
+            run_as,
         }
     }
 
@@ -210,11 +261,21 @@ impl Release {
                         None => data.clone(),
                     }
                 });
+                let kind = match spec {
+                    _ if config.is_some() => VolumeKind::ConfigMap,
+                    Some(v) if !v["emptyDir"].is_null() => VolumeKind::EmptyDir,
+                    Some(v) if !v["persistentVolumeClaim"].is_null() => VolumeKind::Claim,
+                    // Not among the pod's volumes: one of a StatefulSet's volumeClaimTemplates.
+                    None => VolumeKind::Claim,
+                    // A Secret or projected volume: read-only files, as a ConfigMap's.
+                    Some(_) => VolumeKind::ConfigMap,
+                };
                 Mount {
                     path: m["mountPath"].as_str().unwrap_or_default().to_string(),
                     volume,
                     sub_path: m["subPath"].as_str().map(str::to_string),
                     config,
+                    kind,
                 }
             })
             .collect()
