@@ -6,10 +6,11 @@ The session's control plane is the `kube` fixture of conftest.py; these helpers 
 import json
 import os
 import uuid
+from pathlib import Path
 
 import yaml
 
-from conftest import CHART, helm_binary, run
+from conftest import CHART, helm_binary, merge, run, scenario, validate_object
 
 
 def kubectl(kube, *args, **kw):
@@ -55,3 +56,36 @@ def as_pod(obj, ns):
 
 def dry_run_pod(kube, pod):
     return kubectl(kube, "create", "--dry-run=server", "-o", "name", "-f", "-", stdin=json.dumps(pod), check=False)
+
+
+def with_tag(name, tag, *more):
+    """The values of scenario `name` with images.dify.tag set to `tag`, then `more` merged over them."""
+    values = merge(scenario(name), {"images": {"dify": {"tag": tag}}})
+    for extra in more:
+        values = merge(values, extra)
+    return values
+
+
+def render_upgrade(kube, helm, ns, values, check=True):
+    """The upgrade's objects as Helm renders them against the installed release (lookup answers), each validated
+    against the strict schemas; or helm's error when check is False and it fails."""
+    path = Path(kube.get("TMPDIR", "/tmp")) / f"values-{uuid.uuid4().hex}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    try:
+        proc = run(kube, helm_binary(helm), "template", "dify", str(CHART), "--namespace", ns, "--values", str(path),
+                   "--dry-run=server", "--is-upgrade", check=check)
+    finally:
+        path.unlink()
+    if proc.returncode != 0:
+        return proc.stderr
+    objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
+    for obj in objects:
+        validate_object(obj)
+    return objects
+
+
+def installed(kube, helm, name="v1.13.3"):
+    """A fresh namespace (Pod Security restricted) holding a release of scenario `name`, hooks skipped."""
+    ns = namespace(kube, "restricted")
+    helm_run(kube, helm, "install", ns, scenario(name))
+    return ns

@@ -34,7 +34,12 @@ it carries, read from the ServiceAccount. */}}
 {{/* Dify 1.0 turned models and tools into plugins: data of a 0.x install needs Dify's plugin migration commands.
 Refuse the upgrade until upgrade.acknowledgePluginMigration says they are planned. */}}
 {{- define "dify.preflightUpgrade" -}}
-{{- if .Values.backup.enabled }}{{ $_ := include "dify.backupImage" . }}{{ end -}}
+{{- if .Values.backup.enabled }}
+{{- $_ := include "dify.backupImage" . -}}
+{{- if and (eq (include "dify.backupTarget" .) "s3") (ne .Values.storage.files.type "s3") -}}
+{{- fail "backup.target=s3 writes the backups to the files store of storage.files.s3, which needs storage.files.type=s3: set storage.files.type=s3 with its endpoint, bucket and existingSecret, or leave backup.target empty or set it to pvc" -}}
+{{- end -}}
+{{- end -}}
 {{- $old := include "dify.installed" . | fromYaml -}}
 {{- $oldVersion := regexFind "^v?[0-9]+\\.[0-9]+\\.[0-9]+" (($old | default dict).version | default "") | trimPrefix "v" -}}
 {{- if and $oldVersion (semverCompare "<1.0.0-0" $oldVersion) (include "dify.v1" .) (not .Values.upgrade.acknowledgePluginMigration) -}}
@@ -50,6 +55,46 @@ Refuse the upgrade until upgrade.acknowledgePluginMigration says they are planne
 {{- else -}}
 {{- fail "backup.image.tag is required with an external database (postgresql.enabled=false and backup.enabled=true): a postgres image whose pg_dump is at least the server's major version, e.g. backup.image.tag=16-alpine for PostgreSQL 16; or set backup.enabled=false to upgrade without a dump" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Where the pre-upgrade backup goes: backup.target, its empty value following storage.files.type. */}}
+{{- define "dify.backupTarget" -}}
+{{- .Values.backup.target | default (ternary "s3" "pvc" (eq .Values.storage.files.type "s3")) -}}
+{{- end -}}
+
+{{/* The key prefix of the backups in the S3 store: backup.s3.prefix, or dify-backups/<namespace>/<fullname> so that
+releases sharing a bucket never prune each other's backups. */}}
+{{- define "dify.backupS3Prefix" -}}
+{{- .Values.backup.s3.prefix | default (printf "dify-backups/%s/%s" .Release.Namespace (include "dify.fullname" .)) | trimAll "/" -}}
+{{- end -}}
+
+{{/* The container that dumps the databases into /backup with dify.backupScript (dict root name label keep): the
+backup Job's only container on a volume, its init container before an upload to S3. */}}
+{{- define "dify.backupDumpContainer" -}}
+{{- $root := .root -}}
+- name: {{ .name }}
+  image: {{ include "dify.backupImage" $root }}
+  imagePullPolicy: {{ $root.Values.images.pullPolicy }}
+  command:
+    - sh
+    - -c
+    - |
+      {{- include "dify.backupScript" $root | nindent 6 }}
+  env:
+    - {name: BACKUP_DIR, value: /backup}
+    - {name: BACKUP_KEEP, value: {{ .keep | quote }}}
+    - {name: BACKUP_LABEL, value: {{ .label | quote }}}
+    - {name: DATABASES, value: {{ printf "%s %s" (include "dify.db.name" $root) (include "dify.db.pluginName" $root) | quote }}}
+    - {name: PGHOST, value: {{ include "dify.db.host" $root | quote }}}
+    - {name: PGPORT, value: {{ include "dify.db.port" $root | quote }}}
+    - {name: PGUSER, value: {{ include "dify.db.user" $root | quote }}}
+    - {name: PGSSLMODE, value: {{ include "dify.db.sslMode" $root | quote }}}
+    - {name: PGCONNECT_TIMEOUT, value: "10"}
+    {{- include "dify.db.passwordEnv" (dict "root" $root "name" "PGPASSWORD") | nindent 4 }}
+  resources: {{- toYaml $root.Values.backup.resources | nindent 4 }}
+  securityContext: {{- include "dify.containerSecurityContext" dict | nindent 4 }}
+  volumeMounts:
+    - {name: backup, mountPath: /backup}
 {{- end -}}
 
 {{/* The backup volume's name. */}}

@@ -7,14 +7,8 @@ PostgreSQL 15, started by the test on loopback as the postgres user.
 """
 
 import json
-import os
-import pwd
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,48 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster import as_pod, dry_run_pod, helm_run, kubectl, namespace
-from conftest import CHART, get, helm_binary, merge, render_chart, render_error, run, scenario, validate_object
+from backup_stores import PG_BIN, databases, free_port, postgres  # noqa: F401 - fixtures
+from cluster import as_pod, dry_run_pod, helm_run, installed, kubectl, namespace, render_upgrade, with_tag
+from conftest import CHART, get, helm_binary, merge, render_chart, render_error, run, scenario
 
 pytestmark = pytest.mark.install
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ACK = {"upgrade": {"acknowledgePluginMigration": True}}
-
-
-def with_tag(name, tag, *more):
-    values = merge(scenario(name), {"images": {"dify": {"tag": tag}}})
-    for extra in more:
-        values = merge(values, extra)
-    return values
-
-
-def render_upgrade(kube, helm, ns, values, check=True):
-    """The upgrade's objects as Helm renders them against the installed release (lookup answers), each validated
-    against the strict schemas; or helm's error when check is False and it fails."""
-    path = Path(kube.get("TMPDIR", "/tmp")) / f"values-{uuid.uuid4().hex}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    try:
-        proc = run(kube, helm_binary(helm), "template", "dify", str(CHART), "--namespace", ns, "--values", str(path),
-                   "--dry-run=server", "--is-upgrade", check=check)
-    finally:
-        path.unlink()
-    if proc.returncode != 0:
-        return proc.stderr
-    objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
-    for obj in objects:
-        validate_object(obj)
-    return objects
 
 
 def backup_objects(objects):
     return [o for o in objects if o["metadata"]["name"] == "dify-backup"]
-
-
-def installed(kube, helm, name="v1.13.3"):
-    ns = namespace(kube, "restricted")
-    helm_run(kube, helm, "install", ns, scenario(name))
-    return ns
 
 
 # Backup: rendered exactly when images.dify.tag changes.
@@ -218,90 +181,6 @@ def test_a_fresh_install_of_1_x_is_not_refused(kube, helm):
 
 # The rendered dump script against a real PostgreSQL.
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Postgres:
-    """Debian's PostgreSQL 15 on a loopback port and its own directory, as the postgres user when run as root
-    (initdb refuses root); password logins over TCP (scram-sha-256), as in the chart's PostgreSQL. Stopped by its
-    pid."""
-
-    def __init__(self):
-        for tool in ("initdb", "postgres", "pg_dump", "pg_restore", "psql"):
-            if not (PG_BIN / tool).exists():
-                pytest.fail(f"{PG_BIN / tool} is missing: install Debian's postgresql-15 (scripts/test-tools install)")
-        self.password = secrets.token_urlsafe(24)
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="dify-backup-pg-"))
-        self.user = None
-        if os.geteuid() == 0:
-            try:
-                entry = pwd.getpwnam("postgres")
-            except KeyError:
-                pytest.fail("running as root needs the postgres user (Debian's postgresql-15 package creates it)")
-            self.user = entry
-            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
-        data = self.dir / "data"
-        initdb = subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                 "--encoding=UTF8", "--locale=C.UTF-8"], capture_output=True, text=True,
-                                **self._as_user())
-        if initdb.returncode != 0:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            pytest.fail(f"initdb failed: {initdb.stderr.strip()}")
-        # The socket trusts (it is in the test's own directory); TCP takes the password, set below over the socket.
-        (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
-        self.log = open(self.dir / "postgres.log", "w")
-        # The server itself is the child (no runuser between), so the signal that stops it reaches it.
-        self.proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-c",
-                                      "listen_addresses=127.0.0.1", "-k", str(self.dir)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, **self._as_user())
-        deadline = time.time() + 30
-        while self.psql("postgres", "SELECT 1", check=False, socket=True).returncode != 0:
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.stop()
-                pytest.fail(f"PostgreSQL did not start: {(self.dir / 'postgres.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        # On stdin, never on a command line.
-        self.psql("postgres", f"ALTER ROLE postgres PASSWORD '{self.password}'", socket=True)
-
-    def _as_user(self):
-        """subprocess arguments that run a child as the postgres user, when we are root."""
-        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
-
-    def env(self, **more):
-        env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres",
-                   PGPASSWORD=self.password, PATH=f"{PG_BIN}:{os.environ['PATH']}")
-        env.update(more)
-        return env
-
-    def psql(self, db, sql, check=True, socket=False):
-        env = self.env(PGHOST=str(self.dir)) if socket else self.env()
-        return run(env, str(PG_BIN / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", db,
-                   stdin=sql, check=check)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def rendered_backup(kube):
     """The backup Job's script and plain env, as rendered (Helm 4) for an upgrade 1.13.3 -> 1.14.2 of a release."""
@@ -322,17 +201,6 @@ def run_backup(rendered, postgres, backup_dir, **override):
 
 def dumps(backup_dir):
     return sorted(p.name for p in Path(backup_dir).iterdir())
-
-
-@pytest.fixture
-def databases(postgres):
-    for db in ("dify", "dify_plugin"):
-        postgres.psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        postgres.psql("postgres", f"CREATE DATABASE {db}")
-    postgres.psql("dify", "CREATE TABLE apps (id int PRIMARY KEY, name text); "
-                          "INSERT INTO apps SELECT i, 'app ' || i FROM generate_series(1, 500) AS i")
-    postgres.psql("dify_plugin", "CREATE TABLE plugins (id text PRIMARY KEY); INSERT INTO plugins VALUES ('openai')")
-    return postgres
 
 
 def test_rendered_backup_dumps_and_restores_both_databases(rendered_backup, databases, tmp_path):
