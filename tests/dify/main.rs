@@ -244,13 +244,19 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
 /// there (TCP_DENIED/403): that server never saw a request, and the console reported the failed check.
 fn check_model_endpoints_meet_the_allow_list(install: &mut Install, seen: &scenario::Seen, proxy_log: &str) {
     let refused = seen.refused_model.as_ref().expect("the scenario added a model on the unlisted server");
-    let allowed_chat = format!("POST {}/chat/completions", install.model.url);
-    let through: Vec<&str> = proxy_log.lines().filter(|l| l.contains(&allowed_chat)).collect();
-    assert!(
-        through.iter().any(|l| l.contains("/200 ")),
-        "the model plugin's chat requests to {} should go through the SSRF proxy and be answered; its log has: {through:?}",
-        install.model.url
-    );
+    // Every chat and embedding request the allow-listed server received came through the SSRF proxy, answered.
+    let mut through = 0;
+    for route in ["chat/completions", "embeddings"] {
+        let request = format!("POST {}/{route}", install.model.url);
+        let logged: Vec<&str> = proxy_log.lines().filter(|l| l.contains(&request)).collect();
+        let received = install.model.requests_to(&format!("/v1/{route}")).len();
+        assert!(
+            received > 0 && logged.len() == received && logged.iter().all(|l| l.contains("/200 ")),
+            "the model server received {received} requests to /v1/{route}; the SSRF proxy passed on (and saw \
+             answered) each of them: {logged:?}"
+        );
+        through += received;
+    }
     let unlisted_chat = format!("POST {}/chat/completions", install.unlisted_model.url);
     let denied: Vec<&str> =
         proxy_log.lines().filter(|l| l.contains(&unlisted_chat) && l.contains("TCP_DENIED/403")).collect();
@@ -267,8 +273,8 @@ fn check_model_endpoints_meet_the_allow_list(install: &mut Install, seen: &scena
         install.unlisted_model.ip
     );
     install.figure(format!(
-        "model endpoints through the SSRF proxy: {} chat requests to the allow-listed {} answered; {} refused to the          unlisted {} (its server saw none); the console: {}…; {}",
-        through.len(),
+        "model endpoints through the SSRF proxy: {through} requests to the allow-listed {} answered; {} refused to the \
+         unlisted {} (its server saw none); the console: {}…; {}",
         install.model.ip,
         denied.len(),
         install.unlisted_model.ip,

@@ -370,7 +370,8 @@ async fn add_refused_model(b: &mut browser::Browser, url: &str, model_url: &str)
     let deadline = Instant::now() + Duration::from_secs(90);
     let message = loop {
         let text = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
-        let line = text.as_str().unwrap_or_default().lines().find(|l| l.contains("status code 403")).map(str::to_string);
+        let line =
+            text.as_str().unwrap_or_default().lines().find(|l| l.contains("status code 403")).map(str::to_string);
         if let Some(line) = line {
             break line;
         }
@@ -382,7 +383,8 @@ async fn add_refused_model(b: &mut browser::Browser, url: &str, model_url: &str)
     let shot = b.shot("model-refused").await;
     b.click_button("Cancel").await;
     b.goto(&format!("{url}/apps")).await;
-    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", Duration::from_secs(90)).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", Duration::from_secs(90))
+        .await;
     RefusedModel { message, shot }
 }
 
