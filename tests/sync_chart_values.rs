@@ -119,6 +119,33 @@ fn a_config_with_plugins_egress_and_bootstrap_syncs_values_the_chart_renders() {
     }
 }
 
+/// `egress.pluginsThroughSsrfProxy`: the plugin daemon leaves through the release's SSRF proxy, whose parent is the
+/// corporate proxy; `egress.proxy` then serves api, worker and beat only.
+#[test]
+fn a_plugin_daemon_through_the_ssrf_proxy_syncs_values_the_chart_renders() {
+    let ops = Ops::with_config(|recipient, _| {
+        air_gapped_config(recipient).replace("    egress:\n", "    egress:\n      pluginsThroughSsrfProxy: true\n")
+    });
+    let (code, stdout, stderr) = ops.sync(&["sync", HOST[0], HOST[1]]);
+    assert_eq!(code, 6, "exit 6 = changed: {stdout}{stderr}");
+    let values = overlay_values(&ops.show("apps/prod/dify/dify-values.yaml"));
+    assert_eq!(values["pluginDaemon"]["egressThroughSsrfProxy"], json!(true));
+    assert_eq!(values["pluginDaemon"]["proxy"], Value::Null, "the daemon's own proxy stays unset");
+    let file = ops.dir.path().join("overlay-values.yaml");
+    std::fs::write(&file, serde_saphyr::to_string(&values).unwrap()).unwrap();
+    for helm in ["helm", "helm3"] {
+        let objects = helm_template(helm, &file);
+        let daemon = env_of(&objects, "Deployment", "dify-plugin-daemon", "plugin-daemon");
+        assert_eq!(daemon["HTTP_PROXY"], "http://dify-ssrf-proxy:3128", "{helm}");
+        assert_eq!(daemon["HTTPS_PROXY"], "http://dify-ssrf-proxy:3128", "{helm}");
+        let direct: Vec<&str> = daemon["NO_PROXY"].as_str().unwrap().split(',').collect();
+        assert!(direct.contains(&"nexus.corp.example") && direct.contains(&"dify-api"), "{helm}: {direct:?}");
+        assert!(!direct.contains(&".corp.example"), "{helm}: the config's noProxy is api's only: {direct:?}");
+        let api = env_of(&objects, "Deployment", "dify-api", "api");
+        assert_eq!(api["HTTPS_PROXY"], "http://proxy.corp.example:3128", "{helm}");
+    }
+}
+
 #[test]
 fn a_bad_value_fails_at_load_and_nothing_is_pushed() {
     let ops = Ops::with_config(|recipient, _| {

@@ -15,6 +15,7 @@
 //!   installTimeout: 600
 //! egress:
 //!   proxy: {http: http://proxy.corp:3128, https: http://proxy.corp:3128, noProxy: .corp}  # api and plugin daemon
+//!   pluginsThroughSsrfProxy: true        # pluginDaemon.egressThroughSsrfProxy: egress.proxy then serves api only
 //!   ssrfProxy:
 //!     allowPrivateNetworks: false
 //!     allowList: {cidrs: [10.20.0.0/24], domains: [vllm.models.corp]}
@@ -67,6 +68,7 @@ struct CaBundleFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct EgressFile {
     proxy: Option<ProxyFile>,
+    plugins_through_ssrf_proxy: Option<bool>,
     ssrf_proxy: Option<SsrfProxyFile>,
 }
 
@@ -271,14 +273,32 @@ impl Values<'_> {
                     at("egress.proxy.noProxy")
                 );
             }
-            // One proxy for Dify's own calls out: api, worker and beat, and the plugin daemon with its plugins.
-            for component in ["api", "pluginDaemon"] {
+            // One proxy for Dify's own calls out: api, worker and beat, and the plugin daemon with its plugins,
+            // unless the daemon leaves through the SSRF proxy, whose parent is then that proxy (the chart refuses
+            // both for the daemon).
+            let through_ssrf = egress.plugins_through_ssrf_proxy == Some(true);
+            if through_ssrf
+                && (proxy.http.is_some() || proxy.https.is_some())
+                && egress.ssrf_proxy.as_ref().and_then(|s| s.upstream.as_ref()).is_none()
+            {
+                bail!(
+                    "{} sends the plugin daemon through the SSRF proxy, which would then go direct, not through \
+                     egress.proxy: set egress.ssrfProxy.upstream to the corporate proxy (its host and port), e.g. \
+                     upstream: {{host: proxy.corp, port: 3128}}",
+                    at("egress.pluginsThroughSsrfProxy")
+                );
+            }
+            let components: &[&str] = if through_ssrf { &["api"] } else { &["api", "pluginDaemon"] };
+            for component in components {
                 for (key, value) in [("http", &proxy.http), ("https", &proxy.https), ("noProxy", &proxy.no_proxy)] {
                     if let Some(value) = value {
                         self.set(&format!("{component}.proxy.{key}"), json!(value));
                     }
                 }
             }
+        }
+        if let Some(on) = egress.plugins_through_ssrf_proxy {
+            self.set("pluginDaemon.egressThroughSsrfProxy", json!(on));
         }
         if let Some(ssrf) = &egress.ssrf_proxy {
             self.ssrf_proxy(ssrf, image_tag)?;
@@ -623,6 +643,27 @@ mod tests {
     }
 
     #[test]
+    fn plugins_through_the_ssrf_proxy_leave_egress_proxy_to_api_and_its_parent_to_the_ssrf_proxy() {
+        let values = values_of(
+            "egress:\n  proxy: {https: 'http://proxy.corp:3128', noProxy: .corp}\n  pluginsThroughSsrfProxy: true\n  \
+             ssrfProxy: {allowPrivateNetworks: false, allowList: {cidrs: [10.20.0.0/24]}, upstream: {host: proxy.corp}}\n",
+            "1.13.3",
+        )
+        .unwrap();
+        let expected = json!({
+            "api.proxy.https": "http://proxy.corp:3128",
+            "api.proxy.noProxy": ".corp",
+            "pluginDaemon.egressThroughSsrfProxy": true,
+            "ssrfProxy.allowList.cidrs": ["10.20.0.0/24"],
+            "ssrfProxy.allowPrivateNetworks": false,
+            "ssrfProxy.upstream.host": "proxy.corp",
+        });
+        assert_eq!(json!(values), expected);
+        let alone = values_of("egress: {pluginsThroughSsrfProxy: true}\n", "1.13.3").unwrap();
+        assert_eq!(json!(alone), json!({"pluginDaemon.egressThroughSsrfProxy": true}));
+    }
+
+    #[test]
     fn a_bootstrap_with_a_model_provider_sets_the_job_up() {
         let values = values_of(
             "bootstrap:\n  adminEmail: admin@corp.example\n  adminName: Ops\n  modelProvider:\n    \
@@ -669,6 +710,10 @@ mod tests {
             (
                 "egress: {proxy: {http: 'proxy.corp:3128'}}",
                 "environments.prod.egress.proxy.http is 'proxy.corp:3128': use an http:// or https:// URL with its host, e.g. http://proxy.corp:3128",
+            ),
+            (
+                "egress: {proxy: {https: 'http://proxy.corp:3128'}, pluginsThroughSsrfProxy: true}",
+                "environments.prod.egress.pluginsThroughSsrfProxy sends the plugin daemon through the SSRF proxy, which would then go direct, not through egress.proxy: set egress.ssrfProxy.upstream to the corporate proxy",
             ),
             (
                 "egress: {proxy: {noProxy: .corp}}",

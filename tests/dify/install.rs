@@ -83,6 +83,8 @@ pub struct Install {
     pub egress: EgressProxy,
     /// The private model endpoint the model plugin is pointed at.
     pub model: ModelServer,
+    /// A second model server on another private address, which the SSRF proxy's allow-list does not admit.
+    pub unlisted_model: ModelServer,
     pub cluster: Cluster,
     pub release: Release,
     pub images: Images,
@@ -133,6 +135,7 @@ impl Install {
         let egress_proxy = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
         let packages = images.offline_package.parent().unwrap().to_path_buf();
         let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -183,12 +186,14 @@ impl Install {
                     ("--set-json", "pluginDaemon.trustedKeys.keys=[\"harness.public.pem\"]".to_string()),
                 ])
             }
-            // Nothing is configured to leave the namespace, and nothing could: no marketplace, no proxy. The offline
-            // bundle is unsigned (repackaging drops the signature): signature verification off, a documented chart
-            // value, in this run only.
+            // Nothing is configured to leave the namespace, and nothing could: no marketplace, no corporate proxy. The
+            // offline bundle is unsigned (repackaging drops the signature): signature verification off, a documented
+            // chart value, in this run only. The daemon and its plugins leave through the SSRF proxy, so the
+            // allow-list decides which model endpoints plugins reach.
             Egress::AirGapped => sets.extend([
                 ("--set", "pluginDaemon.marketplace=false".to_string()),
                 ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
+                ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
             ]),
         }
         sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
@@ -216,6 +221,7 @@ impl Install {
             _traefik: traefik,
             egress: egress_proxy,
             model,
+            unlisted_model,
             cluster,
             release,
             images,
@@ -669,7 +675,8 @@ pub enum FirstSetUp {
 pub enum Egress {
     /// Through a corporate proxy (a squid of the test's): plugins' dependencies come from PyPI.
     Proxy,
-    /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle.
+    /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle; the plugin daemon leaves through
+    /// the SSRF proxy (`pluginDaemon.egressThroughSsrfProxy`), whose allow-list admits the model server only.
     AirGapped,
 }
 

@@ -72,6 +72,10 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
     let private_target = format!("http://{}:5001/health", install.addresses["dify-api"]);
     // And one the SSRF proxy's allow-list admits: the model server's.
     let allowed_target = format!("{}/models", install.model.url);
+    // Air-gapped, the plugin daemon leaves through the SSRF proxy: a model on the second server's private address is
+    // refused.
+    let unlisted_model_url = install.unlisted_model.url.clone();
+    let through_ssrf_proxy = egress == Egress::AirGapped;
     let started = Instant::now();
     let seen = runtime.block_on(scenario::browse(Visit {
         url: &url,
@@ -82,6 +86,7 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         private_target: &private_target,
         allowed_target: &allowed_target,
         sandbox_log: &install.cluster.dir.join("logs/dify-sandbox-0.log"),
+        unlisted_model_url: through_ssrf_proxy.then_some(unlisted_model_url.as_str()),
     }));
     install.figure(format!("browser scenario: {:.1} s", started.elapsed().as_secs_f64()));
     install.figure(format!(
@@ -188,6 +193,9 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         seen.sandbox.allowed,
         seen.sandbox.shot.display()
     );
+    if through_ssrf_proxy {
+        check_model_endpoints_meet_the_allow_list(&mut install, &seen, &proxy_log);
+    }
     // The model was asked to stream.
     let chats = install.model.requests_to("/v1/chat/completions");
     assert!(chats.iter().any(|c| c["stream"] == true), "no streamed chat request reached the model: {chats:?}");
@@ -229,6 +237,51 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         web.image
     );
     eprintln!("dify: figures and logs in {}", install.output.display());
+}
+
+/// The plugin daemon left through the SSRF proxy: the model plugin's calls to the allow-listed model server went
+/// through it (and answered), and its call to the second server, on an address the list does not admit, was refused
+/// there (TCP_DENIED/403): that server never saw a request, and the console reported the failed check.
+fn check_model_endpoints_meet_the_allow_list(install: &mut Install, seen: &scenario::Seen, proxy_log: &str) {
+    let refused = seen.refused_model.as_ref().expect("the scenario added a model on the unlisted server");
+    // Every chat and embedding request the allow-listed server received came through the SSRF proxy, answered.
+    let mut through = 0;
+    for route in ["chat/completions", "embeddings"] {
+        let request = format!("POST {}/{route}", install.model.url);
+        let logged: Vec<&str> = proxy_log.lines().filter(|l| l.contains(&request)).collect();
+        let received = install.model.requests_to(&format!("/v1/{route}")).len();
+        assert!(
+            received > 0 && logged.len() == received && logged.iter().all(|l| l.contains("/200 ")),
+            "the model server received {received} requests to /v1/{route}; the SSRF proxy passed on (and saw \
+             answered) each of them: {logged:?}"
+        );
+        through += received;
+    }
+    let unlisted_chat = format!("POST {}/chat/completions", install.unlisted_model.url);
+    let denied: Vec<&str> =
+        proxy_log.lines().filter(|l| l.contains(&unlisted_chat) && l.contains("TCP_DENIED/403")).collect();
+    assert!(
+        !denied.is_empty(),
+        "the SSRF proxy's log has no refusal of {unlisted_chat}; the console said {:?}; {}",
+        refused.message,
+        refused.shot.display()
+    );
+    assert_eq!(
+        install.unlisted_model.request_count(),
+        0,
+        "the model server on {}, which the allow-list does not admit, was reached",
+        install.unlisted_model.ip
+    );
+    install.figure(format!(
+        "model endpoints through the SSRF proxy: {through} requests to the allow-listed {} answered; {} refused to the \
+         unlisted {} (its server saw none); the console: {}…; {}",
+        install.model.ip,
+        denied.len(),
+        install.unlisted_model.ip,
+        refused.message.chars().take(120).collect::<String>(),
+        refused.shot.display()
+    ));
+    eprintln!("dify: the SSRF proxy's refusal: {}", denied[0]);
 }
 
 /// The bootstrap Job once more, as every upgrade runs it: it finds each step done and changes nothing, and its

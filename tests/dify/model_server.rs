@@ -32,6 +32,8 @@ pub const EMBEDDING_DIMENSIONS: usize = 16;
 /// The names the provider is configured with.
 pub const CHAT_MODEL: &str = "harness-chat";
 pub const EMBEDDING_MODEL: &str = "harness-embedding";
+/// The model added on a server whose address the SSRF proxy's allow-list does not admit.
+pub const UNLISTED_MODEL: &str = "harness-unlisted";
 
 pub struct ModelServer {
     pub url: String,
@@ -65,6 +67,11 @@ impl ModelServer {
         });
         let addr = SocketAddr::from((ip, port));
         ModelServer { url: format!("http://{addr}/v1"), ip, requests, _runtime: runtime }
+    }
+
+    /// How many requests reached this server.
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
     }
 
     /// The requests so far to `path` (e.g. `/v1/chat/completions`), their JSON bodies.

@@ -28,6 +28,15 @@ pub struct Seen {
     /// When the model's whole reply was on the page.
     pub replied: Instant,
     pub sandbox: SandboxRun,
+    /// The model whose endpoint the SSRF proxy refused, when the visit asked for one.
+    pub refused_model: Option<RefusedModel>,
+}
+
+/// What the console showed when a model was added on an endpoint the SSRF proxy refuses.
+pub struct RefusedModel {
+    /// The page's line that reports the failed check.
+    pub message: String,
+    pub shot: PathBuf,
 }
 
 /// Who sets up the first admin.
@@ -52,10 +61,23 @@ pub struct Visit<'a> {
     pub private_target: &'a str,
     pub allowed_target: &'a str,
     pub sandbox_log: &'a Path,
+    /// A model endpoint on a private address the allow-list does not admit, to add as a model (refused), when the
+    /// plugin daemon leaves through the SSRF proxy.
+    pub unlisted_model_url: Option<&'a str>,
 }
 
 pub async fn browse(visit: Visit<'_>) -> Seen {
-    let Visit { url, first_admin, shots, package, model_url, private_target, allowed_target, sandbox_log } = visit;
+    let Visit {
+        url,
+        first_admin,
+        shots,
+        package,
+        model_url,
+        private_target,
+        allowed_target,
+        sandbox_log,
+        unlisted_model_url,
+    } = visit;
     let mut b = browser::Browser::start(shots).await;
     let long = Duration::from_secs(90);
 
@@ -87,6 +109,11 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
             b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
             (app_list, email, password)
         }
+    };
+    // 5b. A model on an endpoint the SSRF proxy's allow-list does not admit: Dify's check of it is refused.
+    let refused_model = match unlisted_model_url {
+        Some(unlisted) => Some(add_refused_model(&mut b, url, unlisted).await),
+        None => None,
     };
 
     // 6. A chat app, then its public web app under /dify.
@@ -165,7 +192,7 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
     let sandbox = run_sandbox_workflow(&mut b, url, (private_target, allowed_target), shots, sandbox_log).await;
     b.close().await;
     let _ = web_app;
-    Seen { app_list, chat, image, knowledge, document, knowledge_answer, replied, sandbox }
+    Seen { app_list, chat, image, knowledge, document, knowledge_answer, replied, sandbox, refused_model }
 }
 
 /// The first admin, as a person sets it up: the init password (the chart sets INIT_PASSWORD), the install form,
@@ -281,16 +308,7 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     open_model_provider(b, url).await;
     b.shot("model-providers").await;
     for (name, model_type) in [(model_server::CHAT_MODEL, "LLM"), (model_server::EMBEDDING_MODEL, "Text Embedding")] {
-        b.click_button("Add Model").await;
-        b.fill("input[placeholder='Enter full model name']", name).await;
-        // Model Type: a select that starts empty (1.14) or on LLM, whose options open on a click.
-        let select = "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter' \
-                      or normalize-space(text())='LLM'][1]";
-        if let Ok(select) = b.client.find(Locator::XPath(select)).await {
-            select.click().await.expect("opening the Model Type list");
-            b.click_text(model_type).await;
-        }
-        b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
+        fill_model_form(b, name, model_type, model_url).await;
         if model_type == "LLM" {
             // Vision Support: a select further down the form, "Not Support" by default. With "Support" the model
             // takes images, and chat apps on it offer Vision (image upload).
@@ -325,6 +343,49 @@ async fn add_model(b: &mut browser::Browser, url: &str, model_url: &str) {
     // Settings close: back to the app list.
     b.goto(&format!("{url}/apps")).await;
     b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", long).await;
+}
+
+/// Add Model on the provider's card: the form's name, type and base URL.
+async fn fill_model_form(b: &mut browser::Browser, name: &str, model_type: &str, model_url: &str) {
+    b.click_button("Add Model").await;
+    b.fill("input[placeholder='Enter full model name']", name).await;
+    // Model Type: a select that starts empty (1.14) or on LLM, whose options open on a click.
+    let select = "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter' \
+                  or normalize-space(text())='LLM'][1]";
+    if let Ok(select) = b.client.find(Locator::XPath(select)).await {
+        select.click().await.expect("opening the Model Type list");
+        b.click_text(model_type).await;
+    }
+    b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
+}
+
+/// Settings > Model Provider > Add Model on `model_url`, an endpoint the SSRF proxy refuses: Dify checks a model by
+/// having the plugin call it, and the plugin's request is refused (403), so the console reports the failed check
+/// and adds nothing. Returns the page's line that says so, then closes the form.
+async fn add_refused_model(b: &mut browser::Browser, url: &str, model_url: &str) -> RefusedModel {
+    open_model_provider(b, url).await;
+    fill_model_form(b, model_server::UNLISTED_MODEL, "LLM", model_url).await;
+    b.shot("add-model-unlisted").await;
+    b.click_button_any(&["Add", "Save"]).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let message = loop {
+        let text = b.client.execute("return document.body.innerText", vec![]).await.unwrap();
+        let line =
+            text.as_str().unwrap_or_default().lines().find(|l| l.contains("status code 403")).map(str::to_string);
+        if let Some(line) = line {
+            break line;
+        }
+        if Instant::now() > deadline {
+            b.give_up(format!("adding a model on {model_url} never reported the refused check")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let shot = b.shot("model-refused").await;
+    b.click_button("Cancel").await;
+    b.goto(&format!("{url}/apps")).await;
+    b.find(Locator::XPath("//*[normalize-space(.)='Create from Blank']"), "the app list", Duration::from_secs(90))
+        .await;
+    RefusedModel { message, shot }
 }
 
 /// Settings > Model Provider, once the OpenAI-API-compatible provider is there: a background install (1.14) may

@@ -193,6 +193,25 @@ Service names are listed one by one: Python's and Go's clients match NO_PROXY by
 {{- join "," (uniq $direct) -}}
 {{- end -}}
 
+{{/* NO_PROXY of the plugin daemon when it leaves through the SSRF proxy (pluginDaemon.egressThroughSsrfProxy):
+loopback, each Service of the release by every name it answers to, and the hosts the daemon needs that the
+allow-list is not for (the plugin store, the PyPI mirror). No cluster domain: a plugin given another Service's name
+goes through the allow-list like any other private destination. */}}
+{{- define "dify.noProxyReleaseOnly" -}}
+{{- $root := . -}}
+{{- $ns := $root.Release.Namespace -}}
+{{- $direct := list "localhost" "127.0.0.1" "::1" -}}
+{{- range list "api" "plugin-daemon" "sandbox" "ssrf-proxy" "weaviate" "agent-backend" -}}
+{{- $name := include "dify.componentName" (dict "root" $root "component" .) -}}
+{{- $direct = concat $direct (list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns)) -}}
+{{- end -}}
+{{- if eq (include "dify.pluginStorage" $root) "s3" -}}
+{{- with $root.Values.storage.files.s3.endpoint }}{{ $direct = append $direct (urlParse .).hostname }}{{ end -}}
+{{- end -}}
+{{- with $root.Values.pluginDaemon.pipIndexUrl }}{{ $direct = append $direct (urlParse .).hostname }}{{ end -}}
+{{- join "," (uniq $direct) -}}
+{{- end -}}
+
 {{/* HTTP_PROXY, HTTPS_PROXY and NO_PROXY of a component (dict root proxy), nothing when proxy has no URL. */}}
 {{- define "dify.proxyEnv" -}}
 {{- with .proxy -}}

@@ -175,6 +175,10 @@ cannot spread, and an HPA would stack every pod it adds onto that one node. */ -
 {{- if and $keys.keys (not $v.pluginDaemon.forceVerifyingSignature) -}}
 {{- fail "pluginDaemon.trustedKeys has no effect with pluginDaemon.forceVerifyingSignature=false (every package installs, signed or not): set forceVerifyingSignature=true or remove trustedKeys" -}}
 {{- end -}}
+{{- $dp := $v.pluginDaemon.proxy -}}
+{{- if and $v.pluginDaemon.egressThroughSsrfProxy (or $dp.http $dp.https $dp.noProxy) -}}
+{{- fail "pluginDaemon.egressThroughSsrfProxy sends the plugin daemon through the SSRF proxy, so pluginDaemon.proxy (http, https, noProxy) must stay empty: set ssrfProxy.upstream to the corporate proxy instead (its host and port), and list private model endpoints in ssrfProxy.allowList" -}}
+{{- end -}}
 {{- range list "api" "pluginDaemon" -}}
 {{- $p := (index $v .).proxy -}}
 {{- if and $p.noProxy (not (or $p.http $p.https)) -}}

@@ -60,6 +60,46 @@ def test_no_proxy_variables_without_a_proxy():
             assert "NO_PROXY" not in env_of(c), obj["metadata"]["name"]
 
 
+THROUGH_SSRF = {"pluginDaemon": {"egressThroughSsrfProxy": True}}
+
+
+@pytest.mark.parametrize("name", ["v1.13.3", "s3-storage"])
+def test_plugin_daemon_leaves_through_the_ssrf_proxy_and_reaches_only_the_release_directly(name):
+    values = merge(merge(scenario(name), THROUGH_SSRF), {"pluginDaemon": {"pipIndexUrl": "https://nexus.corp:8443/pypi/simple"}})
+    objects = render_chart(values)
+    env = env_of(container(objects, "plugin-daemon"))
+    service = get(objects, "Service", "ssrf-proxy")
+    port = next(p["port"] for p in service["spec"]["ports"])
+    assert env["HTTP_PROXY"]["value"] == env["HTTPS_PROXY"]["value"] == f"http://{service['metadata']['name']}:{port}"
+    direct = env["NO_PROXY"]["value"].split(",")
+    assert len(direct) == len(set(direct))
+    # The api (the daemon's callback URL) by each of its names, the PyPI mirror, and on S3 the plugin store.
+    api = host_of(env["DIFY_INNER_API_URL"]["value"])
+    assert {api, f"{api}.dify", f"{api}.dify.svc", f"{api}.dify.svc.cluster.local", "nexus.corp", "localhost"} <= set(direct)
+    if "S3_ENDPOINT" in env:
+        assert host_of(env["S3_ENDPOINT"]["value"]) in direct
+    # No cluster domain: another namespace's Service (a model server too) meets the allow-list.
+    assert not {".svc", ".cluster.local", "svc", "cluster.local"} & set(direct)
+    # The SSRF proxy's NetworkPolicy admits the daemon's pods.
+    policy = get(objects, "NetworkPolicy", "ssrf-proxy")
+    labels = get(objects, "Deployment", "plugin-daemon")["spec"]["template"]["metadata"]["labels"]
+    allowed = [f["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for f in rule["from"]]
+    assert any(sel.items() <= labels.items() for sel in allowed), (allowed, labels)
+    # api and worker keep their own (no) proxy.
+    assert "HTTPS_PROXY" not in env_of(container(objects, "api"))
+
+
+def test_plugin_daemon_goes_direct_by_default():
+    assert not {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} & env_of(container(render_chart(BASE), "plugin-daemon")).keys()
+
+
+@pytest.mark.parametrize("proxy", [{"https": "http://proxy.corp:3128"}, {"http": "http://proxy.corp:3128"},
+                                   {"noProxy": ".models.corp"}], ids=["https", "http", "noproxy"])
+def test_refuses_the_daemon_s_own_proxy_with_egress_through_the_ssrf_proxy(proxy):
+    message = render_error(merge(merge(BASE, THROUGH_SSRF), {"pluginDaemon": {"proxy": proxy}}))
+    assert "pluginDaemon.egressThroughSsrfProxy" in message and "set ssrfProxy.upstream to the corporate proxy" in message
+
+
 @pytest.mark.parametrize("kind, source", [("configMap", {"configMap": "plugin-keys"}), ("secret", {"secret": "plugin-keys"})])
 def test_plugin_daemon_trusts_the_given_public_keys(kind, source):
     values = merge(BASE, {"pluginDaemon": {"trustedKeys": {**source, "keys": ["acme.pem", "team-b.pem"]}}})

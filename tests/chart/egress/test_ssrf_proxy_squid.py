@@ -1,6 +1,7 @@
 """Egress > SSRF proxy: the rendered squid.conf, read by the real squid (Debian's 5.7 here; the chart's image runs
 squid 6.6), and served on loopback: an allow-listed private address is reached, another private one is refused, and
-with an upstream proxy everything else goes through it."""
+with an upstream proxy everything else goes through it; a plugin of a daemon sent through it
+(pluginDaemon.egressThroughSsrfProxy) meets the same allow-list."""
 
 import http.server
 import os
@@ -9,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import get, merge, render_chart, render_error, scenario
+from conftest import env_of, get, merge, pod_spec, render_chart, render_error, scenario
 
 BASE = scenario("v1.13.3")
 BLOCKED = {"ssrfProxy": {"allowPrivateNetworks": False}}
@@ -183,3 +185,45 @@ def test_everything_but_the_allowed_private_destinations_goes_through_the_upstre
         assert _ask(proxy_port, f"GET http://127.0.0.3:{port}/")[0] == 403
     finally:
         allowed.shutdown(), parent.shutdown()
+
+
+# A plugin's HTTP client, as the daemon starts it: Python with the daemon's proxy variables and nothing else.
+# Python's urllib here; requests (the OpenAI-API-compatible plugin's) takes its proxies and NO_PROXY matching from
+# the same urllib functions.
+PLUGIN_CLIENT = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
+
+
+def test_a_plugin_of_a_daemon_through_the_ssrf_proxy_reaches_the_allow_listed_model_and_no_other(squid_with):
+    port = _free_port()
+    allowed, other = _serve("127.0.0.2", port, "model"), _serve("127.0.0.3", port, "secret")
+    try:
+        values = merge(merge(BASE, ALLOW), {"pluginDaemon": {"egressThroughSsrfProxy": True}})
+        proxy_port, log = squid_with(values)
+        daemon = pod_spec(get(render_chart(values), "Deployment", "plugin-daemon"))["containers"][0]
+        env = {k: v["value"] for k, v in env_of(daemon).items() if k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
+        # The SSRF proxy's Service name resolves in the cluster; here squid listens on loopback.
+        service = env["HTTP_PROXY"]
+        env = {k: v.replace(service, f"http://127.0.0.1:{proxy_port}") for k, v in env.items()}
+
+        def plugin_asks(url):
+            out = subprocess.run([sys.executable, "-c", PLUGIN_CLIENT, url], env={**env, "PATH": os.environ["PATH"]},
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return int(out.stdout.strip())
+
+        allowed_url, other_url = f"http://127.0.0.2:{port}/v1/models", f"http://127.0.0.3:{port}/v1/chat/completions"
+        assert plugin_asks(allowed_url) == 200 and allowed.seen == ["/v1/models"]
+        assert plugin_asks(other_url) == 403 and other.seen == []
+        # Both went through squid (the allowed one too: not around it), which refused the second.
+        access = [line for line in log.read_text().splitlines() if "127.0.0." in line]
+        assert any(allowed_url in line and "/200 " in line for line in access), access
+        assert any(other_url in line and "TCP_DENIED/403" in line for line in access), access
+    finally:
+        allowed.shutdown(), other.shutdown()
