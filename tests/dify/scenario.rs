@@ -367,19 +367,21 @@ async fn show_model(b: &mut browser::Browser, name: &str) {
     b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
 }
 
+/// The knowledge base's document, `harness-ledger.txt`: the line with [`model_server::CONTEXT_MARKER`] is what the
+/// knowledge chat must quote.
+pub fn knowledge_document() -> String {
+    format!(
+        "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
+        model_server::CONTEXT_MARKER
+    )
+}
+
 /// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
 /// embeddings into Weaviate, until the document is available. Returns the screenshot of the indexed document.
 async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> PathBuf {
     let long = Duration::from_secs(120);
     let doc = dir.join("harness-ledger.txt");
-    std::fs::write(
-        &doc,
-        format!(
-            "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
-            model_server::CONTEXT_MARKER
-        ),
-    )
-    .unwrap();
+    std::fs::write(&doc, knowledge_document()).unwrap();
     b.goto(&format!("{url}/datasets/create")).await;
     // The page takes only the types the api supports, and drops a file chosen before it knows them.
     b.find(
