@@ -128,9 +128,9 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
     // 7. The same app with Vision on: an image sent in its web app, shown from the files route under /dify.
     let image = image_chat(&mut b, url, &app_id, shots).await;
 
-    // 8. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
-    // embeddings, until the document is available (the test then asks Weaviate for its objects). Its Download
-    // action gives the file back under /dify/files/.
+    // 8. A knowledge base: a document uploaded (to the files store: the S3 bucket on 1.13.3, the volume on 1.14.2)
+    // and indexed into Weaviate with the model server's embeddings, until the document is available (the test then
+    // asks Weaviate for its objects). Its Download action gives the file back under /dify/files/.
     let knowledge = create_knowledge(&mut b, url, shots).await;
     let document = download_document(&mut b).await;
 
@@ -376,7 +376,7 @@ pub fn knowledge_document() -> String {
     )
 }
 
-/// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
+/// Knowledge > Create Knowledge: a text document uploaded (to the files store), indexed with the model server's
 /// embeddings into Weaviate, until the document is available. Returns the screenshot of the indexed document.
 async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> PathBuf {
     let long = Duration::from_secs(120);
