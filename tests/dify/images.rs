@@ -203,8 +203,9 @@ impl Images {
         ]
     }
 
-    /// `/app/api` of the api image: the source tree's entries linked, `.venv` the cached virtualenv, and
-    /// `storage` (the files volume) a real directory shared by every api-image pod, as the chart's PVC is.
+    /// `/app/api` of the api image: the source tree's entries linked, `.venv` the cached virtualenv, and (made by
+    /// `api` when a container mounts the files volume) `storage`, a real directory shared by every api-image pod, as
+    /// the chart's PVC is.
     pub fn api_root(&self) -> PathBuf {
         let root = self.run_dir.join("image-api/app/api");
         if !root.exists() {
@@ -213,7 +214,6 @@ impl Images {
                 std::os::unix::fs::symlink(entry.path(), root.join(entry.file_name())).unwrap();
             }
             std::os::unix::fs::symlink(&self.api_venv, root.join(".venv")).unwrap();
-            std::fs::create_dir_all(root.join("storage")).unwrap();
             // The image gives /app to its user (`chown -R dify:dify /app`): Celery beat writes its schedule file
             // in its working directory, /app/api. The linked source and virtualenv stay read-only.
             let user = image_user(Kind::Api).unwrap();
@@ -311,7 +311,9 @@ impl Images {
     fn api(&self, c: &Container, pod: &str) -> Launch {
         let root = self.api_root();
         // The files volume (a claim), as the kubelet hands it to the pod's fsGroup.
+        // Without it (files on S3) there is no storage/ at all, as in the image: whatever Dify wrote there would show.
         if c.mounts.iter().any(|m| m.path == "/app/api/storage") {
+            std::fs::create_dir_all(root.join("storage")).unwrap();
             own_volume(&root.join("storage"), VolumeKind::Claim, c.run_as.fs_group);
         }
         let map = |v: &str| map_prefix(v, "/app/api", &root);

@@ -16,6 +16,7 @@ use crate::model_server::{self, ModelServer};
 use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
 use crate::release::{Container, Release};
 use crate::root;
+use crate::s3_store::{self, S3Store};
 use crate::scenario;
 use crate::support::traefik::{Traefik, traefik_crds};
 use crate::support::{Testbed, nkp_fixture};
@@ -23,6 +24,10 @@ use crate::support::{Testbed, nkp_fixture};
 const NAMESPACE: &str = "dify";
 /// The egress proxy's port on the load balancer's address.
 const EGRESS_PORT: u16 = 3128;
+/// The S3 store's port on its own address (versitygw's default).
+const S3_PORT: u16 = 7070;
+/// The Secret with the S3 store's keys, created before the install (`storage.files.s3.existingSecret`).
+const S3_SECRET: &str = "dify-s3";
 
 /// What `tests/dify/prepare VERSION` built (it must have run: the suite runs it first).
 fn prepared(version: &str) -> Images {
@@ -85,6 +90,8 @@ pub struct Install {
     pub model: ModelServer,
     /// A second model server on another private address, which the SSRF proxy's allow-list does not admit.
     pub unlisted_model: ModelServer,
+    /// The S3-compatible store of Dify's files and the plugin daemon's storage, with `Files::S3`.
+    pub s3: Option<S3Store>,
     pub cluster: Cluster,
     pub release: Release,
     pub images: Images,
@@ -116,7 +123,14 @@ fn random_hex(bytes: usize) -> String {
 
 impl Install {
     /// `label` names the run's output directory, `test-output/dify/<label>/`.
-    pub fn set_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp, egress: Egress) -> Install {
+    pub fn set_up(
+        version: &str,
+        extra_sets: &[&str],
+        label: &str,
+        setup: FirstSetUp,
+        egress: Egress,
+        files: Files,
+    ) -> Install {
         let started = Instant::now();
         let mut images = prepared(version);
         let output = root().join("test-output/dify").join(label);
@@ -136,6 +150,9 @@ impl Install {
         let packages = images.offline_package.parent().unwrap().to_path_buf();
         let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        // Files on S3: a store outside the release, on an address of its own, its data where no pod sees it.
+        let s3 = (files == Files::S3)
+            .then(|| S3Store::start(&cluster.net, cluster.net.new_address(), S3_PORT, &testbed.dir.join("s3-store")));
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -196,6 +213,19 @@ impl Install {
                 ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
             ]),
         }
+        // Dify's files and the plugin daemon's storage (which follows storage.files.type) on the store, with the keys
+        // in a Secret made beforehand, as an operator makes it.
+        if let Some(store) = &s3 {
+            store.create_secret(&testbed.kubeconfig, NAMESPACE, S3_SECRET);
+            sets.extend([
+                ("--set-string", "storage.files.type=s3".to_string()),
+                ("--set-string", format!("storage.files.s3.endpoint={}", store.endpoint)),
+                ("--set-string", format!("storage.files.s3.bucket={}", s3_store::BUCKET)),
+                ("--set-string", format!("storage.files.s3.region={}", s3_store::REGION)),
+                ("--set-string", "storage.files.s3.addressStyle=path".to_string()),
+                ("--set-string", format!("storage.files.s3.existingSecret={S3_SECRET}")),
+            ]);
+        }
         sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
         if setup == FirstSetUp::Bootstrap {
             sets.extend(bootstrap_sets(&model, egress));
@@ -222,6 +252,7 @@ impl Install {
             egress: egress_proxy,
             model,
             unlisted_model,
+            s3,
             cluster,
             release,
             images,
@@ -577,8 +608,15 @@ fn to_json_objects(testbed: &Testbed, yaml: &str) -> Vec<Value> {
 
 /// Installs the chart for `version` and starts what the harness runs, in the order a cluster would get there:
 /// data stores, plugin daemon, the migration Job, then every Deployment, each until its probes pass.
-pub fn bring_up(version: &str, extra_sets: &[&str], label: &str, setup: FirstSetUp, egress: Egress) -> Install {
-    let mut install = Install::set_up(version, extra_sets, label, setup, egress);
+pub fn bring_up(
+    version: &str,
+    extra_sets: &[&str],
+    label: &str,
+    setup: FirstSetUp,
+    egress: Egress,
+    files: Files,
+) -> Install {
+    let mut install = Install::set_up(version, extra_sets, label, setup, egress, files);
 
     // Data stores first (every StatefulSet: PostgreSQL, Redis, Weaviate), as they come up before the migration
     // Job's init container lets it run.
@@ -678,6 +716,15 @@ pub enum Egress {
     /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle; the plugin daemon leaves through
     /// the SSRF proxy (`pluginDaemon.egressThroughSsrfProxy`), whose allow-list admits the model server only.
     AirGapped,
+}
+
+/// Where Dify's files and the plugin daemon's packages live.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Files {
+    /// The chart's volumes (`storage.files.type=pvc`, the default).
+    Volume,
+    /// An S3-compatible store outside the release (`storage.files.type=s3`; the daemon follows it).
+    S3,
 }
 
 /// The chart values of the bootstrap: `(flag, key=value)`. The plugin: air-gapped, the offline bundle from the

@@ -13,7 +13,8 @@
 //!   Service names resolving there. EndpointSlices put those addresses behind the chart's Services.
 //! - Traefik (as NKP configures Kommander's) serves the chart's Ingresses on ports 80 and 443 of this host's end
 //!   of the namespace's veth pair, the "load balancer address" the chart is rendered for.
-//! - `egress_proxy.rs` (a corporate proxy) and `model_server.rs` (a private model endpoint) sit outside the pods.
+//! - `egress_proxy.rs` (a corporate proxy), `model_server.rs` (a private model endpoint) and `s3_store.rs` (an
+//!   S3-compatible store: versitygw, which holds the 1.13.3 run's files and plugins) sit outside the pods.
 //! - `scenario.rs` is what a user does in Debian's Chromium (`browser.rs`), with a screenshot per step under
 //!   `test-output/dify/<version>/`.
 //!
@@ -31,6 +32,7 @@ mod install;
 mod model_server;
 mod pods;
 mod release;
+mod s3_store;
 mod scenario;
 
 use std::path::PathBuf;
@@ -40,7 +42,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::images::{Kind, PATH_WEB_IMAGE};
-use crate::install::{Egress, FirstSetUp, Install, bring_up};
+use crate::install::{Egress, Files, FirstSetUp, Install, bring_up};
 use crate::model_server::ModelServer;
 use crate::scenario::{FirstAdmin, Visit};
 
@@ -49,8 +51,8 @@ fn root() -> PathBuf {
 }
 
 /// Runs the chart's release of `version` and the browser scenario.
-fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egress) {
-    let mut install = bring_up(version, extra_sets, version, setup, egress);
+fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egress, file_store: Files) {
+    let mut install = bring_up(version, extra_sets, version, setup, egress, file_store);
     let web = install.release.containers("dify-web", false).remove(0);
     assert_eq!(images::kind(&web.image), Kind::Web);
 
@@ -221,6 +223,10 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         }
     }
 
+    if file_store == Files::S3 {
+        check_files_on_s3(&mut install, &seen.image.png);
+    }
+
     if setup == FirstSetUp::Bootstrap {
         bootstrap_again(&mut install);
     }
@@ -284,6 +290,124 @@ fn check_model_endpoints_meet_the_allow_list(install: &mut Install, seen: &scena
     eprintln!("dify: the SSRF proxy's refusal: {}", denied[0]);
 }
 
+/// Files on S3 (`storage.files.type=s3`, the plugin daemon following it): what the scenario stored is in the
+/// bucket, byte for byte, as the store's own S3 API gives it back (the knowledge document and the chat image under
+/// Dify's `upload_files/`, the installed plugin package under the daemon's `plugin/`), and none of it in any
+/// volume or container layer of the run. api, worker and the daemon asked the store themselves (its access log has
+/// their pod addresses), none through the egress proxy.
+fn check_files_on_s3(install: &mut Install, png: &[u8]) {
+    // Taken for the checks (figures need the install), and put back.
+    let store = install.s3.take().expect("files on S3 start the store");
+    let objects = store.objects();
+    let total: u64 = objects.iter().map(|o| o.size).sum();
+    let listing: String = objects.iter().map(|o| format!("  {} ({} B)\n", o.key, o.size)).collect();
+    let holding = |prefix: &str, bytes: &[u8]| {
+        objects
+            .iter()
+            .filter(|o| o.key.starts_with(prefix) && o.size == bytes.len() as u64)
+            .find(|o| store.get(&o.key) == bytes)
+            .map(|o| o.key.clone())
+    };
+    let document = scenario::knowledge_document();
+    let package = std::fs::read(&install.images.signed_package).unwrap();
+    let mut found = Vec::new();
+    for (what, prefix, bytes) in [
+        ("the knowledge document", "upload_files/", document.as_bytes()),
+        ("the chat image", "upload_files/", png),
+        ("the installed plugin package", "plugin/", &package[..]),
+    ] {
+        let key = holding(prefix, bytes).unwrap_or_else(|| {
+            panic!(
+                "no object under {prefix} of bucket {} holds {what}'s bytes; the bucket:\n{listing}",
+                s3_store::BUCKET
+            )
+        });
+        found.push(format!("{what} {key}"));
+    }
+    assert!(
+        objects.iter().any(|o| o.key.starts_with("plugin_packages/")),
+        "the plugin daemon cached no package under plugin_packages/; the bucket:\n{listing}"
+    );
+    let mut prefixes: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for o in &objects {
+        let entry = prefixes.entry(o.key.split('/').next().unwrap_or_default()).or_default();
+        entry.0 += 1;
+        entry.1 += o.size;
+    }
+    let prefixes: Vec<String> = prefixes.iter().map(|(p, (n, b))| format!("{p}/ {n} ({b} B)")).collect();
+    install.figure(format!(
+        "S3 bucket {}: {} objects, {total} bytes ({:.2} MiB): {}",
+        s3_store::BUCKET,
+        objects.len(),
+        total as f64 / 1048576.0,
+        prefixes.join(", ")
+    ));
+    install.figure(format!("in the bucket, byte for byte: {}", found.join("; ")));
+
+    // Nowhere on the run's disks: not in a volume (the daemon's keeps only its working directory), not in a
+    // container's layer, not in the api image's /app/api (no storage/ there without the files volume).
+    let run = &install.cluster.dir;
+    let copies = files_holding(
+        &[run.join("volumes"), run.join("pods"), run.join("image-api/app/api")],
+        &[document.as_bytes(), png, &package],
+    );
+    assert!(copies.is_empty(), "with files on S3, these files of the run hold what the bucket holds: {copies:?}");
+    let daemon_storage = run.join("volumes/dify-plugin-daemon/storage");
+    let local: Vec<String> = std::fs::read_dir(&daemon_storage)
+        .unwrap_or_else(|e| panic!("{}: {e}", daemon_storage.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| ["plugin", "plugin_packages", "assets", "persistence"].contains(&name.as_str()))
+        .collect();
+    assert!(local.is_empty(), "the plugin daemon's volume holds {local:?}, which belong in the bucket");
+    assert!(!run.join("image-api/app/api/storage").exists(), "api or worker made /app/api/storage with files on S3");
+
+    // Straight to the store, from the pod network: its access log (client address in the fifth field, then the
+    // User-Agent) has requests of Dify's boto3 (api, worker) and of the daemon's Go SDK. Every pod shares the
+    // namespace's source address, so the two clients are told apart by their agents, and the egress proxy (on the
+    // host's end of the veth, as is the test's own client) is told apart by its address.
+    let host = install.address.to_string();
+    let log = store.requests();
+    let requests: Vec<&String> = log.iter().filter(|l| l.contains(" s3_")).collect();
+    let direct = |agent: &str| {
+        requests.iter().filter(|l| l.split_whitespace().nth(4) != Some(host.as_str()) && l.contains(agent)).count()
+    };
+    let (dify, daemon) = (direct("Boto3/"), direct("aws-sdk-go-v2/"));
+    let endpoint = store.endpoint.trim_start_matches("http://").to_string();
+    let proxied: Vec<String> = install.egress.log().into_iter().filter(|l| l.contains(&endpoint)).collect();
+    install.figure(format!(
+        "S3 requests from the pod network: Dify's boto3 (api, worker) {dify}, the plugin daemon's Go SDK {daemon}; \
+         through the egress proxy: {}",
+        proxied.len()
+    ));
+    assert!(proxied.is_empty(), "requests to the S3 store went through the egress proxy (NO_PROXY): {proxied:#?}");
+    assert!(
+        dify > 0 && daemon > 0,
+        "api/worker ({dify}) and the plugin daemon ({daemon}) should ask the store directly"
+    );
+    install.s3 = Some(store);
+}
+
+/// The files under `roots` whose bytes are one of `contents`.
+fn files_holding(roots: &[PathBuf], contents: &[&[u8]]) -> Vec<PathBuf> {
+    let mut stack: Vec<PathBuf> = roots.to_vec();
+    let mut holding = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file()
+                && contents.iter().any(|c| c.len() as u64 == meta.len())
+                && std::fs::read(entry.path()).is_ok_and(|bytes| contents.contains(&&bytes[..]))
+            {
+                holding.push(entry.path());
+            }
+        }
+    }
+    holding
+}
+
 /// The bootstrap Job once more, as every upgrade runs it: it finds each step done and changes nothing, and its
 /// log holds none of the secrets it was given.
 fn bootstrap_again(install: &mut Install) {
@@ -335,7 +459,7 @@ fn check_image_reached_the_model(model: &ModelServer, png: &[u8], shot: &std::pa
 #[test]
 fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
     let sets = ["images.web.repository=langgenius/dify-web"];
-    let install = bring_up("1.13.3", &sets, "1.13.3-root-web", FirstSetUp::InBrowser, Egress::Proxy);
+    let install = bring_up("1.13.3", &sets, "1.13.3-root-web", FirstSetUp::InBrowser, Egress::Proxy, Files::Volume);
     let url = format!("https://{}/dify", install.address);
     let verify = install.testbed.dify_gitops(&["verify", "--url", &url, "--insecure"]);
     eprintln!("dify: verify with a web built for the root:\n{}", verify.stdout);
@@ -345,7 +469,7 @@ fn verify_names_the_build_when_a_web_built_for_the_root_serves_dify() {
 
 #[test]
 fn dify_1_13_3_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.13.3", &[], FirstSetUp::InBrowser, Egress::Proxy);
+    real_dify("1.13.3", &[], FirstSetUp::InBrowser, Egress::Proxy, Files::S3);
 }
 
 /// Air-gapped, and set up by the chart's bootstrap Job (the admin, the model plugin's offline bundle from an
@@ -353,5 +477,5 @@ fn dify_1_13_3_runs_from_the_chart_under_dify_in_a_browser() {
 /// network namespace, so the two cannot both run yet.
 #[test]
 fn dify_1_14_2_runs_from_the_chart_under_dify_in_a_browser() {
-    real_dify("1.14.2", &["collaboration.enabled=false"], FirstSetUp::Bootstrap, Egress::AirGapped);
+    real_dify("1.14.2", &["collaboration.enabled=false"], FirstSetUp::Bootstrap, Egress::AirGapped, Files::Volume);
 }

@@ -155,9 +155,9 @@ pub async fn browse(visit: Visit<'_>) -> Seen {
     // 7. The same app with Vision on: an image sent in its web app, shown from the files route under /dify.
     let image = image_chat(&mut b, url, &app_id, shots).await;
 
-    // 8. A knowledge base: a document uploaded (the files volume) and indexed into Weaviate with the model server's
-    // embeddings, until the document is available (the test then asks Weaviate for its objects). Its Download
-    // action gives the file back under /dify/files/.
+    // 8. A knowledge base: a document uploaded (to the files store: the S3 bucket on 1.13.3, the volume on 1.14.2)
+    // and indexed into Weaviate with the model server's embeddings, until the document is available (the test then
+    // asks Weaviate for its objects). Its Download action gives the file back under /dify/files/.
     let knowledge = create_knowledge(&mut b, url, shots).await;
     let document = download_document(&mut b).await;
 
@@ -428,19 +428,21 @@ async fn show_model(b: &mut browser::Browser, name: &str) {
     b.find(Locator::XPath(&listed), "the added model in the provider's list", long).await;
 }
 
-/// Knowledge > Create Knowledge: a text document uploaded (the files volume), indexed with the model server's
+/// The knowledge base's document, `harness-ledger.txt`: the line with [`model_server::CONTEXT_MARKER`] is what the
+/// knowledge chat must quote.
+pub fn knowledge_document() -> String {
+    format!(
+        "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
+        model_server::CONTEXT_MARKER
+    )
+}
+
+/// Knowledge > Create Knowledge: a text document uploaded (to the files store), indexed with the model server's
 /// embeddings into Weaviate, until the document is available. Returns the screenshot of the indexed document.
 async fn create_knowledge(b: &mut browser::Browser, url: &str, dir: &Path) -> PathBuf {
     let long = Duration::from_secs(120);
     let doc = dir.join("harness-ledger.txt");
-    std::fs::write(
-        &doc,
-        format!(
-            "The harness ledger.\nThe vault code is {}.\nThe ledger is kept in the third drawer.\n",
-            model_server::CONTEXT_MARKER
-        ),
-    )
-    .unwrap();
+    std::fs::write(&doc, knowledge_document()).unwrap();
     b.goto(&format!("{url}/datasets/create")).await;
     // The page takes only the types the api supports, and drops a file chosen before it knows them.
     b.find(

@@ -178,10 +178,11 @@ result: Kubernetes keeps duplicates and the last wins, which hid overrides. */}}
 {{- end -}}
 
 {{/* NO_PROXY for a proxied component (dict root extra): loopback, the cluster's domains, every Service of the
-release that speaks HTTP or gRPC, an external Weaviate's host, the S3 store's host when Dify's files or the plugin
-store live there (Nutanix Objects is inside the network, as the data stores are), then the comma-separated extra
-entries. Short Service names are listed one by one: Python's and Go's clients match NO_PROXY by name suffix, not by
-search domain. */}}
+release that speaks HTTP or gRPC, an external Weaviate's host, the S3 store's host when files or plugins live there,
+then the comma-separated extra entries. Short Service names are listed one by one: Python's and Go's clients match
+NO_PROXY by name suffix, not by search domain. The S3 store is the files store of the cluster's network (Nutanix
+Objects): boto3 (api, worker) and the daemon's Go SDK honour HTTP(S)_PROXY, and without it here every file and plugin
+package went through the corporate proxy (seen in tests/dify with the real daemon 0.6.1). */}}
 {{- define "dify.noProxy" -}}
 {{- $root := .root -}}
 {{- $direct := list "localhost" "127.0.0.1" "::1" ".svc" ".cluster.local" -}}
@@ -192,7 +193,7 @@ search domain. */}}
 {{- with $root.Values.externalWeaviate.endpoint }}{{ $direct = append $direct (urlParse .).hostname }}{{ end -}}
 {{- end -}}
 {{- if or (eq $root.Values.storage.files.type "s3") (eq (include "dify.pluginStorage" $root) "s3") -}}
-{{- with $root.Values.storage.files.s3.endpoint }}{{ $direct = append $direct (urlParse .).hostname }}{{ end -}}
+{{- with $root.Values.storage.files.s3.endpoint }}{{ with (urlParse .).hostname }}{{ $direct = append $direct . }}{{ end }}{{ end -}}
 {{- end -}}
 {{- range splitList "," (.extra | default "") }}{{ if trim . }}{{ $direct = append $direct (trim .) }}{{ end }}{{ end -}}
 {{- join "," (uniq $direct) -}}

@@ -50,18 +50,6 @@ def test_an_external_weaviate_is_reached_directly():
     assert host_of(env["WEAVIATE_ENDPOINT"]["value"]) in env["NO_PROXY"]["value"].split(",")
 
 
-@pytest.mark.parametrize("component", ["api", "plugin-daemon"])
-def test_the_s3_store_is_reached_directly_by_a_proxied_component(component):
-    # Nutanix Objects is inside the network: sent to the corporate proxy, Dify's files and the plugin store would
-    # fail (or leave the network) on every read and write.
-    proxies = {"api": {"proxy": PROXY}, "pluginDaemon": {"proxy": PROXY}}
-    env = env_of(container(render_chart(merge(S3, proxies)), component))
-    assert host_of(env["S3_ENDPOINT"]["value"]) in env["NO_PROXY"]["value"].split(","), env["NO_PROXY"]
-    # On the volume, the store's host is no business of NO_PROXY's.
-    env = env_of(container(render_chart(merge(BASE, proxies)), component))
-    assert not any("objects" in h or "s3" in h for h in env["NO_PROXY"]["value"].split(",")), env["NO_PROXY"]
-
-
 def test_no_proxy_variables_without_a_proxy():
     for obj in workloads(render_chart(BASE)):
         for c in pod_spec(obj)["containers"]:

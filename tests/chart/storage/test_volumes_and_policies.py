@@ -1,8 +1,11 @@
-"""Storage and network > volumes survive uninstall, files volume placement, NetworkPolicies."""
+"""Storage and network > volumes survive uninstall, files volume placement, files on S3 behind a proxy,
+NetworkPolicies."""
 
 import pytest
 
-from conftest import find, get, merge, pod_spec, render_chart, scenario
+from conftest import env_of, find, get, merge, pod_spec, render_chart, scenario
+
+CORPORATE_PROXY = {"http": "http://proxy.corp:3128", "https": "http://proxy.corp:3128"}
 
 
 def test_pvcs_are_kept_on_uninstall_and_use_the_class_from_values(scenario_name):
@@ -46,6 +49,34 @@ def test_should_not_create_a_files_volume_if_storage_is_s3():
     env = {e["name"]: e for e in api["containers"][0]["env"]}
     assert env["STORAGE_TYPE"]["value"] == "s3"
     assert env["S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "dify-s3", "key": "secret-key"}
+
+
+def proxied_no_proxy(values):
+    """NO_PROXY of api, worker, beat and the plugin daemon, each behind the corporate proxy."""
+    objects = render_chart(merge(values, {"api": {"proxy": CORPORATE_PROXY}, "pluginDaemon": {"proxy": CORPORATE_PROXY}}))
+    return {name: env_of(pod_spec(get(objects, "Deployment", name))["containers"][0])["NO_PROXY"]["value"].split(",")
+            for name in ("api", "worker", "beat", "plugin-daemon")}
+
+
+@pytest.mark.parametrize("plugins", ["", "s3", "pvc"])
+def test_should_reach_the_s3_store_directly_if_a_proxy_is_set(plugins):
+    # boto3 (api, worker) and the daemon's Go SDK honour HTTP(S)_PROXY. Before the store's host was in NO_PROXY, the
+    # real daemon 0.6.1 sent every plugin package to it through the corporate proxy (tests/dify, 1.13.3 on versitygw).
+    values = merge(scenario("s3-storage"), {"storage": {"pluginDaemon": {"type": plugins}}})
+    for name, direct in proxied_no_proxy(values).items():
+        assert "objects.example.com" in direct, name
+        assert len(direct) == len(set(direct)), name
+
+
+def test_should_reach_the_s3_store_directly_if_only_plugins_live_there():
+    values = merge(scenario("seed-https"), {"storage": {"pluginDaemon": {"type": "s3"}, "files": {"s3": {
+        "endpoint": "http://10.30.0.5:7070", "bucket": "plugins", "existingSecret": "dify-s3"}}}})
+    assert all("10.30.0.5" in direct for direct in proxied_no_proxy(values).values())
+
+
+def test_should_not_name_an_unused_s3_store_in_no_proxy():
+    values = merge(scenario("seed-https"), {"storage": {"files": {"s3": {"endpoint": "https://objects.example.com"}}}})
+    assert not any("objects.example.com" in direct for direct in proxied_no_proxy(values).values())
 
 
 @pytest.mark.parametrize("store, ports", [("postgresql", [5432]), ("redis", [6379]), ("weaviate", [8080, 50051])])
