@@ -14,6 +14,7 @@ use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
 use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
+use crate::pypi_mirror::PypiMirror;
 use crate::release::{Container, Release};
 use crate::root;
 use crate::scenario;
@@ -39,6 +40,7 @@ fn prepared(version: &str) -> Images {
         "model-plugin",
         "model-plugin-offline",
         "model-plugin-signed",
+        "pypi-mirror",
     ];
     for part in parts {
         assert!(
@@ -62,6 +64,9 @@ fn prepared(version: &str) -> Images {
         signed_package: dir.join("model-plugin-signed/openai_api_compatible.signed.difypkg"),
         trusted_key: dir.join("model-plugin-signed/harness.public.pem"),
         offline_package: dir.join("model-plugin-offline/openai_api_compatible-offline.difypkg"),
+        package: dir.join("model-plugin/openai_api_compatible.difypkg"),
+        package_src: dir.join("model-plugin/src/models/openai_api_compatible"),
+        pypi_mirror: dir.join("pypi-mirror"),
         run_dir: PathBuf::new(),
         node_dir,
     }
@@ -85,6 +90,8 @@ pub struct Install {
     pub model: ModelServer,
     /// A second model server on another private address, which the SSRF proxy's allow-list does not admit.
     pub unlisted_model: ModelServer,
+    /// The private PyPI mirror, in the run that installs plugins' dependencies from one.
+    pub mirror: Option<PypiMirror>,
     pub cluster: Cluster,
     pub release: Release,
     pub images: Images,
@@ -133,9 +140,14 @@ impl Install {
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
         let egress_proxy = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
-        let packages = images.offline_package.parent().unwrap().to_path_buf();
+        // The artifact server's packages: the offline bundle, or with a PyPI mirror the package as it was made.
+        let package = if egress == Egress::AirGappedMirror { &images.package } else { &images.offline_package };
+        let packages = package.parent().unwrap().to_path_buf();
         let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        let mirror = (egress == Egress::AirGappedMirror).then(|| {
+            PypiMirror::start(&cluster.net, cluster.net.new_address(), 8443, &images.pypi_mirror.join("packages"), &run_dir)
+        });
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -195,6 +207,20 @@ impl Install {
                 ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
                 ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
             ]),
+            // The same, with the package as made (unsigned, no wheels): its dependencies come from the site's PyPI
+            // mirror, whose private CA the daemon is given, as an NKP site gives its Nexus's.
+            Egress::AirGappedMirror => {
+                let mirror = mirror.as_ref().unwrap();
+                let ca = format!("ca.crt={}", mirror.ca.display());
+                testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "mirror-ca", "--from-file", &ca]);
+                sets.extend([
+                    ("--set", "pluginDaemon.marketplace=false".to_string()),
+                    ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
+                    ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
+                    ("--set-string", format!("pluginDaemon.pipIndexUrl={}", mirror.url)),
+                    ("--set", "pluginDaemon.caBundle.configMap=mirror-ca".to_string()),
+                ])
+            }
         }
         sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
         if setup == FirstSetUp::Bootstrap {
@@ -222,6 +248,7 @@ impl Install {
             egress: egress_proxy,
             model,
             unlisted_model,
+            mirror,
             cluster,
             release,
             images,
@@ -678,6 +705,9 @@ pub enum Egress {
     /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle; the plugin daemon leaves through
     /// the SSRF proxy (`pluginDaemon.egressThroughSsrfProxy`), whose allow-list admits the model server only.
     AirGapped,
+    /// As `AirGapped`, but the model plugin's package as made (a pyproject.toml and uv.lock, no wheels), its
+    /// dependencies from a private PyPI mirror over TLS with a private CA (`pluginDaemon.pipIndexUrl`, `caBundle`).
+    AirGappedMirror,
 }
 
 /// The chart values of the bootstrap: `(flag, key=value)`. The plugin: air-gapped, the offline bundle from the
@@ -694,13 +724,15 @@ fn bootstrap_sets(model: &ModelServer, egress: Egress) -> Vec<(&'static str, Str
         ("--set", "bootstrap.modelProvider.enabled=true".to_string()),
         match egress {
             Egress::Proxy => ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
-            Egress::AirGapped => (
-                "--set-string",
-                format!(
-                    "bootstrap.modelProvider.packageUrl={}/packages/openai_api_compatible-offline.difypkg",
-                    model.url.trim_end_matches("/v1")
-                ),
-            ),
+            Egress::AirGapped | Egress::AirGappedMirror => {
+                let file = if egress == Egress::AirGapped {
+                    "openai_api_compatible-offline.difypkg"
+                } else {
+                    "openai_api_compatible.difypkg"
+                };
+                let base = model.url.trim_end_matches("/v1");
+                ("--set-string", format!("bootstrap.modelProvider.packageUrl={base}/packages/{file}"))
+            }
         },
         ("--set-string", format!("bootstrap.modelProvider.endpointUrl={}", model.url)),
         ("--set-json", format!("bootstrap.modelProvider.models={models}")),
