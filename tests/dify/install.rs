@@ -146,7 +146,8 @@ impl Install {
         let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let mirror = (egress == Egress::AirGappedMirror).then(|| {
-            PypiMirror::start(&cluster.net, cluster.net.new_address(), 8443, &images.pypi_mirror.join("packages"), &run_dir)
+            let packages = images.pypi_mirror.join("packages");
+            PypiMirror::start(&cluster.net, cluster.net.new_address(), 8443, &packages, &run_dir, &cluster.dir.join("logs"))
         });
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.

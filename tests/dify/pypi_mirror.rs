@@ -29,18 +29,22 @@ pub struct Download {
 }
 
 impl PypiMirror {
-    /// Serves `packages` on `https://ip:port` inside `net`; its certificates, logs and pid live in `dir`.
-    pub fn start(net: &StubNet, ip: Ipv4Addr, port: u16, packages: &Path, dir: &Path) -> PypiMirror {
+    /// Serves `packages` on `https://ip:port` inside `net`; its certificates live in `dir/pypi-mirror/`, its logs
+    /// in `logs` (`pypi-mirror-access.log`, `pypi-mirror-error.log`).
+    pub fn start(net: &StubNet, ip: Ipv4Addr, port: u16, packages: &Path, dir: &Path, logs: &Path) -> PypiMirror {
         let dir = dir.join("pypi-mirror");
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(logs).unwrap();
         let (ca, cert, key) = make_certificates(&dir, ip);
-        let access_log = dir.join("access.log");
-        let error_log = dir.join("error.log");
+        let access_log = logs.join("pypi-mirror-access.log");
+        let error_log = logs.join("pypi-mirror-error.log");
         let gunicorn = tool("pypi-mirror-gunicorn", "scripts/test-tools install pypi-mirror");
         let app = format!("pypiserver:app(roots=[{:?}], disable_fallback=True)", packages.display().to_string());
         let mut command = Command::new(gunicorn);
         command
-            .args(["--no-control-socket", "--workers", "2", "--threads", "4", "-b", &format!("{ip}:{port}")])
+            // Sync workers: each answers a request and closes it. With threads (gthread) uv's many kept-alive
+            // connections made the same install take 35 s instead of 5.
+            .args(["--no-control-socket", "--workers", "2", "-b", &format!("{ip}:{port}")])
             .args(["--certfile", &cert.display().to_string(), "--keyfile", &key.display().to_string()])
             .args(["--access-logfile", &access_log.display().to_string()])
             .args(["--error-logfile", &error_log.display().to_string(), &app])
@@ -85,11 +89,12 @@ impl PypiMirror {
         self.requests().len()
     }
 
-    /// The wheels served whole (200; uv reads a wheel's metadata with range requests first, answered 206).
+    /// The wheels served whole (GET, 200). uv reads the metadata of the wheels it resolves with a HEAD and range
+    /// requests (206) first; those are not downloads.
     pub fn downloads(&self) -> Vec<Download> {
         self.requests()
             .into_iter()
-            .filter(|(_, status, _)| *status == 200)
+            .filter(|(request, status, _)| *status == 200 && request.starts_with("GET "))
             .filter_map(|(request, _, bytes)| {
                 let path = request.split_whitespace().nth(1)?;
                 let file = path.strip_prefix("/packages/")?.split(['?', '#']).next()?;

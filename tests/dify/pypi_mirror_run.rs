@@ -48,23 +48,25 @@ fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
          pluginDaemon.ignoreUvLock); its log:\n{}",
         tail(&daemon_log, 40)
     );
-    let uv_command = daemon_log.lines().find(|l| l.contains("uv command") && l.contains(" sync")).unwrap_or_default();
+    let uv_command = daemon_log.lines().find(|l| l.contains("uv command") && l.contains("sync ")).unwrap_or_default();
     assert!(
         uv_command.contains(&mirror_url) && !uv_command.contains("--frozen"),
         "the daemon's uv sync should name the mirror and not be frozen: {uv_command:?}"
     );
 
-    // Every package of the plugin's environment came from the mirror, whole, once.
+    // The plugin's environment is exactly what the mirror served whole, each once. The lock's other packages (the
+    // plugin's dev tools, other platforms' dependencies) were only read for their metadata.
     let mirror = install.mirror.as_ref().unwrap();
     let downloads = mirror.downloads();
-    let served: BTreeSet<String> = downloads.iter().map(|d| name_version(&d.file)).collect();
+    let served: Vec<String> = downloads.iter().map(|d| name_version(&d.file)).collect();
+    let served_once: BTreeSet<String> = served.iter().cloned().collect();
     let environment = installed_distributions(&install.cluster.dir);
-    let missing: Vec<&String> = environment.iter().filter(|d| !served.contains(*d)).collect();
     assert!(
-        !environment.is_empty() && missing.is_empty(),
-        "the plugin's environment holds {} distributions; these did not come from the mirror: {missing:?} (served: \
-         {served:?})",
-        environment.len()
+        !environment.is_empty() && environment == served_once && served.len() == served_once.len(),
+        "the plugin's environment should be exactly the wheels the mirror served, each once.\nin the environment, \
+         not served: {:?}\nserved, not in the environment: {:?}\nserved: {served:?}",
+        environment.difference(&served_once).collect::<Vec<_>>(),
+        served_once.difference(&environment).collect::<Vec<_>>()
     );
     let bytes: u64 = downloads.iter().map(|d| d.bytes).sum();
     let (requests, mirror_ip) = (mirror.request_count(), mirror.ip.to_string());
