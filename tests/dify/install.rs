@@ -147,7 +147,14 @@ impl Install {
         let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let mirror = (egress == Egress::AirGappedMirror).then(|| {
             let packages = images.pypi_mirror.join("packages");
-            PypiMirror::start(&cluster.net, cluster.net.new_address(), 8443, &packages, &run_dir, &cluster.dir.join("logs"))
+            PypiMirror::start(
+                &cluster.net,
+                cluster.net.new_address(),
+                8443,
+                &packages,
+                &run_dir,
+                &cluster.dir.join("logs"),
+            )
         });
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.

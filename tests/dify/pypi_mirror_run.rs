@@ -29,7 +29,8 @@ fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
     );
     let logs = install.cluster.dir.join("logs");
     let bootstrap = std::fs::read_to_string(logs.join("dify-bootstrap-0.log")).unwrap_or_default();
-    let installed = bootstrap.lines().find(|l| l.contains("plugin: ") && l.contains(" installed in ")).map(str::to_string);
+    let installed =
+        bootstrap.lines().find(|l| l.contains("plugin: ") && l.contains(" installed in ")).map(str::to_string);
     let installed = installed.unwrap_or_else(|| panic!("the bootstrap Job installed no plugin:\n{bootstrap}"));
     for model in [
         format!("model: {} (llm) added", model_server::CHAT_MODEL),
@@ -82,8 +83,10 @@ fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
     let left = install.egress.log();
     assert!(left.is_empty(), "the install sent requests out through the egress proxy: {left:?}");
     let ssrf_log = std::fs::read_to_string(logs.join("dify-ssrf-proxy-0.log")).unwrap_or_default();
-    let through_ssrf: Vec<&str> =
-        ssrf_log.lines().filter(|l| l.contains(&mirror_ip) || l.contains("pythonhosted.org") || l.contains("pypi.org")).collect();
+    let through_ssrf: Vec<&str> = ssrf_log
+        .lines()
+        .filter(|l| l.contains(&mirror_ip) || l.contains("pythonhosted.org") || l.contains("pypi.org"))
+        .collect();
     assert!(through_ssrf.is_empty(), "package downloads went through the SSRF proxy: {through_ssrf:?}");
 
     // The plugin runs on that environment: Dify's check of the chat model reached the model server through it.
@@ -135,6 +138,7 @@ fn frozen_sync_ignores_the_mirror(install: &mut Install) {
         std::thread::sleep(Duration::from_millis(200));
     };
     let text = std::fs::read_to_string(&output).unwrap_or_default();
+    let _ = std::fs::write(install.output.join("frozen-uv-sync.log"), &text);
     let asked = mirror.request_count() - before;
     assert!(
         !status.success() && asked == 0 && text.contains("https://files.pythonhosted.org/"),
