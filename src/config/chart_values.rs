@@ -11,6 +11,7 @@
 //!   verifySignatures: true               # pluginDaemon.forceVerifyingSignature
 //!   trustedKeys: {configMap: plugin-keys, keys: [my-org.pem]}   # or secret:
 //!   pipIndexUrl: https://nexus.corp/repository/pypi/simple
+//!   ignoreUvLock: true                   # pluginDaemon.ignoreUvLock: locked plugins resolve against the mirror
 //!   caBundle: {configMap: corp-ca, key: ca.crt}
 //!   installTimeout: 600
 //! egress:
@@ -44,6 +45,7 @@ pub(super) struct PluginsFile {
     verify_signatures: Option<bool>,
     trusted_keys: Option<TrustedKeysFile>,
     pip_index_url: Option<String>,
+    ignore_uv_lock: Option<bool>,
     ca_bundle: Option<CaBundleFile>,
     install_timeout: Option<i64>,
 }
@@ -235,6 +237,16 @@ impl Values<'_> {
         if let Some(url) = &plugins.pip_index_url {
             http_url(url, &at("plugins.pipIndexUrl"), "https://nexus.corp/repository/pypi/simple")?;
             self.set("pluginDaemon.pipIndexUrl", json!(url));
+        }
+        if let Some(ignore) = plugins.ignore_uv_lock {
+            if plugins.pip_index_url.is_none() {
+                bail!(
+                    "{} has no effect without plugins.pipIndexUrl (it decides how a plugin with a uv.lock installs \
+                     from your mirror): set pipIndexUrl or remove ignoreUvLock",
+                    at("plugins.ignoreUvLock")
+                );
+            }
+            self.set("pluginDaemon.ignoreUvLock", json!(ignore));
         }
         if let Some(ca) = &plugins.ca_bundle {
             let Some(name) = &ca.config_map else {
@@ -612,7 +624,8 @@ mod tests {
     fn an_air_gapped_environment_becomes_typed_chart_values() {
         let values = values_of(
             "plugins:\n  marketplace: false\n  verifySignatures: true\n  trustedKeys: {configMap: plugin-keys, keys: [org.pem]}\n  \
-             pipIndexUrl: https://nexus.corp/pypi/simple\n  caBundle: {configMap: corp-ca}\n  installTimeout: 600\n\
+             pipIndexUrl: https://nexus.corp/pypi/simple\n  ignoreUvLock: false\n  caBundle: {configMap: corp-ca}\n  \
+             installTimeout: 600\n\
              egress:\n  proxy: {http: 'http://proxy.corp:3128', https: 'http://proxy.corp:3128', noProxy: .corp}\n  \
              ssrfProxy:\n    allowPrivateNetworks: false\n    allowList: {cidrs: [10.20.0.0/24, 'fd00:20::/64'], domains: [.models.corp]}\n    \
              upstream: {host: proxy.corp, port: 8080}\n",
@@ -625,6 +638,7 @@ mod tests {
             "api.proxy.noProxy": ".corp",
             "pluginDaemon.caBundle.configMap": "corp-ca",
             "pluginDaemon.forceVerifyingSignature": true,
+            "pluginDaemon.ignoreUvLock": false,
             "pluginDaemon.installTimeout": 600,
             "pluginDaemon.marketplace": false,
             "pluginDaemon.pipIndexUrl": "https://nexus.corp/pypi/simple",
@@ -747,6 +761,7 @@ mod tests {
                 "plugins: {verifySignatures: false, trustedKeys: {secret: k, keys: [a.pem]}}",
                 "plugins.trustedKeys has no effect with plugins.verifySignatures: false",
             ),
+            ("plugins: {ignoreUvLock: true}", "plugins.ignoreUvLock has no effect without plugins.pipIndexUrl"),
             (
                 "plugins: {caBundle: {configMap: Corp_CA}}",
                 "plugins.caBundle.configMap is 'Corp_CA': not a Kubernetes object name",

@@ -60,6 +60,12 @@ pub struct Images {
     pub trusted_key: PathBuf,
     /// The same with its wheels inside (`dify-gitops plugin bundle`), for an air-gapped install.
     pub offline_package: PathBuf,
+    /// The package as `dify plugin package` made it (its `pyproject.toml` and `uv.lock`, no wheels), and the
+    /// plugin's sources it was made from.
+    pub package: PathBuf,
+    pub package_src: PathBuf,
+    /// What the private PyPI mirror serves (`packages/`): the wheels the plugin's uv.lock names.
+    pub pypi_mirror: PathBuf,
     /// Where this run keeps the image trees and volumes.
     pub run_dir: PathBuf,
     pub node_dir: PathBuf,

@@ -14,6 +14,7 @@ use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
 use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
+use crate::pypi_mirror::PypiMirror;
 use crate::release::{Container, Release};
 use crate::root;
 use crate::s3_store::{self, S3Store};
@@ -44,6 +45,7 @@ fn prepared(version: &str) -> Images {
         "model-plugin",
         "model-plugin-offline",
         "model-plugin-signed",
+        "pypi-mirror",
     ];
     for part in parts {
         assert!(
@@ -67,6 +69,9 @@ fn prepared(version: &str) -> Images {
         signed_package: dir.join("model-plugin-signed/openai_api_compatible.signed.difypkg"),
         trusted_key: dir.join("model-plugin-signed/harness.public.pem"),
         offline_package: dir.join("model-plugin-offline/openai_api_compatible-offline.difypkg"),
+        package: dir.join("model-plugin/openai_api_compatible.difypkg"),
+        package_src: dir.join("model-plugin/src/models/openai_api_compatible"),
+        pypi_mirror: dir.join("pypi-mirror"),
         run_dir: PathBuf::new(),
         node_dir,
     }
@@ -92,6 +97,8 @@ pub struct Install {
     pub unlisted_model: ModelServer,
     /// The S3-compatible store of Dify's files and the plugin daemon's storage, with `Files::S3`.
     pub s3: Option<S3Store>,
+    /// The private PyPI mirror, in the run that installs plugins' dependencies from one.
+    pub mirror: Option<PypiMirror>,
     pub cluster: Cluster,
     pub release: Release,
     pub images: Images,
@@ -147,12 +154,25 @@ impl Install {
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
         let egress_proxy = EgressProxy::start(address, EGRESS_PORT, &cluster.net.cidr(), &run_dir);
-        let packages = images.offline_package.parent().unwrap().to_path_buf();
+        // The artifact server's packages: the offline bundle, or with a PyPI mirror the package as it was made.
+        let package = if egress == Egress::AirGappedMirror { &images.package } else { &images.offline_package };
+        let packages = package.parent().unwrap().to_path_buf();
         let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
         // Files on S3: a store outside the release, on an address of its own, its data where no pod sees it.
         let s3 = (files == Files::S3)
             .then(|| S3Store::start(&cluster.net, cluster.net.new_address(), S3_PORT, &testbed.dir.join("s3-store")));
+        let mirror = (egress == Egress::AirGappedMirror).then(|| {
+            let packages = images.pypi_mirror.join("packages");
+            PypiMirror::start(
+                &cluster.net,
+                cluster.net.new_address(),
+                8443,
+                &packages,
+                &run_dir,
+                &cluster.dir.join("logs"),
+            )
+        });
 
         // The seed's install: path /dify on Kommander's Traefik, the chart's default web image for that path.
         testbed.kubectl(&["create", "namespace", NAMESPACE]);
@@ -212,6 +232,20 @@ impl Install {
                 ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
                 ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
             ]),
+            // The same, with the package as made (unsigned, no wheels): its dependencies come from the site's PyPI
+            // mirror, whose private CA the daemon is given, as an NKP site gives its Nexus's.
+            Egress::AirGappedMirror => {
+                let mirror = mirror.as_ref().unwrap();
+                let ca = format!("ca.crt={}", mirror.ca.display());
+                testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "mirror-ca", "--from-file", &ca]);
+                sets.extend([
+                    ("--set", "pluginDaemon.marketplace=false".to_string()),
+                    ("--set", "pluginDaemon.forceVerifyingSignature=false".to_string()),
+                    ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
+                    ("--set-string", format!("pluginDaemon.pipIndexUrl={}", mirror.url)),
+                    ("--set", "pluginDaemon.caBundle.configMap=mirror-ca".to_string()),
+                ])
+            }
         }
         // Dify's files and the plugin daemon's storage (which follows storage.files.type) on the store, with the keys
         // in a Secret made beforehand, as an operator makes it.
@@ -253,6 +287,7 @@ impl Install {
             model,
             unlisted_model,
             s3,
+            mirror,
             cluster,
             release,
             images,
@@ -716,6 +751,9 @@ pub enum Egress {
     /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle; the plugin daemon leaves through
     /// the SSRF proxy (`pluginDaemon.egressThroughSsrfProxy`), whose allow-list admits the model server only.
     AirGapped,
+    /// As `AirGapped`, but the model plugin's package as made (a pyproject.toml and uv.lock, no wheels), its
+    /// dependencies from a private PyPI mirror over TLS with a private CA (`pluginDaemon.pipIndexUrl`, `caBundle`).
+    AirGappedMirror,
 }
 
 /// Where Dify's files and the plugin daemon's packages live.
@@ -741,13 +779,15 @@ fn bootstrap_sets(model: &ModelServer, egress: Egress) -> Vec<(&'static str, Str
         ("--set", "bootstrap.modelProvider.enabled=true".to_string()),
         match egress {
             Egress::Proxy => ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
-            Egress::AirGapped => (
-                "--set-string",
-                format!(
-                    "bootstrap.modelProvider.packageUrl={}/packages/openai_api_compatible-offline.difypkg",
-                    model.url.trim_end_matches("/v1")
-                ),
-            ),
+            Egress::AirGapped | Egress::AirGappedMirror => {
+                let file = if egress == Egress::AirGapped {
+                    "openai_api_compatible-offline.difypkg"
+                } else {
+                    "openai_api_compatible.difypkg"
+                };
+                let base = model.url.trim_end_matches("/v1");
+                ("--set-string", format!("bootstrap.modelProvider.packageUrl={base}/packages/{file}"))
+            }
         },
         ("--set-string", format!("bootstrap.modelProvider.endpointUrl={}", model.url)),
         ("--set-json", format!("bootstrap.modelProvider.models={models}")),

@@ -31,6 +31,8 @@ mod images;
 mod install;
 mod model_server;
 mod pods;
+mod pypi_mirror;
+mod pypi_mirror_run;
 mod release;
 mod s3_store;
 mod scenario;
@@ -221,6 +223,7 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
             let size = std::fs::metadata(&install.images.offline_package).map_or(0, |m| m.len());
             install.figure(format!("offline bundle: {:.1} MiB, nothing fetched", size as f64 / 1048576.0));
         }
+        Egress::AirGappedMirror => unreachable!("the mirror run has its own test (pypi_mirror_run.rs)"),
     }
 
     if file_store == Files::S3 {

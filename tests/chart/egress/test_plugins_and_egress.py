@@ -89,6 +89,23 @@ def test_plugin_daemon_leaves_through_the_ssrf_proxy_and_reaches_only_the_releas
     assert "HTTPS_PROXY" not in env_of(container(objects, "api"))
 
 
+MIRROR = "https://nexus.corp:8443/repository/pypi/simple/"
+
+
+@pytest.mark.parametrize("plugin_daemon, ignore_uv_lock", [
+    ({"pipIndexUrl": MIRROR}, "true"),
+    ({"pipIndexUrl": MIRROR, "ignoreUvLock": False}, None),
+    ({"ignoreUvLock": True}, None),
+    ({}, None),
+], ids=["mirror", "mirror-keeping-the-lock", "no-mirror", "default"])
+def test_a_mirror_resolves_locked_plugins_against_itself(plugin_daemon, ignore_uv_lock):
+    """Daemon 0.6.1 installs a plugin with a uv.lock by `uv sync --frozen -i <mirror>`, which takes the lock's
+    files.pythonhosted.org URLs: with a mirror, PLUGIN_IGNORE_UV_LOCK drops --frozen (tests/dify proves both)."""
+    env = env_of(container(render_chart(merge(BASE, {"pluginDaemon": plugin_daemon})), "plugin-daemon"))
+    assert env.get("PLUGIN_IGNORE_UV_LOCK", {}).get("value") == ignore_uv_lock
+    assert env.get("PIP_MIRROR_URL", {}).get("value") == plugin_daemon.get("pipIndexUrl")
+
+
 def test_plugin_daemon_goes_direct_by_default():
     assert not {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} & env_of(container(render_chart(BASE), "plugin-daemon")).keys()
 
