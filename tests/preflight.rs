@@ -7,15 +7,19 @@ use support::{Testbed, apply_yaml, nkp_fixture, set_load_balancer_ip};
 
 /// A fresh NKP cluster where everything is right: Traefik has an address and a node has room for Dify.
 async fn good_cluster() -> Testbed {
+    cluster_with_a_node("'8'", "32Gi").await
+}
+
+/// A fresh NKP cluster whose Traefik has an address, with one node of that allocatable CPU and memory.
+async fn cluster_with_a_node(cpu: &str, memory: &str) -> Testbed {
     let testbed = Testbed::start(&[nkp_fixture()]);
     let client = testbed.client().await;
     set_load_balancer_ip(&client, "kon-workspace-test", "kommander-traefik", "192.0.2.10").await;
-    apply_yaml(
-        &client,
-        "apiVersion: v1\nkind: Node\nmetadata: {name: worker-1}\n\
-         status: {allocatable: {cpu: '8', memory: 32Gi, pods: '110'}, capacity: {cpu: '8', memory: 32Gi, pods: '110'}}\n",
-    )
-    .await;
+    let node = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: worker-1}}\n\
+         status: {{allocatable: {{cpu: {cpu}, memory: {memory}, pods: '110'}}, capacity: {{cpu: {cpu}, memory: {memory}}}}}\n"
+    );
+    apply_yaml(&client, &node).await;
     testbed
 }
 
@@ -208,16 +212,8 @@ async fn an_unreachable_api_server_fails_the_first_check_only() {
 
 #[tokio::test]
 async fn capacity_counts_the_components_of_the_dify_version_to_be_installed() {
-    let testbed = Testbed::start(&[nkp_fixture()]);
-    let client = testbed.client().await;
-    set_load_balancer_ip(&client, "kon-workspace-test", "kommander-traefik", "192.0.2.10").await;
     // Room for Dify 1.13's default install (1.65 CPU / 4.44 GiB), not for 1.14's api-websocket on top (1.75 / 4.94).
-    apply_yaml(
-        &client,
-        "apiVersion: v1\nkind: Node\nmetadata: {name: worker-1}\n\
-         status: {allocatable: {cpu: 1700m, memory: 4700Mi, pods: '110'}, capacity: {cpu: '2', memory: 5Gi}}\n",
-    )
-    .await;
+    let testbed = cluster_with_a_node("1700m", "4700Mi").await;
     let (code, checks) = preflight(&testbed, &["--dify-version", "1.13.3"]);
     assert_eq!((code, status(&checks, "capacity")), (0, "pass".into()), "{checks:?}");
     assert!(checks["capacity"]["reason"].as_str().unwrap().contains("Dify 1.13 requests 1.65 CPU"), "{checks:?}");

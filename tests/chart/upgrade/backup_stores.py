@@ -29,6 +29,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_server(server, sig):
+    """Stops a server this module started, by its own process (killed after 30 s), and removes its directory."""
+    server.proc.send_signal(sig)
+    try:
+        server.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+    server.log.close()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
 class Postgres:
     """Debian's PostgreSQL 15 on a loopback port and its own directory, as the postgres user when run as root
     (initdb refuses root); password logins over TCP (scram-sha-256), as in the chart's PostgreSQL. Stopped by its
@@ -88,14 +100,7 @@ class Postgres:
                    stdin=sql, check=check)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_server(self, signal.SIGINT)  # PostgreSQL's fast shutdown
 
 
 def s3_client(endpoint, access_key, secret_key):
@@ -149,14 +154,7 @@ class S3Store:
             self.client.delete_object(Bucket=bucket, Key=key)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_server(self, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
