@@ -223,6 +223,21 @@ impl Install {
                     ("--set-json", "pluginDaemon.trustedKeys.keys=[\"harness.public.pem\"]".to_string()),
                 ])
             }
+            // The chart's locked-down egress for a proxied site: the daemon leaves through the SSRF proxy only, which
+            // forwards all but the allow-listed model server to the corporate proxy (ssrfProxy.upstream). Signed
+            // package and trusted key, and this machine's CA, as with Egress::Proxy.
+            Egress::ProxyThroughSsrf => {
+                let key = format!("harness.public.pem={}", images.trusted_key.display());
+                testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "plugin-keys", "--from-file", &key]);
+                sets.extend([
+                    ("--set", "pluginDaemon.egressThroughSsrfProxy=true".to_string()),
+                    ("--set-string", format!("ssrfProxy.upstream.host={address}")),
+                    ("--set", format!("ssrfProxy.upstream.port={EGRESS_PORT}")),
+                    ("--set", "pluginDaemon.caBundle.configMap=egress-ca".to_string()),
+                    ("--set", "pluginDaemon.trustedKeys.configMap=plugin-keys".to_string()),
+                    ("--set-json", "pluginDaemon.trustedKeys.keys=[\"harness.public.pem\"]".to_string()),
+                ])
+            }
             // Nothing is configured to leave the namespace, and nothing could: no marketplace, no corporate proxy. The
             // offline bundle is unsigned (repackaging drops the signature): signature verification off, a documented
             // chart value, in this run only. The daemon and its plugins leave through the SSRF proxy, so the
@@ -263,7 +278,7 @@ impl Install {
         sets.extend(extra_sets.iter().map(|s| ("--set", s.to_string())));
         if setup == FirstSetUp::Bootstrap {
             sets.extend(bootstrap_sets(&model, egress));
-            if egress == Egress::Proxy {
+            if matches!(egress, Egress::Proxy | Egress::ProxyThroughSsrf) {
                 // The model plugin's package, as an operator without the marketplace hands it to the chart.
                 let package = format!("plugin.difypkg={}", images.signed_package.display());
                 testbed.kubectl(&["-n", NAMESPACE, "create", "configmap", "model-plugin", "--from-file", &package]);
@@ -748,6 +763,9 @@ pub enum FirstSetUp {
 pub enum Egress {
     /// Through a corporate proxy (a squid of the test's): plugins' dependencies come from PyPI.
     Proxy,
+    /// Through the SSRF proxy only (`pluginDaemon.egressThroughSsrfProxy`), which forwards everything but the
+    /// allow-listed model server to the corporate proxy (`ssrfProxy.upstream`): plugins' dependencies come from PyPI.
+    ProxyThroughSsrf,
     /// Not at all: the marketplace off, no proxy, the model plugin's offline bundle; the plugin daemon leaves through
     /// the SSRF proxy (`pluginDaemon.egressThroughSsrfProxy`), whose allow-list admits the model server only.
     AirGapped,
@@ -767,7 +785,7 @@ pub enum Files {
 
 /// The chart values of the bootstrap: `(flag, key=value)`. The plugin: air-gapped, the offline bundle from the
 /// model server's `/packages/` (an artifact server of the cluster's network); otherwise the package from a
-/// ConfigMap `model-plugin`.
+/// ConfigMap `model-plugin` (the signed package).
 fn bootstrap_sets(model: &ModelServer, egress: Egress) -> Vec<(&'static str, String)> {
     let models = json!([
         {"name": model_server::CHAT_MODEL, "type": "llm", "credentials": {"vision_support": "support"}},
@@ -778,7 +796,9 @@ fn bootstrap_sets(model: &ModelServer, egress: Egress) -> Vec<(&'static str, Str
         ("--set-string", format!("bootstrap.adminEmail={}", scenario::ADMIN_EMAIL)),
         ("--set", "bootstrap.modelProvider.enabled=true".to_string()),
         match egress {
-            Egress::Proxy => ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string()),
+            Egress::Proxy | Egress::ProxyThroughSsrf => {
+                ("--set-string", "bootstrap.modelProvider.packageConfigMap.name=model-plugin".to_string())
+            }
             Egress::AirGapped | Egress::AirGappedMirror => {
                 let file = if egress == Egress::AirGapped {
                     "openai_api_compatible-offline.difypkg"

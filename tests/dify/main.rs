@@ -31,6 +31,7 @@ mod images;
 mod install;
 mod model_server;
 mod pods;
+mod proxy_chain_run;
 mod pypi_mirror;
 mod pypi_mirror_run;
 mod release;
@@ -224,6 +225,7 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
             install.figure(format!("offline bundle: {:.1} MiB, nothing fetched", size as f64 / 1048576.0));
         }
         Egress::AirGappedMirror => unreachable!("the mirror run has its own test (pypi_mirror_run.rs)"),
+        Egress::ProxyThroughSsrf => unreachable!("the proxy chain run has its own test (proxy_chain_run.rs)"),
     }
 
     if file_store == Files::S3 {

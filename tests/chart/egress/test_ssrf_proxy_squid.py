@@ -183,6 +183,15 @@ def test_everything_but_the_allowed_private_destinations_goes_through_the_upstre
         status, _ = _ask(proxy_port, f"GET http://127.0.0.2:{port}/v1/models")
         assert status == 200 and allowed.seen == ["/v1/models"] and len(parent.seen) == 1
         assert _ask(proxy_port, f"GET http://127.0.0.3:{port}/")[0] == 403
+        # A name goes to the parent too, once squid's own lookup of it (for private_dst) is answered: here NXDOMAIN
+        # (RFC 6761's .invalid), as a proxied site's DNS answers for the internet's names. A name that resolves to
+        # a private address (localhost, from /etc/hosts) is refused before any parent sees it.
+        started = time.monotonic()
+        status, _ = _ask(proxy_port, "GET http://files.pythonhosted.invalid/packages/")
+        took = time.monotonic() - started
+        assert status == 200 and parent.seen[-1] == "http://files.pythonhosted.invalid/packages/", log.read_text()
+        assert took < 10, f"squid held a request for a name its DNS answered NXDOMAIN for {took:.1f} s"
+        assert _ask(proxy_port, f"GET http://localhost:{port}/")[0] == 403 and len(parent.seen) == 2
     finally:
         allowed.shutdown(), parent.shutdown()
 
