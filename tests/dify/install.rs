@@ -323,6 +323,21 @@ impl Install {
         self.figures.push(line);
     }
 
+    /// The bootstrap Job's log says it installed the model plugin and added both models (their checks reach the
+    /// model server through the plugin); its install line becomes a figure.
+    pub fn check_bootstrap_set_up_the_provider(&mut self) {
+        let bootstrap = std::fs::read_to_string(self.cluster.dir.join("logs/dify-bootstrap-0.log")).unwrap_or_default();
+        let installed = bootstrap.lines().find(|l| l.contains("plugin: ") && l.contains(" installed in "));
+        let installed = installed.unwrap_or_else(|| panic!("the bootstrap Job installed no plugin:\n{bootstrap}"));
+        for model in [
+            format!("model: {} (llm) added", model_server::CHAT_MODEL),
+            format!("model: {} (text-embedding) added", model_server::EMBEDDING_MODEL),
+        ] {
+            assert!(bootstrap.contains(&model), "the bootstrap Job should log {model:?}:\n{bootstrap}");
+        }
+        self.figure(format!("bootstrap: {}", installed.trim()));
+    }
+
     /// Each workload gets a pod address; each Service of the release resolves, by name, to the address of the
     /// workload it selects, and an EndpointSlice puts that address behind it for Traefik.
     pub fn wire_services(&mut self) {

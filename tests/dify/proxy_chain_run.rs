@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use crate::install::{Egress, Files, FirstSetUp, bring_up};
-use crate::model_server;
 
 #[test]
 fn dify_1_13_3_bootstraps_through_the_ssrf_proxy_and_a_corporate_proxy() {
@@ -15,17 +14,7 @@ fn dify_1_13_3_bootstraps_through_the_ssrf_proxy_and_a_corporate_proxy() {
     let mut install =
         bring_up("1.13.3", &[], "1.13.3-proxy-chain", FirstSetUp::Bootstrap, Egress::ProxyThroughSsrf, Files::Volume);
     let logs = install.cluster.dir.join("logs");
-    let bootstrap = std::fs::read_to_string(logs.join("dify-bootstrap-0.log")).unwrap_or_default();
-    let installed =
-        bootstrap.lines().find(|l| l.contains("plugin: ") && l.contains(" installed in ")).map(str::to_string);
-    let installed = installed.unwrap_or_else(|| panic!("the bootstrap Job installed no plugin:\n{bootstrap}"));
-    for model in [
-        format!("model: {} (llm) added", model_server::CHAT_MODEL),
-        format!("model: {} (text-embedding) added", model_server::EMBEDDING_MODEL),
-    ] {
-        assert!(bootstrap.contains(&model), "the bootstrap Job should log {model:?}:\n{bootstrap}");
-    }
-    install.figure(format!("bootstrap: {}", installed.trim()));
+    install.check_bootstrap_set_up_the_provider();
 
     // PyPI came through the corporate proxy (its log kept beside the pods'). The pods share one network namespace,
     // so the proxies see its first address as every client's: the SSRF proxy's log below ties the two together.

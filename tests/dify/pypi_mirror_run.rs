@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::install::{Egress, Files, FirstSetUp, Install, bring_up};
-use crate::model_server;
 
 #[test]
 fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
@@ -29,17 +28,7 @@ fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
         Files::Volume,
     );
     let logs = install.cluster.dir.join("logs");
-    let bootstrap = std::fs::read_to_string(logs.join("dify-bootstrap-0.log")).unwrap_or_default();
-    let installed =
-        bootstrap.lines().find(|l| l.contains("plugin: ") && l.contains(" installed in ")).map(str::to_string);
-    let installed = installed.unwrap_or_else(|| panic!("the bootstrap Job installed no plugin:\n{bootstrap}"));
-    for model in [
-        format!("model: {} (llm) added", model_server::CHAT_MODEL),
-        format!("model: {} (text-embedding) added", model_server::EMBEDDING_MODEL),
-    ] {
-        assert!(bootstrap.contains(&model), "the bootstrap Job should log {model:?}:\n{bootstrap}");
-    }
-    install.figure(format!("bootstrap: {}", installed.trim()));
+    install.check_bootstrap_set_up_the_provider();
 
     // The daemon resolved against the mirror: not frozen, and uv given the mirror's index.
     let mirror_url = install.mirror.as_ref().unwrap().url.clone();

@@ -166,11 +166,14 @@ impl StubNet {
 
     /// `base`: the first two octets of a range of at least a /15.
     fn create_in(base: [u8; 2]) -> StubNet {
+        // Networks one test process may make (the dify suite makes one per Dify run): each process owns this many of
+        // the range's 2048 blocks of 64 addresses, chosen by its pid.
+        const PER_PROCESS: u32 = 8;
         static CREATED: AtomicU8 = AtomicU8::new(0);
         let n = CREATED.fetch_add(1, Ordering::Relaxed) as u32;
-        assert!(n < 4, "at most four stub networks per test process");
+        assert!(n < PER_PROCESS, "at most {PER_PROCESS} stub networks per test process");
         let pid = std::process::id();
-        let block = ((pid % 512) * 4 + n) * 64; // 2048 blocks of 64 addresses: a /15 from base
+        let block = ((pid % (2048 / PER_PROCESS)) * PER_PROCESS + n) * 64; // a /15 from base
         let subnet = [base[0], base[1] + (block >> 16) as u8, (block >> 8) as u8];
         let last = (block & 0xff) as u8;
         let (host_if, ns_if) = (format!("dgt{pid}{n}h"), format!("dgt{pid}{n}n"));
