@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::pods::{tcp_open, user_ids};
+use crate::pods::{user_ids, wait_listening};
 
 pub struct EgressProxy {
     pub url: String,
@@ -72,15 +72,8 @@ impl EgressProxy {
             });
         }
         let child = command.spawn().expect("starting squid");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !tcp_open(address, port) {
-            assert!(
-                Instant::now() < deadline,
-                "the egress proxy never listened on {address}:{port}: {}",
-                std::fs::read_to_string(dir.join("egress-proxy.stderr")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let stderr = dir.join("egress-proxy.stderr");
+        wait_listening("the egress proxy", address, port, Duration::from_secs(30), &stderr);
         EgressProxy { url: format!("http://{address}:{port}"), access_log, child }
     }
 

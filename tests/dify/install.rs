@@ -323,6 +323,23 @@ impl Install {
         self.figures.push(line);
     }
 
+    /// Every chat and embedding request the model server received is in the SSRF proxy's access log (`ssrf_log`),
+    /// each line `passed` as `how` says; the count of those requests.
+    pub fn model_requests_through_ssrf_proxy(&self, ssrf_log: &str, passed: impl Fn(&str) -> bool, how: &str) -> usize {
+        let mut through = 0;
+        for route in ["chat/completions", "embeddings"] {
+            let request = format!("POST {}/{route}", self.model.url);
+            let logged: Vec<&str> = ssrf_log.lines().filter(|l| l.contains(&request)).collect();
+            let received = self.model.requests_to(&format!("/v1/{route}")).len();
+            assert!(
+                received > 0 && logged.len() == received && logged.iter().all(|l| passed(l)),
+                "the model server received {received} requests to /v1/{route}; the SSRF proxy {how}: {logged:?}"
+            );
+            through += received;
+        }
+        through
+    }
+
     /// The bootstrap Job's log says it installed the model plugin and added both models (their checks reach the
     /// model server through the plugin); its install line becomes a figure.
     pub fn check_bootstrap_set_up_the_provider(&mut self) {

@@ -499,3 +499,17 @@ impl Drop for Process {
 pub fn tcp_open(ip: Ipv4Addr, port: u16) -> bool {
     TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2)).is_ok()
 }
+
+/// Waits until a server the test started outside the pods (`what`) accepts connections on `ip:port`; after
+/// `timeout` the test fails with the server's own log (`log`).
+pub fn wait_listening(what: &str, ip: Ipv4Addr, port: u16, timeout: Duration, log: &Path) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !tcp_open(ip, port) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never listened on {ip}:{port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::pods::tcp_open;
+use crate::pods::wait_listening;
 use crate::support::tls::serving_certificate;
 use crate::support::traefik::StubNet;
 
@@ -55,15 +55,7 @@ impl PypiMirror {
         // Its own process group: gunicorn's workers are stopped with it.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = net.spawn(command).expect("starting the PyPI mirror (gunicorn)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !tcp_open(ip, port) {
-            assert!(
-                Instant::now() < deadline,
-                "the PyPI mirror never listened on {ip}:{port}: {}",
-                std::fs::read_to_string(&error_log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_listening("the PyPI mirror", ip, port, Duration::from_secs(60), &error_log);
         PypiMirror { url: format!("https://{ip}:{port}/simple/"), ip, ca, access_log, child }
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::pods::tcp_open;
+use crate::pods::wait_listening;
 use crate::support::traefik::StubNet;
 
 /// The region the store signs for (versitygw's default) and the chart is given.
@@ -65,15 +65,7 @@ impl S3Store {
             .stderr(std::fs::File::create(dir.join("versitygw.stderr")).unwrap());
         let child = net.spawn(command).unwrap_or_else(|e| panic!("starting versitygw: {e}"));
         let store = S3Store { endpoint: format!("http://{ip}:{port}"), access_log, access_key, secret_key, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !tcp_open(ip, port) {
-            assert!(
-                Instant::now() < deadline,
-                "versitygw never listened on {ip}:{port}: {}",
-                std::fs::read_to_string(dir.join("versitygw.stderr")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_listening("versitygw", ip, port, Duration::from_secs(30), &dir.join("versitygw.stderr"));
         store.client(&["create-bucket", BUCKET]);
         store
     }
