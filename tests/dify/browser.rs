@@ -211,6 +211,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("choosing {}: {e}", file.display()));
     }
 
+    /// Whether an element matches `locator` and is shown, now.
+    pub async fn is_displayed(&self, locator: Locator<'_>) -> bool {
+        match self.client.find(locator).await {
+            Ok(el) => el.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// The console api requests the current page made, one a line: path, HTTP status (0 when it never completed)
+    /// and duration, from the browser's resource timing.
+    pub async fn console_requests(&self) -> String {
+        let script = "return performance.getEntriesByType('resource')
+            .filter(e => e.name.includes('/console/api/'))
+            .map(e => e.name.split('/console/api/')[1] + ' ' + (e.responseStatus || 0) + ' ' + Math.round(e.duration))
+            .join('\\n')";
+        let lines = self.client.execute(script, vec![]).await.unwrap_or_default();
+        lines.as_str().unwrap_or("(the page's resource timing was not readable)").to_string()
+    }
+
     /// Runs `script` in the page as an async function body; it calls `arguments[0]` with its result.
     pub async fn run_async(&self, script: &str) -> serde_json::Value {
         self.client.execute_async(script, vec![]).await.unwrap_or_else(|e| panic!("running a script: {e}"))

@@ -388,21 +388,43 @@ async fn add_refused_model(b: &mut browser::Browser, url: &str, model_url: &str)
     RefusedModel { message, shot }
 }
 
-/// Settings > Model Provider, once the OpenAI-API-compatible provider is there: a background install (1.14) may
-/// still be finishing, and the provider appears once it has, on a fresh page.
+/// Settings > Model Provider, once the OpenAI-API-compatible provider is there and its card offers Add Model.
+/// - A background install (1.14) may still be finishing, and the provider appears once it has, on a fresh page.
+/// - Add Model shows only once the console holds the user's role in the workspace (owner or admin, from
+///   `POST /console/api/workspaces/current`). One CI run waited 33 s for it and never saw it, so a page that has the
+///   provider but not Add Model after 30 s is loaded again, and the console requests that page made are printed.
 async fn open_model_provider(b: &mut browser::Browser, url: &str) {
-    let provider = "//*[normalize-space(.)='OpenAI-API-compatible']";
+    let provider = Locator::XPath("//*[normalize-space(.)='OpenAI-API-compatible']");
+    let add_model = Locator::XPath("//button[normalize-space(.)='Add Model' or ./span[normalize-space(.)='Add Model']]");
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut loads = 0;
     loop {
         b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Ok(el) = b.client.find(Locator::XPath(provider)).await
-            && el.is_displayed().await.unwrap_or(false)
-        {
-            break;
+        loads += 1;
+        let loaded = Instant::now();
+        let (mut has_provider, mut has_add_model) = (false, false);
+        // The provider is there within seconds when it is installed; Add Model follows with the workspace's role.
+        while loaded.elapsed() < Duration::from_secs(if has_provider { 30 } else { 5 }) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            has_provider = b.is_displayed(provider).await;
+            has_add_model = has_provider && b.is_displayed(add_model).await;
+            if has_add_model {
+                if loads > 1 {
+                    eprintln!("dify: Settings > Model Provider offered Add Model on page load {loads}");
+                }
+                return;
+            }
+        }
+        if has_provider {
+            let requests = b.console_requests().await;
+            eprintln!(
+                "dify: Settings > Model Provider shows the provider but no Add Model 30 s after load {loads}; \
+                 the page's console requests (path, status, ms):\n{requests}"
+            );
         }
         if Instant::now() > deadline {
-            b.give_up("the installed provider never appeared in Settings > Model Provider".into()).await;
+            let what = if has_provider { "Add Model on the provider's card" } else { "the installed provider" };
+            b.give_up(format!("{what} never appeared in Settings > Model Provider")).await;
         }
     }
 }
