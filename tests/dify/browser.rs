@@ -97,6 +97,9 @@ impl Browser {
         let text = self.client.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
         let text: String = text.as_str().unwrap_or_default().chars().take(4000).collect();
         eprintln!("dify: the page's text:\n{text}");
+        // What the page asked the api, and how it answered: a control that shows only for some answers (a role,
+        // a feature) is missing when one of them failed.
+        eprintln!("dify: the page's console requests (path, status, ms):\n{}", self.console_requests().await);
         if let Some(secs) = std::env::var("DIFY_HARNESS_HOLD").ok().and_then(|s| s.parse().ok()) {
             eprintln!("dify: holding for {secs} s (DIFY_HARNESS_HOLD)");
             tokio::time::sleep(Duration::from_secs(secs)).await;

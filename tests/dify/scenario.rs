@@ -395,20 +395,20 @@ async fn add_refused_model(b: &mut browser::Browser, url: &str, model_url: &str)
 ///   provider but not Add Model after 30 s is loaded again, and the console requests that page made are printed.
 async fn open_model_provider(b: &mut browser::Browser, url: &str) {
     let provider = Locator::XPath("//*[normalize-space(.)='OpenAI-API-compatible']");
-    let add_model = Locator::XPath("//button[normalize-space(.)='Add Model' or ./span[normalize-space(.)='Add Model']]");
+    let add_model =
+        Locator::XPath("//button[normalize-space(.)='Add Model' or ./span[normalize-space(.)='Add Model']]");
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut loads = 0;
     loop {
         b.goto(&format!("{url}/apps?action=showSettings&tab=provider")).await;
         loads += 1;
         let loaded = Instant::now();
-        let (mut has_provider, mut has_add_model) = (false, false);
+        let mut has_provider = false;
         // The provider is there within seconds when it is installed; Add Model follows with the workspace's role.
         while loaded.elapsed() < Duration::from_secs(if has_provider { 30 } else { 5 }) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             has_provider = b.is_displayed(provider).await;
-            has_add_model = has_provider && b.is_displayed(add_model).await;
-            if has_add_model {
+            if has_provider && b.is_displayed(add_model).await {
                 if loads > 1 {
                     eprintln!("dify: Settings > Model Provider offered Add Model on page load {loads}");
                 }
