@@ -23,6 +23,8 @@ use crate::support::traefik::{Traefik, traefik_crds};
 use crate::support::{Testbed, nkp_fixture};
 
 const NAMESPACE: &str = "dify";
+/// The namespace of the model servers' Services.
+const MODELS_NAMESPACE: &str = "models";
 /// The egress proxy's port on the load balancer's address.
 const EGRESS_PORT: u16 = 3128;
 /// The S3 store's port on its own address (versitygw's default).
@@ -149,7 +151,7 @@ impl Install {
         let run_dir = testbed.dir.join("dify");
         std::fs::create_dir_all(&run_dir).unwrap();
         images.run_dir = run_dir.clone();
-        let cluster = Cluster::create(&run_dir, &images.host_dirs());
+        let cluster = Cluster::create(&run_dir, NAMESPACE, &images.host_dirs());
         let address = cluster.net.host_address();
         let traefik = Traefik::start_on(&testbed, address);
         // A corporate proxy beside the load balancer, and a model server on a private address of the pod network.
@@ -157,8 +159,12 @@ impl Install {
         // The artifact server's packages: the offline bundle, or with a PyPI mirror the package as it was made.
         let package = if egress == Egress::AirGappedMirror { &images.package } else { &images.offline_package };
         let packages = package.parent().unwrap().to_path_buf();
-        let model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
-        let unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        // Each is a Service of a namespace of its own, as a vLLM or Ollama in the cluster is: the release names it
+        // `<service>.<namespace>`, which resolves only through a pod's search list.
+        let mut model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        model.serve_as(&cluster.dns, "model-server", MODELS_NAMESPACE);
+        let mut unlisted_model = ModelServer::start(&cluster.net, cluster.net.new_address(), 8000, &packages);
+        unlisted_model.serve_as(&cluster.dns, "unlisted-model", MODELS_NAMESPACE);
         // Files on S3: a store outside the release, on an address of its own, its data where no pod sees it.
         let s3 = (files == Files::S3)
             .then(|| S3Store::start(&cluster.net, cluster.net.new_address(), S3_PORT, &testbed.dir.join("s3-store")));
@@ -217,7 +223,7 @@ impl Install {
                 sets.extend([
                     ("--set", format!("pluginDaemon.proxy.http={}", egress_proxy.url)),
                     ("--set", format!("pluginDaemon.proxy.https={}", egress_proxy.url)),
-                    ("--set", format!("pluginDaemon.proxy.noProxy={}", model.ip)),
+                    ("--set", format!("pluginDaemon.proxy.noProxy={}", model.host)),
                     ("--set", "pluginDaemon.caBundle.configMap=egress-ca".to_string()),
                     ("--set", "pluginDaemon.trustedKeys.configMap=plugin-keys".to_string()),
                     ("--set-json", "pluginDaemon.trustedKeys.keys=[\"harness.public.pem\"]".to_string()),
@@ -361,7 +367,7 @@ impl Install {
         for w in &self.release.workloads {
             let name = w["metadata"]["name"].as_str().unwrap().to_string();
             let ip = self.cluster.net.new_address();
-            self.cluster.add_names(ip, &[format!("{name}-0")]);
+            self.cluster.add_pod(ip, &format!("{name}-0"));
             self.addresses.insert(name, ip);
         }
         let mut slices = Vec::new();
@@ -377,15 +383,7 @@ impl Install {
             let workload_name = workload["metadata"]["name"].as_str().unwrap();
             let ip = self.addresses[workload_name];
             let ns = NAMESPACE;
-            self.cluster.add_names(
-                ip,
-                &[
-                    name.to_string(),
-                    format!("{name}.{ns}"),
-                    format!("{name}.{ns}.svc"),
-                    format!("{name}.{ns}.svc.cluster.local"),
-                ],
-            );
+            self.cluster.add_service(ip, name);
             let container_ports = &workload["spec"]["template"]["spec"]["containers"][0]["ports"];
             let ports: Vec<Value> = service["spec"]["ports"]
                 .as_array()
@@ -658,6 +656,18 @@ impl Install {
 /// Whatever happened, the figures and every pod's log stay with the screenshots.
 impl Drop for Install {
     fn drop(&mut self) {
+        let dns = self.cluster.dns.queries();
+        let mut outside: Vec<&String> = dns.nxdomain.iter().filter(|n| !n.ends_with(".cluster.local")).collect();
+        outside.sort();
+        outside.dedup();
+        self.figure(format!(
+            "cluster DNS: {} lookups answered, {} NXDOMAIN (search-list candidates, and {} names outside the \
+             cluster: {})",
+            dns.answered.len(),
+            dns.nxdomain.len(),
+            outside.len(),
+            outside.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")
+        ));
         let _ = std::fs::write(self.output.join("figures.txt"), self.figures.join("\n") + "\n");
         let _ = std::fs::write(self.output.join("written.txt"), self.written());
         if let Ok(logs) = std::fs::read_dir(self.cluster.dir.join("logs")) {

@@ -26,6 +26,7 @@
 mod support;
 
 mod browser;
+mod cluster_dns;
 mod egress_proxy;
 mod images;
 mod install;

@@ -22,6 +22,7 @@ use hyper::body::{Bytes, Frame};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::cluster_dns::ClusterDns;
 use crate::support::traefik::StubNet;
 
 /// What the chat model says (the test looks for it in the browser).
@@ -36,8 +37,12 @@ pub const EMBEDDING_MODEL: &str = "harness-embedding";
 pub const UNLISTED_MODEL: &str = "harness-unlisted";
 
 pub struct ModelServer {
+    /// `http://<host>:<port>/v1`, the provider's endpoint URL.
     pub url: String,
+    /// How the release names it: its address, or `<service>.<namespace>` once [`ModelServer::serve_as`] named it.
+    pub host: String,
     pub ip: Ipv4Addr,
+    port: u16,
     /// (path, JSON body) of every request, in order.
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     _runtime: tokio::runtime::Runtime,
@@ -66,7 +71,15 @@ impl ModelServer {
             }
         });
         let addr = SocketAddr::from((ip, port));
-        ModelServer { url: format!("http://{addr}/v1"), ip, requests, _runtime: runtime }
+        ModelServer { url: format!("http://{addr}/v1"), host: ip.to_string(), ip, port, requests, _runtime: runtime }
+    }
+
+    /// Names the server Service `service` of `namespace` in the cluster's DNS; the release then reaches it as a pod of
+    /// another namespace names a Service, `<service>.<namespace>` (which resolves through the pod's search list).
+    pub fn serve_as(&mut self, dns: &ClusterDns, service: &str, namespace: &str) {
+        dns.add_service(self.ip, service, namespace);
+        self.host = format!("{service}.{namespace}");
+        self.url = format!("http://{}:{}/v1", self.host, self.port);
     }
 
     /// How many requests reached this server.

@@ -2,8 +2,9 @@
 //! `support/traefik.rs`), on the address of its pod, with what a kubelet would give it that a bare process lacks:
 //! - its own UTS namespace whose hostname is the pod's name (Celery names its node after it, probes use it);
 //! - its own mount namespace where:
-//!   - `/etc/hosts` is the harness's file: every Service of the release by its short and full names, and every pod
-//!     by its name, to the address behind it (the name resolution a cluster's DNS gives);
+//!   - `/etc/resolv.conf` and `/etc/hosts` are what a kubelet writes: the cluster's DNS (`cluster_dns.rs`) with the
+//!     search list of the release's namespace, and `localhost` plus the pod's own name on its address. Services
+//!     resolve through that DNS only, by the names a pod uses (`dify-api`, `dify-api.dify`, the full name);
 //!   - `/etc` is an overlay of the host's with a writable layer of the container's own (a container's writable
 //!     layer), where the image's user is in `passwd` and `group` when the host lacks its uid (PostgreSQL's `initdb`
 //!     looks itself up) and where whatever a container writes to `/etc` stays (the sandbox adds users);
@@ -28,14 +29,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::cluster_dns::ClusterDns;
 use crate::support::traefik::StubNet;
 
-/// Where the pods live: the namespace, the hosts file they all see, and the test run's directory.
+/// Where the pods live: the network, its DNS, the namespace of the release, and the test run's directory.
 pub struct Cluster {
     pub net: StubNet,
+    pub dns: ClusterDns,
+    pub namespace: String,
     pub dir: PathBuf,
-    pub hosts: PathBuf,
-    entries: Mutex<Vec<(Ipv4Addr, String)>>,
+    /// The `/etc/resolv.conf` of every pod.
+    resolv_conf: PathBuf,
+    /// Each pod's address, for the pod's own line in its `/etc/hosts`.
+    pods: Mutex<Vec<(Ipv4Addr, String)>>,
     /// Directories covered in each pod so that the paths under them that pods need are reachable.
     views: Vec<View>,
     /// Every container started (not the probes): who it should run as and who it ran as.
@@ -102,7 +108,7 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// `program` with `args` and `env` in `cwd`, as root, with no mount of its own beyond the hosts file.
+    /// `program` with `args` and `env` in `cwd`, as root, with no mount of its own beyond the kubelet's files.
     pub fn new(pod: &str, program: String, args: Vec<String>, env: Vec<(String, String)>, cwd: PathBuf) -> Launch {
         Launch {
             pod: pod.to_string(),
@@ -131,12 +137,14 @@ fn cstring(path: &Path) -> CString {
 }
 
 impl Cluster {
-    /// The pods of a run in `dir`. `readable` are the host directories pods read (the builds, the tools); the run
-    /// directory is readable and writable. Where one lies under a directory that others cannot enter, each pod gets
-    /// the view described above.
-    pub fn create(dir: &Path, readable: &[PathBuf]) -> Cluster {
-        let hosts = dir.join("hosts");
-        std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("writing the hosts file");
+    /// The pods of a run in `dir`, in `namespace`. `readable` are the host directories pods read (the builds, the
+    /// tools); the run directory is readable and writable. Where one lies under a directory that others cannot
+    /// enter, each pod gets the view described above.
+    pub fn create(dir: &Path, namespace: &str, readable: &[PathBuf]) -> Cluster {
+        let net = StubNet::create_pod_network();
+        let dns = ClusterDns::start(&net, net.new_address(), dir, &dir.join("logs"));
+        let resolv_conf = dir.join("resolv.conf");
+        std::fs::write(&resolv_conf, dns.resolv_conf(namespace)).expect("writing the pods' resolv.conf");
         let mut views: Vec<View> = Vec::new();
         let paths = readable.iter().map(|p| (p.clone(), false)).chain([(dir.to_path_buf(), true)]);
         for (path, writable) in paths {
@@ -148,24 +156,39 @@ impl Cluster {
             }
         }
         Cluster {
-            net: StubNet::create_pod_network(),
+            net,
+            dns,
+            namespace: namespace.to_string(),
             dir: dir.to_path_buf(),
-            hosts,
-            entries: Mutex::new(Vec::new()),
+            resolv_conf,
+            pods: Mutex::new(Vec::new()),
             views,
             started: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds names for `ip` to the hosts file every pod reads (rewritten in place: bind mounts keep the inode).
-    pub fn add_names(&self, ip: Ipv4Addr, names: &[String]) {
-        let mut entries = self.entries.lock().unwrap();
-        entries.extend(names.iter().map(|n| (ip, n.clone())));
-        let mut text = String::from("127.0.0.1 localhost\n");
-        for (ip, name) in entries.iter() {
-            text.push_str(&format!("{ip} {name}\n"));
+    /// Pod `name` lives on `ip` (its own `/etc/hosts` names it there).
+    pub fn add_pod(&self, ip: Ipv4Addr, name: &str) {
+        self.pods.lock().unwrap().push((ip, name.to_string()));
+    }
+
+    /// Service `name` of the release's namespace is at `ip`, in the cluster's DNS.
+    pub fn add_service(&self, ip: Ipv4Addr, name: &str) -> String {
+        self.dns.add_service(ip, name, &self.namespace)
+    }
+
+    /// The `/etc/hosts` a kubelet writes for `pod`: loopback, and the pod's name on its address.
+    fn hosts_file(&self, pod: &str) -> PathBuf {
+        let path = self.dir.join("pods").join(pod).join("hosts");
+        let mut text = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        );
+        if let Some((ip, _)) = self.pods.lock().unwrap().iter().find(|(_, name)| name == pod) {
+            text.push_str(&format!("{ip}\t{pod}\n"));
         }
-        std::fs::write(&self.hosts, text).expect("rewriting the hosts file");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).expect("writing a pod's hosts file");
+        path
     }
 
     /// The container's writable layer over `/etc`: `upper` and overlayfs's `work`, under `pods/<pod>/<container>/`.
@@ -251,8 +274,10 @@ impl Cluster {
     fn mount_namespace(&self, command: &mut Command, launch: &Launch, cwd: CString) {
         let hostname = CString::new(launch.pod.clone()).unwrap();
         let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
-        let hosts = cstring(&self.hosts);
-        let target = CString::new("/etc/hosts").unwrap();
+        let kubelet_files = [
+            (cstring(&self.hosts_file(&launch.pod)), CString::new("/etc/hosts").unwrap()),
+            (cstring(&self.resolv_conf), CString::new("/etc/resolv.conf").unwrap()),
+        ];
         let root = CString::new("/").unwrap();
         let tmpfs_type = CString::new("tmpfs").unwrap();
         let tmpfs: Vec<(CString, Vec<CString>)> = launch
@@ -350,7 +375,9 @@ impl Cluster {
                 }
                 let data = etc_options.as_ptr() as *const libc::c_void;
                 check(libc::mount(overlay.as_ptr(), etc.as_ptr(), overlay.as_ptr(), 0, data))?;
-                check(libc::mount(hosts.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                for (from, to) in &kubelet_files {
+                    check(libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                }
                 for (from, to) in &binds {
                     check(libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
                 }

@@ -111,12 +111,13 @@ def _ask(proxy_port, line):
 @pytest.fixture
 def squid_with():
     """Starts squid on loopback with a rendered squid.conf (its listening line moved to a free port) as the proxy
-    user when run as root, as the image's uid 13 does; stops it by its process group."""
+    user when run as root, as the image's uid 13 does; stops it by its process group. With `resolv_conf`, squid runs
+    in a mount namespace of its own where that text is /etc/resolv.conf, as a pod's is (root only)."""
     started = []
     # Not pytest's tmp_path: its parent is private to the user running the tests, and squid runs as proxy.
     tmp_path = Path(tempfile.mkdtemp(prefix="dify-squid-"))
 
-    def start(values):
+    def start(values, resolv_conf=None):
         port = _free_port()
         conf = squid_conf(values)
         assert "\nhttp_port 3128\n" in conf
@@ -130,8 +131,20 @@ def squid_with():
             os.chown(path, proxy.pw_uid, proxy.pw_gid)
             os.chown(log.name, proxy.pw_uid, proxy.pw_gid)
             user = {"user": proxy.pw_uid, "group": proxy.pw_gid, "extra_groups": []}
-        proc = subprocess.Popen([squid_binary(), "-N", "-f", str(path)], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, **user)
+        command = [squid_binary(), "-N", "-f", str(path)]
+        if resolv_conf is not None:
+            if os.geteuid() != 0:
+                pytest.fail("squid with a pod's resolv.conf needs root (a mount namespace of its own): run as root")
+            (tmp_path / "resolv.conf").write_text(resolv_conf)
+            proxy = pwd.getpwnam("proxy")
+            # unshare makes the namespace, mount binds the file there, and setpriv takes the proxy user, as above.
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       'mount --bind "$0" /etc/resolv.conf && exec setpriv --reuid="$1" --regid="$2" --clear-groups '
+                       '"$3" -N -f "$4"', str(tmp_path / "resolv.conf"), str(proxy.pw_uid), str(proxy.pw_gid),
+                       squid_binary(), str(path)]
+            user = {}
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, **user)
         started.append((proc, log))
         deadline = time.monotonic() + 30
         while True:
@@ -151,6 +164,62 @@ def squid_with():
         proc.wait()
         log.close()
     shutil.rmtree(tmp_path)
+
+
+@pytest.fixture
+def cluster_dns():
+    """Starts Debian's dnsmasq as a cluster's DNS on 127.0.0.153:53 (root): the given Services' full names, and
+    NXDOMAIN for every other name; returns the resolv.conf a kubelet writes for a pod of namespace `dify`. Stops it
+    by its pid."""
+    started = []
+    tmp_path = Path(tempfile.mkdtemp(prefix="dify-dns-"))
+
+    def start(records):
+        binary = Path("/usr/sbin/dnsmasq")
+        if not binary.is_file():
+            pytest.fail("dnsmasq is not installed: `apt-get install dnsmasq-base` (scripts/test-tools install)")
+        if os.geteuid() != 0:
+            pytest.fail("a DNS server on port 53 needs root: run as root")
+        (tmp_path / "records").write_text("".join(f"{ip} {name}\n" for name, ip in records.items()))
+        log = tmp_path / "dnsmasq.log"
+        proc = subprocess.Popen([str(binary), "--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=",
+                                 "--user=root", "--group=root", "--no-hosts", "--no-resolv", "--local=/#/",
+                                 f"--addn-hosts={tmp_path / 'records'}", "--bind-interfaces",
+                                 "--listen-address=127.0.0.153", "--port=53", "--log-queries",
+                                 f"--log-facility={log}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT)
+        started.append(proc)
+        deadline = time.monotonic() + 10
+        while "read " + str(tmp_path / "records") not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, "dnsmasq never started"
+            time.sleep(0.1)
+        return ("nameserver 127.0.0.153\nsearch dify.svc.cluster.local svc.cluster.local cluster.local\n"
+                "options ndots:5\n")
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["vllm.models", "vllm.models.svc", "vllm.models.svc.cluster.local"])
+def test_a_service_is_reached_by_the_names_pods_give_it(squid_with, cluster_dns, name):
+    # A private model as a Service of another namespace, on an allow-listed address. squid looks a name up as a pod
+    # does (dns_defnames): through the search list, which `vllm.models` needs. Without it the request fails (502).
+    port = _free_port()
+    model = _serve("127.0.0.2", port, "model")
+    try:
+        resolv_conf = cluster_dns({"vllm.models.svc.cluster.local": "127.0.0.2"})
+        proxy_port, log = squid_with(merge(BASE, ALLOW), resolv_conf=resolv_conf)
+        status, head = _ask(proxy_port, f"GET http://{name}:{port}/v1/models")
+        assert status == 200 and model.seen == ["/v1/models"], head + log.read_text()
+        # A name no Service has fails at once (squid 5.7 answers 502), after the same search-list lookups.
+        started = time.monotonic()
+        status, head = _ask(proxy_port, f"GET http://missing.models:{port}/v1/models")
+        assert status in (502, 503) and time.monotonic() - started < 10 and model.seen == ["/v1/models"], head
+    finally:
+        model.shutdown()
 
 
 def test_only_the_allow_listed_private_address_is_reached(squid_with):
