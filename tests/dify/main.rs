@@ -9,8 +9,9 @@
 //!   testbed's kube-apiserver (so the chart's generated Secrets exist), then each workload in order, the hook Jobs
 //!   (migration, bootstrap) from the release's hooks.
 //! - `release.rs` resolves each container against the cluster's Secrets and ConfigMaps; `images.rs` does what
-//!   each image adds; `pods.rs` runs it in the test's network namespace on its pod's address, with the chart's
-//!   Service names resolving there. EndpointSlices put those addresses behind the chart's Services.
+//!   each image adds; `pods.rs` runs it in the test's network namespace on its pod's address, where the cluster's
+//!   DNS (`cluster_dns.rs`) resolves the chart's Service names. EndpointSlices put those addresses behind the chart's
+//!   Services.
 //! - Traefik (as NKP configures Kommander's) serves the chart's Ingresses on ports 80 and 443 of this host's end
 //!   of the namespace's veth pair, the "load balancer address" the chart is rendered for.
 //! - `egress_proxy.rs` (a corporate proxy), `model_server.rs` (a private model endpoint) and `s3_store.rs` (an

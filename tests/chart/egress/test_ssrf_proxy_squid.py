@@ -222,6 +222,22 @@ def test_a_service_is_reached_by_the_names_pods_give_it(squid_with, cluster_dns,
         model.shutdown()
 
 
+def test_an_allow_listed_domain_matches_the_host_as_the_request_names_it(squid_with, cluster_dns):
+    port = _free_port()
+    model = _serve("127.0.0.2", port, "model")
+    try:
+        resolv_conf = cluster_dns({"vllm.models.svc.cluster.local": "127.0.0.2"})
+        values = merge(BASE, {"ssrfProxy": {"allowPrivateNetworks": False, "allowList": {"domains": ["vllm.models"]}}})
+        proxy_port, log = squid_with(values, resolv_conf=resolv_conf)
+        status, head = _ask(proxy_port, f"GET http://vllm.models:{port}/v1/models")
+        assert status == 200 and model.seen == ["/v1/models"], head + log.read_text()
+        # The same Service by its full name is another host to the list: a private address, refused.
+        assert _ask(proxy_port, f"GET http://vllm.models.svc.cluster.local:{port}/v1/models")[0] == 403
+        assert model.seen == ["/v1/models"]
+    finally:
+        model.shutdown()
+
+
 def test_only_the_allow_listed_private_address_is_reached(squid_with):
     port = _free_port()
     allowed, other = _serve("127.0.0.2", port, "model"), _serve("127.0.0.3", port, "secret")
