@@ -134,6 +134,38 @@ impl Browser {
         }
     }
 
+    /// Waits for an element as [`Browser::find`] does, loading the page again when it has not appeared within
+    /// `per_load`, up to `loads` loads in all: for the console's pages that sometimes skip one of their requests on
+    /// a load (the app configuration's LLM list), which a person would reload. Each reload is printed with the
+    /// requests the page had made.
+    pub async fn find_reloading(
+        &mut self,
+        locator: Locator<'_>,
+        what: &str,
+        per_load: Duration,
+        loads: u32,
+    ) -> fantoccini::elements::Element {
+        for load in 1..loads {
+            let deadline = Instant::now() + per_load;
+            while Instant::now() < deadline {
+                if let Ok(el) = self.client.find(locator).await
+                    && el.is_displayed().await.unwrap_or(false)
+                {
+                    return el;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            eprintln!(
+                "dify: {what} not there {per_load:?} after page load {load} of {}; loading it again. The page's \
+                 console requests (path, status, ms):\n{}",
+                self.url().await,
+                self.console_requests().await
+            );
+            self.client.refresh().await.unwrap_or_else(|e| panic!("reloading the page: {e}"));
+        }
+        self.find(locator, what, per_load).await
+    }
+
     pub async fn fill(&mut self, css: &str, text: &str) {
         let el = self.find(Locator::Css(css), css, Duration::from_secs(30)).await;
         el.clear().await.ok();

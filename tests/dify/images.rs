@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::pods::{Ids, Launch};
+use crate::pods::{Ids, Launch, Privileges};
 use crate::release::{Container, VolumeKind};
 
 /// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.
@@ -156,6 +156,44 @@ pub fn run_as(c: &Container) -> Ids {
     Ids { uid, gid, groups }
 }
 
+/// The capabilities a container runtime grants a container by default (containerd's and CRI-O's, what NKP's
+/// containerd gives), before the rendering's `capabilities.drop` and `.add`.
+const RUNTIME_DEFAULT_CAPABILITIES: [&str; 14] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// The capabilities and no_new_privs of `c` (of uid `uid`), as the runtime sets them from its rendering: its
+/// defaults, less `capabilities.drop` (`ALL`: every one), plus `capabilities.add`. Panics on a name no kernel has.
+pub fn privileges(c: &Container, uid: u32) -> Privileges {
+    let mask = |name: &str| -> u64 {
+        let cap: caps::Capability = format!("CAP_{}", name.trim_start_matches("CAP_").to_uppercase())
+            .parse()
+            .unwrap_or_else(|_| panic!("container {}/{}: no capability {name:?}", c.workload, c.name));
+        cap.bitmask()
+    };
+    let mut bounding = RUNTIME_DEFAULT_CAPABILITIES.iter().fold(0, |m, n| m | mask(n));
+    for name in &c.run_as.capabilities_drop {
+        bounding &= if name == "ALL" { 0 } else { !mask(name) };
+    }
+    for name in &c.run_as.capabilities_add {
+        bounding |= mask(name);
+    }
+    Privileges::of(uid, bounding, c.run_as.no_privilege_escalation)
+}
+
 /// What a kubelet does to a volume's directory before the pod starts: an emptyDir is created world-writable, a
 /// claim is a fresh filesystem's root (root's, 0755); with an `fsGroup` it becomes that group's, group-writable and
 /// setgid (`fsGroupChangePolicy: OnRootMismatch`: only when its group differs). A ConfigMap's files are readable by
@@ -245,6 +283,7 @@ impl Images {
             Kind::Weaviate => self.weaviate(container, pod),
         };
         let ids = run_as(container);
+        let privileges = privileges(container, ids.uid);
         let user = image_user(kind).filter(|u| u.uid == ids.uid);
         let mut env = launch.env;
         if !env.iter().any(|(k, _)| k == "HOME") {
@@ -254,7 +293,7 @@ impl Images {
         let image_user = user.map(|u| {
             (format!("{}:x:{}:{}::{}:/bin/sh", u.name, u.uid, u.gid, u.home), format!("{}:x:{}:", u.name, u.gid))
         });
-        Launch { container: container.name.clone(), ids, image_user, env, ..launch }
+        Launch { container: container.name.clone(), ids, privileges, image_user, env, ..launch }
     }
 
     /// The code sandbox: its image's `/` is a directory of the run, where its working directory is (`main` reads
@@ -832,6 +871,32 @@ fn run_as_follows_the_rendering_then_the_image() {
     // A uid the image does not name has group 0 unless the rendering sets one.
     let other = RunAs { user: Some(4242), ..Default::default() };
     assert_eq!(run_as(&container("redis:6.2.20-alpine", other)), Ids { uid: 4242, gid: 0, groups: vec![] });
+}
+
+#[test]
+fn privileges_follow_the_runtime_defaults_and_the_rendering() {
+    use crate::release::RunAs;
+    let names = |p: &Privileges| p.to_string();
+    // The sandbox's rendering: all dropped, six added; root holds them.
+    let sandbox = RunAs {
+        user: Some(0),
+        capabilities_drop: vec!["ALL".into()],
+        capabilities_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "SYS_CHROOT"]
+            .map(String::from)
+            .into(),
+        no_privilege_escalation: true,
+        ..Default::default()
+    };
+    let p = privileges(&container("langgenius/dify-sandbox:0.2.15", sandbox), 0);
+    assert_eq!(names(&p), "nnp  CHOWN,DAC_OVERRIDE,FOWNER,SETGID,SETUID,SYS_CHROOT");
+    assert_eq!(p.bounding, p.effective);
+    // Nothing rendered: the runtime's fourteen, which another uid keeps only in its bounding set.
+    let p = privileges(&container("semitechnologies/weaviate:1.27.0", RunAs::default()), 1000);
+    assert_eq!((p.bounding.count_ones(), p.effective, p.no_new_privs), (14, 0, false));
+    // Dropping one of the defaults by name.
+    let drop_kill = RunAs { capabilities_drop: vec!["KILL".into()], ..Default::default() };
+    let p = privileges(&container("semitechnologies/weaviate:1.27.0", drop_kill), 0);
+    assert!(p.effective.count_ones() == 13 && !names(&p).contains("KILL"));
 }
 
 #[test]

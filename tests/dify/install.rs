@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
-use crate::pods::{Cluster, Launch, Process, descendants, ids_of, tcp_open};
+use crate::pods::{Cluster, Ids, Launch, Privileges, Process, descendants, ids_of, privileges_of, tcp_open};
 use crate::pypi_mirror::PypiMirror;
 use crate::release::{Container, Release};
 use crate::root;
@@ -464,6 +464,11 @@ impl Install {
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()).unwrap()
     }
 
+    /// The pid of `workload`'s (first) container.
+    pub fn pid_of(&self, workload: &str) -> u32 {
+        self.pod(workload).process.id()
+    }
+
     fn pod(&self, workload: &str) -> &Pod {
         self.pods.iter().find(|p| p.container.workload == workload).unwrap_or_else(|| panic!("no pod {workload}"))
     }
@@ -562,13 +567,21 @@ impl Install {
     /// (gunicorn's and Celery's workers, PostgreSQL's backends). Prints the table and keeps it as `ids.txt`.
     pub fn check_ids(&self) {
         let started = self.cluster.started.lock().unwrap();
-        let mut table = format!("{:<44} {:>5} {:>5}  {:<8}  {}\n", "container", "uid", "gid", "groups", "processes");
+        let mut table = format!(
+            "{:<44} {:>5} {:>5}  {:<8}  {:<3}  {:<54}  {}\n",
+            "container", "uid", "gid", "groups", "nnp", "capabilities (effective)", "processes"
+        );
         let mut wrong = Vec::new();
         for s in started.iter() {
-            let mut seen: Vec<_> = s.seen.iter().cloned().collect();
-            seen.extend(descendants(s.pid).into_iter().filter_map(ids_of));
+            let mut seen: Vec<(Ids, Privileges)> =
+                s.seen.iter().cloned().zip(s.seen_privileges.iter().cloned()).collect();
+            seen.extend(descendants(s.pid).into_iter().filter_map(|pid| Some((ids_of(pid)?, privileges_of(pid)?))));
             let name = format!("{}/{}", s.pod, s.container);
-            let bad: Vec<String> = seen.iter().filter(|ids| **ids != s.expected).map(|ids| ids.to_string()).collect();
+            let bad: Vec<String> = seen
+                .iter()
+                .filter(|(ids, privileges)| *ids != s.expected || *privileges != s.privileges)
+                .map(|(ids, privileges)| format!("{ids} {privileges}"))
+                .collect();
             let verdict = if seen.is_empty() {
                 "none seen".to_string()
             } else if bad.is_empty() {
@@ -579,10 +592,12 @@ impl Install {
             if seen.is_empty() || !bad.is_empty() {
                 wrong.push(name.clone());
             }
-            table.push_str(&format!("{name:<44} {}  {verdict}\n", s.expected));
+            let privileges = format!("{:<59}", s.privileges.to_string());
+            table.push_str(&format!("{name:<44} {}  {privileges}  {verdict}\n", s.expected));
         }
         eprint!(
-            "dify: uid, gid and groups of every container (rendered securityContext; /proc/<pid>/status):\n{table}"
+            "dify: ids, capabilities and no_new_privs of every container (rendered securityContext; \
+             /proc/<pid>/status):\n{table}"
         );
         let _ = std::fs::write(self.output.join("ids.txt"), &table);
         assert!(

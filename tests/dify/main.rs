@@ -38,6 +38,7 @@ mod pypi_mirror;
 mod pypi_mirror_run;
 mod release;
 mod s3_store;
+mod sandbox_timeout;
 mod scenario;
 
 use std::path::PathBuf;
@@ -110,6 +111,13 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         seen.document.shot.display(),
         seen.knowledge_answer.1.display(),
         seen.sandbox.shot.display()
+    ));
+    // A Code node that never ends is ended at the sandbox's timeout, as the chart's capabilities allow.
+    let ended = sandbox_timeout::check_code_past_its_timeout_is_ended(&mut install);
+    install.figure(format!(
+        "sandbox: an endless snippet answered {:?} after {:.1} s, and its process is gone",
+        ended.error,
+        ended.answered_after.as_secs_f64()
     ));
     // The chat image: previewed from the browser's own copy before sending, then shown from Dify's files route
     // under /dify (FILES_URL carries the path; Traefik strips it for the api), and sent to the model.

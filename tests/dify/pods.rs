@@ -13,7 +13,9 @@
 //!     tmpfs of mode 755 into which only those paths are bind-mounted back, at the same paths (a virtualenv names
 //!     its own), the builds read-only. Nothing outside the run directory changes owner or mode;
 //! - the uid, gid and supplementary groups the rendered `securityContext` gives it (see `images.rs`), set last, so
-//!   that the process reaches only what that uid may;
+//!   that the process reaches only what that uid may; before them, its capabilities (the bounding set the rendering
+//!   leaves of the runtime's defaults, which is what root keeps across exec) and `no_new_privs`
+//!   (`allowPrivilegeEscalation: false`);
 //! - a clean environment: only what the image and the rendered container set, plus `HOSTNAME` and `HOME`;
 //! - its volume mounts as directories of the test run, mapped by path (see `images.rs`).
 //!
@@ -72,6 +74,49 @@ impl std::fmt::Display for Ids {
     }
 }
 
+/// What a container's `securityContext` decides beside its ids: the capability bounding set (what the runtime
+/// grants, less `capabilities.drop`, plus `capabilities.add`), the effective set (that set for root, none for any
+/// other uid: Kubernetes sets no ambient capabilities, so exec as non-root clears them), and `no_new_privs`
+/// (`allowPrivilegeEscalation: false`). Masks of `1 << capability number`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Privileges {
+    pub bounding: u64,
+    pub effective: u64,
+    pub no_new_privs: bool,
+}
+
+impl Privileges {
+    /// What a process of `uid` holds with `bounding` as its bounding set.
+    pub fn of(uid: u32, bounding: u64, no_new_privs: bool) -> Privileges {
+        Privileges { bounding, effective: if uid == 0 { bounding } else { 0 }, no_new_privs }
+    }
+
+    /// Everything this kernel supports: root on the host, which the harness is.
+    pub fn host_root() -> Privileges {
+        let all = caps::runtime::procfs_all_supported(None).expect("reading /proc/sys/kernel/cap_last_cap");
+        Privileges::of(0, all.iter().fold(0, |mask, c| mask | c.bitmask()), false)
+    }
+}
+
+impl std::fmt::Display for Privileges {
+    /// The effective capabilities by name (`-` for none), then `nnp` when no_new_privs is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<String> = caps::all()
+            .into_iter()
+            .filter(|c| self.effective & c.bitmask() != 0)
+            .map(|c| c.to_string().trim_start_matches("CAP_").to_string())
+            .collect();
+        names.sort();
+        let names = if names.is_empty() { "-".to_string() } else { names.join(",") };
+        let bounding = if self.bounding == self.effective || self.effective == 0 && self.bounding == 0 {
+            String::new()
+        } else {
+            format!(" (bounding {:#x})", self.bounding)
+        };
+        write!(f, "{:<3}  {names}{bounding}", if self.no_new_privs { "nnp" } else { "-" })
+    }
+}
+
 /// A container as started: its pod, name and process, the credentials its rendering gives it, and those its
 /// process had right after exec (None when it had already ended).
 pub struct Started {
@@ -80,6 +125,8 @@ pub struct Started {
     pub pid: u32,
     pub expected: Ids,
     pub seen: Option<Ids>,
+    pub privileges: Privileges,
+    pub seen_privileges: Option<Privileges>,
 }
 
 /// What to run, as a pod would run it.
@@ -94,6 +141,8 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// Who it runs as (root until `images.rs` says otherwise from the rendering).
     pub ids: Ids,
+    /// Its capabilities and no_new_privs (the host root's until `images.rs` says otherwise).
+    pub privileges: Privileges,
     /// The image's own user, as lines of its `/etc/passwd` and `/etc/group`, for when the host lacks that uid.
     pub image_user: Option<(String, String)>,
     /// Fresh tmpfs mounts in the pod's mount namespace: (an existing directory, directories to create in it).
@@ -118,6 +167,7 @@ impl Launch {
             env,
             cwd,
             ids: Ids { uid: 0, gid: 0, groups: vec![] },
+            privileges: Privileges::host_root(),
             image_user: None,
             tmpfs: vec![],
             binds: vec![],
@@ -228,6 +278,7 @@ impl Cluster {
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         let cwd = cstring(&launch.cwd);
         let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
+        let privileges = PreparedPrivileges::of(&launch.privileges);
         // An exec probe: the namespaces of the container it probes, opened here.
         let joined: Option<[std::fs::File; 2]> = launch.join.map(|pid| {
             ["mnt", "uts"].map(|ns| {
@@ -245,6 +296,7 @@ impl Cluster {
                     check(libc::setpgid(0, 0))?;
                     check(libc::setns(fds[0], libc::CLONE_NEWNS))?;
                     check(libc::setns(fds[1], libc::CLONE_NEWUTS))?;
+                    privileges.apply()?;
                     set_ids(uid, gid, &groups)?;
                     check(libc::chdir(cwd.as_ptr()))
                 });
@@ -258,13 +310,15 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("starting {} for pod {}: {e}", launch.program, launch.pod));
         if launch.join.is_none() {
             // spawn returns once the child has exec'd, after it took its credentials.
-            let seen = ids_of(child.id());
+            let (seen, seen_privileges) = (ids_of(child.id()), privileges_of(child.id()));
             self.started.lock().unwrap().push(Started {
                 pod: launch.pod.clone(),
                 container: launch.container.clone(),
                 pid: child.id(),
                 expected: launch.ids.clone(),
                 seen,
+                privileges: launch.privileges.clone(),
+                seen_privileges,
             });
         }
         Process { pod: launch.pod, log, child: Mutex::new(child) }
@@ -274,6 +328,7 @@ impl Cluster {
     fn mount_namespace(&self, command: &mut Command, launch: &Launch, cwd: CString) {
         let hostname = CString::new(launch.pod.clone()).unwrap();
         let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
+        let privileges = PreparedPrivileges::of(&launch.privileges);
         let kubelet_files = [
             (cstring(&self.hosts_file(&launch.pod)), CString::new("/etc/hosts").unwrap()),
             (cstring(&self.resolv_conf), CString::new("/etc/resolv.conf").unwrap()),
@@ -387,10 +442,46 @@ impl Cluster {
                         check(libc::mkdir(dir.as_ptr(), 0o755))?;
                     }
                 }
+                privileges.apply()?;
                 set_ids(uid, gid, &groups)?;
                 check(libc::chdir(cwd.as_ptr()))
             });
         }
+    }
+}
+
+/// [`Privileges`] ready for the child: the capability numbers to drop from the bounding set, and no_new_privs.
+struct PreparedPrivileges {
+    drop: Vec<libc::c_ulong>,
+    no_new_privs: bool,
+}
+
+impl PreparedPrivileges {
+    fn of(privileges: &Privileges) -> PreparedPrivileges {
+        let supported = caps::runtime::procfs_all_supported(None).expect("reading /proc/sys/kernel/cap_last_cap");
+        let mut drop: Vec<libc::c_ulong> = supported
+            .into_iter()
+            .filter(|c| privileges.bounding & c.bitmask() == 0)
+            .map(|c| libc::c_ulong::from(c.index()))
+            .collect();
+        drop.sort_unstable();
+        PreparedPrivileges { drop, no_new_privs: privileges.no_new_privs }
+    }
+
+    /// Drops the capabilities from the bounding set (while still root: it takes CAP_SETPCAP) and sets
+    /// no_new_privs. At exec, root's capabilities become that set; another uid's become none.
+    fn apply(&self) -> std::io::Result<()> {
+        let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        // SAFETY: prctl(2) with integer arguments only, on this (the child's) thread.
+        unsafe {
+            for cap in &self.drop {
+                check(libc::prctl(libc::PR_CAPBSET_DROP, *cap, 0, 0, 0))?;
+            }
+            if self.no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -436,6 +527,18 @@ pub fn ids_of(pid: u32) -> Option<Ids> {
     }
     groups.sort_unstable();
     Some(Ids { uid: uids[0], gid: gids[0], groups })
+}
+
+/// The capabilities and no_new_privs of process `pid`, as its `/proc/<pid>/status` gives them.
+pub fn privileges_of(pid: u32) -> Option<Privileges> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
+    let mask = |name: &str| field(name).and_then(|v| u64::from_str_radix(v, 16).ok());
+    Some(Privileges {
+        bounding: mask("CapBnd")?,
+        effective: mask("CapEff")?,
+        no_new_privs: field("NoNewPrivs")? == "1",
+    })
 }
 
 /// Every live descendant of `pid` (what a pod's entrypoint started: gunicorn's and Celery's workers, PostgreSQL's

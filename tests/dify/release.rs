@@ -50,6 +50,11 @@ pub struct RunAs {
     pub fs_group: Option<u32>,
     pub supplemental_groups: Vec<u32>,
     pub non_root: bool,
+    /// The container's `capabilities.add` and `capabilities.drop`, as written (`KILL`, `ALL`).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    /// The container's `allowPrivilegeEscalation: false` (unset or true: escalation allowed).
+    pub no_privilege_escalation: bool,
 }
 
 /// What backs a volume, which decides how the kubelet creates it and who may write it.
@@ -217,6 +222,9 @@ impl Release {
             } else {
                 context["runAsNonRoot"] == true
             },
+            capabilities_add: strings(&context["capabilities"]["add"]).unwrap_or_default(),
+            capabilities_drop: strings(&context["capabilities"]["drop"]).unwrap_or_default(),
+            no_privilege_escalation: context["allowPrivilegeEscalation"] == false,
         };
         Container {
             workload: workload.to_string(),

@@ -592,11 +592,13 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
     let file = dir.join("harness-image.png");
     std::fs::write(&file, &png).unwrap();
     b.goto(&format!("{url}/app/{app_id}/configuration")).await;
+    // The switch shows once the page has the LLM list; one load in a test run never asked the api for it.
     let vision = b
-        .find(
+        .find_reloading(
             Locator::XPath("//*[normalize-space(text())='Vision']/following::*[@role='switch'][1]"),
             "the Vision switch (the model supports vision)",
-            long,
+            Duration::from_secs(30),
+            3,
         )
         .await;
     if vision.attr("aria-checked").await.ok().flatten().as_deref() != Some("true") {

@@ -66,6 +66,16 @@ def test_every_pod_meets_pod_security_restricted_except_the_sandbox(scenario_nam
             assert restricted_violations(pod_spec(o)) == [], name
 
 
+def test_sandbox_holds_exactly_what_it_needs_and_kill_to_end_a_snippet_past_its_timeout():
+    # Root in the sandbox chroots (SYS_CHROOT), prepares the jail (CHOWN, DAC_OVERRIDE, FOWNER), drops each snippet
+    # to its own uid (SETUID, SETGID), and at WORKER_TIMEOUT kills it: another uid's process, which takes KILL.
+    # tests/dify runs the sandbox with these and checks that an endless snippet is ended.
+    sandbox = next(o for o in workloads(render_chart(scenario("v1.13.3"))) if o["metadata"]["name"] == "dify-sandbox")
+    capabilities = pod_spec(sandbox)["containers"][0]["securityContext"]["capabilities"]
+    assert capabilities == {"drop": ["ALL"],
+                            "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID", "SYS_CHROOT"]}
+
+
 def test_sandbox_exception_is_documented():
     text = (CHART / "templates" / "sandbox-deployment.yaml").read_text()
     assert "EXCEPTION" in text and "baseline" in text
