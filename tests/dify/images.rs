@@ -29,7 +29,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::pods::{Ids, Launch, Privileges};
+use crate::credentials::{Ids, Privileges};
+use crate::pods::Launch;
 use crate::release::{Container, VolumeKind};
 
 /// The image the chart defaults to for `expose.path: /dify`, published by the web-image workflow.

@@ -27,6 +27,7 @@
 mod support;
 
 mod browser;
+mod credentials;
 mod cluster_dns;
 mod egress_proxy;
 mod images;

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::install::Install;
-use crate::pods::{descendants, ids_of};
+use crate::credentials::ids_of;
+use crate::pods::descendants;
 
 /// What the sandbox answered for the endless snippet, and how long it took.
 pub struct Ended {
