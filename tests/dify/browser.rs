@@ -198,6 +198,18 @@ impl Browser {
         self.click_last(xpath, what).await;
     }
 
+    /// Clicks `el` once it takes the click: a loading cover or a closing menu may lie over it for a moment.
+    pub async fn click_element(&mut self, el: &fantoccini::elements::Element, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match el.clone().click().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => self.give_up(format!("{what} never took the click ({e})")).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
     /// Clicks the last visible match that takes the click: a dialog comes after the page it covers, so its
     /// elements are tried before the covered page's.
     async fn click_last(&mut self, xpath: &str, what: &str) {

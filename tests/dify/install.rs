@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::credentials::{Ids, Privileges, ids_of, privileges_of};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
-use crate::credentials::{Ids, Privileges, ids_of, privileges_of};
 use crate::pods::{Cluster, Launch, Process, descendants, tcp_open};
 use crate::pypi_mirror::PypiMirror;
 use crate::release::{Container, Release};

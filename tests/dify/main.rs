@@ -27,8 +27,8 @@
 mod support;
 
 mod browser;
-mod credentials;
 mod cluster_dns;
+mod credentials;
 mod egress_proxy;
 mod images;
 mod install;

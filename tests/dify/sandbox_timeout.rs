@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::install::Install;
 use crate::credentials::ids_of;
+use crate::install::Install;
 use crate::pods::descendants;
 
 /// What the sandbox answered for the endless snippet, and how long it took.

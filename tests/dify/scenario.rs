@@ -353,7 +353,7 @@ async fn fill_model_form(b: &mut browser::Browser, name: &str, model_type: &str,
     let select = "//*[normalize-space(text())='Model Type']/following::*[normalize-space(text())='Please enter' \
                   or normalize-space(text())='LLM'][1]";
     if let Ok(select) = b.client.find(Locator::XPath(select)).await {
-        select.click().await.expect("opening the Model Type list");
+        b.click_element(&select, "the Model Type list").await;
         b.click_text(model_type).await;
     }
     b.fill("input[placeholder='Base URL, e.g. https://api.openai.com/v1']", model_url).await;
@@ -602,7 +602,12 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
         )
         .await;
     if vision.attr("aria-checked").await.ok().flatten().as_deref() != Some("true") {
-        vision.click().await.expect("turning Vision on");
+        // Clicked as soon as it takes the click: the page's loading cover may still lie over it for a moment.
+        b.click_xpath(
+            "(//*[normalize-space(text())='Vision']/following::*[@role='switch'][1])[1]",
+            "the Vision switch",
+        )
+        .await;
     }
     b.find(
         Locator::XPath("//*[normalize-space(text())='Vision']/following::*[@role='switch'][1][@aria-checked='true']"),
@@ -630,7 +635,7 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
     let attached = wait_for_image(b, preview, "the image's preview in the message box, uploaded").await;
     // A click in the message box closes the upload menu.
     let message_box = b.find(Locator::Css("textarea"), "the web app's message box", long).await;
-    message_box.click().await.expect("clicking the message box");
+    b.click_element(&message_box, "the message box").await;
     let attached_shot = b.shot("chat-image-attached").await;
     // A new conversation: the only reply on the page is this one's.
     ask(b, &message_box, "What is in this picture?", "the model's reply to the image").await;
