@@ -122,9 +122,7 @@ impl Browser {
     pub async fn find(&mut self, locator: Locator<'_>, what: &str, timeout: Duration) -> fantoccini::elements::Element {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(el) = self.client.find(locator).await
-                && el.is_displayed().await.unwrap_or(false)
-            {
+            if let Some(el) = self.shown(locator).await {
                 return el;
             }
             if Instant::now() > deadline {
@@ -148,9 +146,7 @@ impl Browser {
         for load in 1..loads {
             let deadline = Instant::now() + per_load;
             while Instant::now() < deadline {
-                if let Ok(el) = self.client.find(locator).await
-                    && el.is_displayed().await.unwrap_or(false)
-                {
+                if let Some(el) = self.shown(locator).await {
                     return el;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -260,10 +256,13 @@ impl Browser {
 
     /// Whether an element matches `locator` and is shown, now.
     pub async fn is_displayed(&self, locator: Locator<'_>) -> bool {
-        match self.client.find(locator).await {
-            Ok(el) => el.is_displayed().await.unwrap_or(false),
-            Err(_) => false,
-        }
+        self.shown(locator).await.is_some()
+    }
+
+    /// The first element `locator` matches, when there is one and it is shown, now.
+    async fn shown(&self, locator: Locator<'_>) -> Option<fantoccini::elements::Element> {
+        let el = self.client.find(locator).await.ok()?;
+        el.is_displayed().await.unwrap_or(false).then_some(el)
     }
 
     /// The console api requests the current page made, one a line: path, HTTP status (0 when it never completed)

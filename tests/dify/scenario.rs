@@ -602,12 +602,8 @@ async fn image_chat(b: &mut browser::Browser, url: &str, app_id: &str, dir: &Pat
         )
         .await;
     if vision.attr("aria-checked").await.ok().flatten().as_deref() != Some("true") {
-        // Clicked as soon as it takes the click: the page's loading cover may still lie over it for a moment.
-        b.click_xpath(
-            "(//*[normalize-space(text())='Vision']/following::*[@role='switch'][1])[1]",
-            "the Vision switch",
-        )
-        .await;
+        // The page's loading cover may still lie over it for a moment.
+        b.click_element(&vision, "the Vision switch").await;
     }
     b.find(
         Locator::XPath("//*[normalize-space(text())='Vision']/following::*[@role='switch'][1][@aria-checked='true']"),
