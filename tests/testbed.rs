@@ -98,6 +98,23 @@ async fn pod_security_admission_rejects_a_privileged_pod_in_a_restricted_namespa
     assert!(error.to_string().contains("violates PodSecurity \"restricted:latest\""), "{error}");
 }
 
+/// A server's port must not be one an outgoing connection can hold: the kernel gives those their local port from
+/// `ip_local_port_range`, and a Flux controller once lost its port to one between the pick and its bind.
+#[test]
+fn servers_get_distinct_ports_outside_the_range_outgoing_connections_use() {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let range: Vec<u16> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let ephemeral = range[0]..=range[1];
+    let ports: Vec<u16> = (0..200).map(|_| dify_gitops_testbed::free_port().unwrap()).collect();
+    let inside: Vec<&u16> = ports.iter().filter(|port| ephemeral.contains(port)).collect();
+    assert!(inside.is_empty(), "ports inside the ephemeral range {ephemeral:?}: {inside:?}");
+    let distinct: std::collections::BTreeSet<&u16> = ports.iter().collect();
+    assert_eq!(distinct.len(), ports.len(), "one process got a port twice: {ports:?}");
+    for port in &ports[..5] {
+        std::net::TcpListener::bind(("127.0.0.1", *port)).unwrap_or_else(|e| panic!("port {port} is not free: {e}"));
+    }
+}
+
 #[test]
 fn teardown_leaves_no_process_port_or_directory() {
     let testbed = Testbed::start(&[]);

@@ -7,8 +7,10 @@ import copy
 import functools
 import json
 import os
+import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -160,6 +162,34 @@ def run(env, *cmd, stdin=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd[:4])}… failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
+
+
+_PORTS = None
+
+
+def free_port():
+    """A loopback port for a server the test starts next, never one an outgoing connection can hold.
+
+    The kernel gives every outgoing connection its local port from `ip_local_port_range`, the range a bind of port 0
+    answers from, so such a port can be taken between the pick and the server's bind. This walks the ports above
+    10000 outside that range from a random start (the Rust tests' `dify_gitops_testbed::free_port` does the same).
+    """
+    global _PORTS
+    if _PORTS is None:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        below, above = range(10000, max(low, 10000)), range(max(high + 1, 10000), 65535)
+        ports = list(below if len(below) >= len(above) else above)
+        assert len(ports) >= 1000, f"ip_local_port_range {low} {high} leaves too few ports for the tests' servers"
+        start = secrets.randbelow(len(ports))
+        _PORTS = iter(ports[start:] + ports[:start])
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port outside the ephemeral range")
 
 
 @pytest.fixture(scope="session")

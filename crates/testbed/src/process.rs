@@ -3,10 +3,13 @@
 //! reaps it on drop.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
+use std::ops::Range;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -62,10 +65,52 @@ impl Drop for Child {
     }
 }
 
-/// A loopback TCP port that was free a moment ago (the caller binds it soon after).
+/// A loopback TCP port that was free a moment ago, for a server the caller starts soon after.
+///
+/// Not the kernel's answer to a bind of port 0: that comes from the ephemeral range, which the kernel also hands
+/// to every outgoing connection, and the tests open hundreds (to the kube-apiserver, to Traefik, to Dify). So the
+/// port could be some connection's local port by the time the server binds it; a Flux controller once stopped on
+/// `bind: address already in use` that way. A port outside that range is only taken by an explicit bind. This
+/// process walks those ports from a random start, so its servers never get the same port twice, and two test
+/// processes running at once rarely do.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral loopback port")?;
-    Ok(listener.local_addr()?.port())
+    static START: OnceLock<u32> = OnceLock::new();
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let ports = listening_ports()?;
+    let span = u32::from(ports.end - ports.start);
+    let start = *START.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        // Without the OS random source every process starts at the same place; the probing below still holds.
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_ne_bytes(bytes) % span
+    });
+    for _ in 0..span {
+        let offset = (start + TAKEN.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = ports.start + offset as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {ports:?}, the ports outside the kernel's ephemeral range")
+}
+
+/// The ports free_port hands out: the larger stretch outside `net.ipv4.ip_local_port_range`, above 10000 (below
+/// it live the well-known servers of a developer's machine).
+fn listening_ports() -> Result<Range<u16>> {
+    const RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = std::fs::read_to_string(RANGE).with_context(|| format!("reading {RANGE}"))?;
+    let bounds: Vec<u16> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let [low, high] = bounds[..] else { bail!("{RANGE} holds {text:?}, not two port numbers") };
+    let below = 10_000..low.max(10_000);
+    let above = high.saturating_add(1).max(10_000)..u16::MAX;
+    let ports = if below.len() >= above.len() { below } else { above };
+    if ports.len() < 1_000 {
+        bail!(
+            "{RANGE} is {low} {high}, which leaves fewer than 1000 ports above 10000 for the tests' servers; \
+             narrow it, for example: sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""
+        );
+    }
+    Ok(ports)
 }
 
 /// Finds `name` on PATH, with the fix in the error when it is not there.

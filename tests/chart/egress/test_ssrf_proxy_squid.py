@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import env_of, get, merge, pod_spec, render_chart, render_error, scenario
+from conftest import env_of, free_port, get, merge, pod_spec, render_chart, render_error, scenario
 
 BASE = scenario("v1.13.3")
 BLOCKED = {"ssrfProxy": {"allowPrivateNetworks": False}}
@@ -93,12 +93,6 @@ def _serve(address, port, answer):
     return server
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ask(proxy_port, line):
     """The status code squid answers to one request line sent to it."""
     with socket.create_connection(("127.0.0.1", proxy_port), timeout=30) as s:
@@ -118,7 +112,7 @@ def squid_with():
     tmp_path = Path(tempfile.mkdtemp(prefix="dify-squid-"))
 
     def start(values, resolv_conf=None):
-        port = _free_port()
+        port = free_port()
         conf = squid_conf(values)
         assert "\nhttp_port 3128\n" in conf
         path = tmp_path / "squid.conf"
@@ -207,7 +201,7 @@ def cluster_dns():
 def test_a_service_is_reached_by_the_names_pods_give_it(squid_with, cluster_dns, name):
     # A private model as a Service of another namespace, on an allow-listed address. squid looks a name up as a pod
     # does (dns_defnames): through the search list, which `vllm.models` needs. Without it the request fails (502).
-    port = _free_port()
+    port = free_port()
     model = _serve("127.0.0.2", port, "model")
     try:
         resolv_conf = cluster_dns({"vllm.models.svc.cluster.local": "127.0.0.2"})
@@ -223,7 +217,7 @@ def test_a_service_is_reached_by_the_names_pods_give_it(squid_with, cluster_dns,
 
 
 def test_an_allow_listed_domain_matches_the_host_as_the_request_names_it(squid_with, cluster_dns):
-    port = _free_port()
+    port = free_port()
     model = _serve("127.0.0.2", port, "model")
     try:
         resolv_conf = cluster_dns({"vllm.models.svc.cluster.local": "127.0.0.2"})
@@ -239,7 +233,7 @@ def test_an_allow_listed_domain_matches_the_host_as_the_request_names_it(squid_w
 
 
 def test_only_the_allow_listed_private_address_is_reached(squid_with):
-    port = _free_port()
+    port = free_port()
     allowed, other = _serve("127.0.0.2", port, "model"), _serve("127.0.0.3", port, "secret")
     try:
         proxy_port, log = squid_with(merge(BASE, ALLOW))
@@ -255,8 +249,8 @@ def test_only_the_allow_listed_private_address_is_reached(squid_with):
 
 
 def test_everything_but_the_allowed_private_destinations_goes_through_the_upstream_proxy(squid_with):
-    port = _free_port()
-    parent_port = _free_port()
+    port = free_port()
+    parent_port = free_port()
     allowed = _serve("127.0.0.2", port, "model")
     parent = _serve("127.0.0.4", parent_port, "from the corporate proxy")
     try:
@@ -295,7 +289,7 @@ except urllib.error.HTTPError as e:
 
 
 def test_a_plugin_of_a_daemon_through_the_ssrf_proxy_reaches_the_allow_listed_model_and_no_other(squid_with):
-    port = _free_port()
+    port = free_port()
     allowed, other = _serve("127.0.0.2", port, "model"), _serve("127.0.0.3", port, "secret")
     try:
         values = merge(merge(BASE, ALLOW), {"pluginDaemon": {"egressThroughSsrfProxy": True}})

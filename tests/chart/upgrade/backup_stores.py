@@ -10,7 +10,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,15 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import free_port, run
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_server(server, sig):

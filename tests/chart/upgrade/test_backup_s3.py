@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from backup_stores import PG_BIN, databases, free_port, postgres, s3_store  # noqa: F401 - fixtures
+from backup_stores import PG_BIN, databases, postgres, s3_store  # noqa: F401 - fixtures
 from cluster import as_pod, dry_run_pod, installed, render_upgrade, with_tag
-from conftest import CHART, get, merge, render_error, run, scenario
+from conftest import CHART, free_port, get, merge, render_error, run, scenario
 
 pytestmark = pytest.mark.install
 
