@@ -14,6 +14,8 @@ use crate::credentials::{Ids, Privileges, ids_of, privileges_of};
 use crate::egress_proxy::EgressProxy;
 use crate::images::{self, Images, Kind};
 use crate::model_server::{self, ModelServer};
+use crate::network_policy::{Endpoint, Port, Protocol};
+use crate::pod_firewall::Refusal;
 use crate::pods::{Cluster, Launch, Process, descendants, tcp_open};
 use crate::pypi_mirror::PypiMirror;
 use crate::release::{Container, Release};
@@ -321,6 +323,7 @@ impl Install {
             started,
         };
         install.wire_services();
+        install.enforce_network_policies();
         install.figure(format!("set-up (testbed, Traefik, helm install): {:.1} s", started.elapsed().as_secs_f64()));
         install
     }
@@ -416,6 +419,88 @@ impl Install {
         let file = self.cluster.dir.join("endpointslices.json");
         std::fs::write(&file, list.to_string()).unwrap();
         self.testbed.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// The release's NetworkPolicies, enforced on its pods from here on (`pod_firewall.rs`): towards each other,
+    /// the cluster's DNS (CoreDNS's pods in `kube-system`) and the model servers (pods of namespace `models`).
+    /// Everything else the pods reach (the S3 store, the PyPI mirror, the corporate proxy, the load balancer) is
+    /// outside the cluster. The verdicts go to `network-policy.txt`, nftables's rules to `network-policy.nft`.
+    fn enforce_network_policies(&mut self) {
+        let pods: Vec<Endpoint> = self
+            .release
+            .workloads
+            .iter()
+            .map(|w| {
+                let name = w["metadata"]["name"].as_str().unwrap();
+                let template = &w["spec"]["template"];
+                let ports = template["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                    .map(|p| Port {
+                        protocol: if p["protocol"] == "UDP" { Protocol::Udp } else { Protocol::Tcp },
+                        number: p["containerPort"].as_u64().unwrap() as u16,
+                    })
+                    .collect();
+                Endpoint {
+                    name: format!("{name}-0"),
+                    ip: self.addresses[name],
+                    namespace: Some(NAMESPACE.to_string()),
+                    labels: serde_json::from_value(template["metadata"]["labels"].clone()).unwrap_or_default(),
+                    ports,
+                }
+            })
+            .collect();
+        let pod = |name: &str, ip: Ipv4Addr, namespace: &str, label: (&str, &str), ports: Vec<Port>| Endpoint {
+            name: name.to_string(),
+            ip,
+            namespace: Some(namespace.to_string()),
+            labels: [(label.0.to_string(), label.1.to_string())].into(),
+            ports,
+        };
+        let dns_ports =
+            vec![Port { protocol: Protocol::Udp, number: 53 }, Port { protocol: Protocol::Tcp, number: 53 }];
+        let model_port = |port| vec![Port { protocol: Protocol::Tcp, number: port }];
+        let services = vec![
+            pod("coredns", self.cluster.dns.ip, "kube-system", ("k8s-app", "kube-dns"), dns_ports),
+            pod("model-server", self.model.ip, MODELS_NAMESPACE, ("app", "model-server"), model_port(self.model.port)),
+            pod(
+                "unlisted-model",
+                self.unlisted_model.ip,
+                MODELS_NAMESPACE,
+                ("app", "unlisted-model"),
+                model_port(self.unlisted_model.port),
+            ),
+        ];
+        let policies = &self.release.network_policies;
+        let ruleset = self.output.join("network-policy.nft");
+        let table = self.cluster.firewall.enforce(&self.cluster.net, policies, &pods, &services, &ruleset);
+        let _ = std::fs::write(self.output.join("network-policy.txt"), &table);
+        self.figure(format!(
+            "network policies: the release's {} NetworkPolicies enforced on its {} pods (network-policy.txt)",
+            policies.len(),
+            pods.len()
+        ));
+    }
+
+    /// No pod opened a connection the release's NetworkPolicies refuse, other than the `provoked` ones a check
+    /// opened on purpose: Dify did all it did within its policies, as on a cluster that enforces them.
+    pub fn check_no_connection_refused(&self, provoked: &[Refusal]) {
+        let unexpected: Vec<String> =
+            self.refusals().iter().filter(|r| !provoked.contains(r)).map(ToString::to_string).collect();
+        assert!(
+            unexpected.is_empty(),
+            "the release's NetworkPolicies refused connections its pods opened, as a cluster that enforces them \
+             (NKP's Cilium) would: {}. What each pod may open: {}",
+            unexpected.join(", "),
+            self.output.join("network-policy.txt").display()
+        );
+    }
+
+    /// Every connection a pod opened that the release's NetworkPolicies refused, so far.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.cluster.firewall.refused(&self.cluster.net).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts every container of `workload` (init containers first, each to completion).
@@ -684,6 +769,14 @@ impl Drop for Install {
             outside.len(),
             outside.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")
         ));
+        match self.cluster.firewall.refused(&self.cluster.net) {
+            Ok(refused) => {
+                let list: Vec<String> = refused.iter().map(ToString::to_string).collect();
+                let said = if list.is_empty() { "none".to_string() } else { list.join(", ") };
+                self.figure(format!("network policies: connections refused: {said}"));
+            }
+            Err(e) => self.figure(format!("network policies: the refusals could not be read: {e}")),
+        }
         let _ = std::fs::write(self.output.join("figures.txt"), self.figures.join("\n") + "\n");
         let _ = std::fs::write(self.output.join("written.txt"), self.written());
         if let Ok(logs) = std::fs::read_dir(self.cluster.dir.join("logs")) {

@@ -33,12 +33,16 @@ mod egress_proxy;
 mod images;
 mod install;
 mod model_server;
+mod network_policy;
+mod pod_firewall;
 mod pods;
 mod proxy_chain_run;
 mod pypi_mirror;
 mod pypi_mirror_run;
 mod release;
 mod s3_store;
+mod sandbox_api;
+mod sandbox_egress;
 mod sandbox_timeout;
 mod scenario;
 
@@ -112,6 +116,13 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         seen.document.shot.display(),
         seen.knowledge_answer.1.display(),
         seen.sandbox.shot.display()
+    ));
+    // Code in the sandbox cannot go around the SSRF proxy: its NetworkPolicy refuses direct connections.
+    let reached = sandbox_egress::check_code_reaches_only_the_ssrf_proxy(&mut install);
+    install.figure(format!(
+        "sandbox egress: a snippet's direct connections: {}; refused by the sandbox's NetworkPolicy: {}",
+        reached.seen,
+        reached.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     ));
     // A Code node that never ends is ended at the sandbox's timeout, as the chart's capabilities allow.
     let ended = sandbox_timeout::check_code_past_its_timeout_is_ended(&mut install);
@@ -258,6 +269,9 @@ fn real_dify(version: &str, extra_sets: &[&str], setup: FirstSetUp, egress: Egre
         "with expose.path /dify the chart should default to the /dify web image {PATH_WEB_IMAGE}, not {}",
         web.image
     );
+    // Everything above happened within the release's NetworkPolicies, but the sandbox's connections refused on
+    // purpose.
+    install.check_no_connection_refused(&reached.refused);
     eprintln!("dify: figures and logs in {}", install.output.display());
 }
 

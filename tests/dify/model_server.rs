@@ -42,7 +42,7 @@ pub struct ModelServer {
     /// How the release names it: its address, or `<service>.<namespace>` once [`ModelServer::serve_as`] named it.
     pub host: String,
     pub ip: Ipv4Addr,
-    port: u16,
+    pub port: u16,
     /// (path, JSON body) of every request, in order.
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     _runtime: tokio::runtime::Runtime,

@@ -33,12 +33,15 @@ use std::time::{Duration, Instant};
 
 use crate::cluster_dns::ClusterDns;
 use crate::credentials::{Ids, PreparedPrivileges, Privileges, ids_of, privileges_of, set_ids};
+use crate::pod_firewall::PodFirewall;
 use crate::support::traefik::StubNet;
 
 /// Where the pods live: the network, its DNS, the namespace of the release, and the test run's directory.
 pub struct Cluster {
     pub net: StubNet,
     pub dns: ClusterDns,
+    /// Each pod's cgroup, and the release's NetworkPolicies enforced on them.
+    pub firewall: PodFirewall,
     pub namespace: String,
     pub dir: PathBuf,
     /// The `/etc/resolv.conf` of every pod.
@@ -134,6 +137,7 @@ impl Cluster {
     pub fn create(dir: &Path, namespace: &str, readable: &[PathBuf]) -> Cluster {
         let net = StubNet::create_pod_network();
         let dns = ClusterDns::start(&net, net.new_address(), dir, &dir.join("logs"));
+        let firewall = PodFirewall::create();
         let resolv_conf = dir.join("resolv.conf");
         std::fs::write(&resolv_conf, dns.resolv_conf(namespace)).expect("writing the pods' resolv.conf");
         let mut views: Vec<View> = Vec::new();
@@ -149,6 +153,7 @@ impl Cluster {
         Cluster {
             net,
             dns,
+            firewall,
             namespace: namespace.to_string(),
             dir: dir.to_path_buf(),
             resolv_conf,
@@ -217,6 +222,18 @@ impl Cluster {
         // The runtime sets HOSTNAME to the pod name; a container that sets it itself wins.
         command.args(&launch.args).env_clear().env("HOSTNAME", &launch.pod).envs(launch.env.iter().cloned());
         command.stdin(Stdio::null()).stdout(out).stderr(err);
+        // First of all, the pod's cgroup (an exec probe's too, as `kubectl exec` runs in the container's): its
+        // sockets are the pod's to the NetworkPolicies (`pod_firewall.rs`).
+        let cgroup_procs = self.firewall.cgroup_procs(&launch.pod);
+        // SAFETY: write(2) is async-signal-safe; the file was opened before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(cgroup_procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let cwd = cstring(&launch.cwd);
         let (uid, gid, groups) = (launch.ids.uid, launch.ids.gid, launch.ids.groups.clone());
         let privileges = PreparedPrivileges::of(&launch.privileges);

@@ -63,6 +63,7 @@ fn dify_1_13_3_bootstraps_through_the_ssrf_proxy_and_a_corporate_proxy() {
     let to_parent: Vec<String> = install.egress.log().into_iter().filter(|l| l.contains(&model_url)).collect();
     assert!(to_parent.is_empty(), "requests to the model server went to the corporate proxy: {to_parent:?}");
     install.figure(format!("model server: {through} requests (the models' checks), each through the SSRF proxy"));
+    install.check_no_connection_refused(&[]);
     install.figure(format!("whole run: {:.1} s", started.elapsed().as_secs_f64()));
 }
 

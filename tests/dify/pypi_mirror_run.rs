@@ -85,6 +85,7 @@ fn dify_1_14_2_installs_plugins_from_a_private_pypi_mirror() {
     install.figure(format!("model server: {} chat completions from the plugin (the models' checks)", chats.len()));
 
     frozen_sync_ignores_the_mirror(&mut install);
+    install.check_no_connection_refused(&[]);
     install.figure(format!("whole run: {:.1} s", started.elapsed().as_secs_f64()));
 }
 

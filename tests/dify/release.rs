@@ -12,6 +12,7 @@ pub struct Release {
     pub namespace: String,
     pub workloads: Vec<Value>,
     pub services: Vec<Value>,
+    pub network_policies: Vec<Value>,
     secrets: BTreeMap<String, BTreeMap<String, String>>,
     config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Each ConfigMap's keys as the files of a volume: `data` and `binaryData` (a plugin package) alike.
@@ -140,6 +141,7 @@ impl Release {
             namespace: namespace.to_string(),
             workloads,
             services: items(&get("services")),
+            network_policies: items(&get("networkpolicies")),
             secrets,
             config_maps,
             config_files,

@@ -4,18 +4,15 @@
 //! never ends (the sandbox waits for the snippet's output to close), and the snippet runs on, holding one of the
 //! sandbox's workers, until the pod restarts.
 //!
-//! The check asks the sandbox as Dify's api does (`POST /v1/sandbox/run`, the release's key in `X-Api-Key`, network
-//! on as api always asks) to run a loop that never ends, then looks for that loop among the sandbox's processes.
+//! The check asks the sandbox as Dify's api does (`sandbox_api.rs`) to run a loop that never ends, then looks for that
+//! loop among the sandbox's processes.
 
-use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-
-use serde_json::{Value, json};
 
 use crate::credentials::ids_of;
 use crate::install::Install;
 use crate::pods::descendants;
+use crate::sandbox_api::SandboxApi;
 
 /// What the sandbox answered for the endless snippet, and how long it took.
 pub struct Ended {
@@ -26,23 +23,11 @@ pub struct Ended {
 /// Runs the endless snippet and checks that it is ended: the sandbox answers with a timeout within its
 /// `WORKER_TIMEOUT` and some slack, and no process of the snippet's uid is left under the sandbox.
 pub fn check_code_past_its_timeout_is_ended(install: &mut Install) -> Ended {
-    let sandbox = install.release.containers("dify-sandbox", false).into_iter().next().expect("a sandbox container");
-    let env = |name: &str| {
-        sandbox
-            .env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("the sandbox container has no {name}"))
-    };
-    let (key, timeout) = (env("API_KEY"), env("WORKER_TIMEOUT"));
-    let timeout = Duration::from_secs(timeout.parse().unwrap_or_else(|_| panic!("WORKER_TIMEOUT {timeout:?}")));
-    let port = *sandbox.ports.values().next().expect("the sandbox's port");
-    let ip = install.addresses["dify-sandbox"];
+    let sandbox = SandboxApi::of(install);
+    let timeout = sandbox.worker_timeout;
     let sandbox_pid = install.pid_of("dify-sandbox");
-    let body = json!({"language": "python3", "code": "while True:\n    pass\n", "preload": "", "enable_network": true});
     let started = Instant::now();
-    let answer = post_json(ip, port, "/v1/sandbox/run", &key, &body, timeout + Duration::from_secs(30));
+    let answer = sandbox.run_python("while True:\n    pass\n", timeout + Duration::from_secs(30));
     let answered_after = started.elapsed();
     // The snippet's processes: the sandbox's descendants that left root for the sandbox's code user.
     let snippets = || -> Vec<u32> {
@@ -67,26 +52,4 @@ pub fn check_code_past_its_timeout_is_ended(install: &mut Install) -> Ended {
          {answered_after:?}, and the snippet's processes {left:?} are still running"
     );
     Ended { error: error.trim().to_string(), answered_after }
-}
-
-/// `POST path` of `body` to `ip:port` with the sandbox's key, over HTTP/1.0; the JSON answer, or why there is none
-/// within `timeout`.
-fn post_json(ip: Ipv4Addr, port: u16, path: &str, key: &str, body: &Value, timeout: Duration) -> Result<Value, String> {
-    let mut stream = std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(5))
-        .map_err(|e| format!("connecting to {ip}:{port}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nX-Api-Key: {key}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).map_err(|e| format!("no answer within {timeout:?} ({e})"))?;
-    let (head, json) = answer.split_once("\r\n\r\n").ok_or_else(|| format!("not HTTP: {answer:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!("answered {}", head.lines().next().unwrap_or_default()));
-    }
-    serde_json::from_str(json).map_err(|e| format!("not JSON ({e}): {json:?}"))
 }
