@@ -1,5 +1,6 @@
 //! Who a container's process is, as its rendered `securityContext` and the runtime make it: its uid, gid and
-//! supplementary groups ([`Ids`]), its capabilities and no_new_privs ([`Privileges`]). Both are applied in the
+//! supplementary groups ([`Ids`]), its capabilities, no_new_privs and seccomp filter ([`Privileges`]). Both are
+//! applied in the
 //! child before exec (`pods.rs` calls [`PreparedPrivileges::apply`] then [`set_ids`], in that order: dropping from
 //! the bounding set takes CAP_SETPCAP, which root loses with its uid) and read back from `/proc/<pid>/status`, where
 //! `install.rs` checks them for every process.
@@ -24,18 +25,20 @@ impl std::fmt::Display for Ids {
 /// What a container's `securityContext` decides beside its ids: the capability bounding set (what the runtime
 /// grants, less `capabilities.drop`, plus `capabilities.add`), the effective set (that set for root, none for any
 /// other uid: Kubernetes sets no ambient capabilities, so exec as non-root clears them), and `no_new_privs`
-/// (`allowPrivilegeEscalation: false`). Masks of `1 << capability number`.
+/// (`allowPrivilegeEscalation: false`), and whether the runtime's default seccomp filter applies
+/// (`seccompProfile: RuntimeDefault`). Masks of `1 << capability number`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Privileges {
     pub bounding: u64,
     pub effective: u64,
     pub no_new_privs: bool,
+    pub seccomp: bool,
 }
 
 impl Privileges {
     /// What a process of `uid` holds with `bounding` as its bounding set.
     pub fn of(uid: u32, bounding: u64, no_new_privs: bool) -> Privileges {
-        Privileges { bounding, effective: if uid == 0 { bounding } else { 0 }, no_new_privs }
+        Privileges { bounding, effective: if uid == 0 { bounding } else { 0 }, no_new_privs, seccomp: false }
     }
 
     /// Everything this kernel supports: root on the host, which the harness is.
@@ -46,7 +49,8 @@ impl Privileges {
 }
 
 impl std::fmt::Display for Privileges {
-    /// The effective capabilities by name (`-` for none), then `nnp` when no_new_privs is set.
+    /// `nnp` when no_new_privs is set, `seccomp` when a filter applies, then the effective capabilities by name
+    /// (`-` for none).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<String> = caps::all()
             .into_iter()
@@ -60,14 +64,17 @@ impl std::fmt::Display for Privileges {
         } else {
             format!(" (bounding {:#x})", self.bounding)
         };
-        write!(f, "{:<3}  {names}{bounding}", if self.no_new_privs { "nnp" } else { "-" })
+        let (nnp, seccomp) = (if self.no_new_privs { "nnp" } else { "-" }, if self.seccomp { "seccomp" } else { "-" });
+        write!(f, "{nnp:<3}  {seccomp:<7}  {names}{bounding}")
     }
 }
 
-/// [`Privileges`] ready for the child: the capability numbers to drop from the bounding set, and no_new_privs.
+/// [`Privileges`] ready for the child: the capability numbers to drop from the bounding set, no_new_privs, and the
+/// seccomp filter as BPF.
 pub struct PreparedPrivileges {
     drop: Vec<libc::c_ulong>,
     no_new_privs: bool,
+    seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl PreparedPrivileges {
@@ -79,11 +86,14 @@ impl PreparedPrivileges {
             .map(|c| libc::c_ulong::from(c.index()))
             .collect();
         drop.sort_unstable();
-        PreparedPrivileges { drop, no_new_privs: privileges.no_new_privs }
+        let seccomp = privileges.seccomp.then(|| crate::seccomp::runtime_default(privileges.bounding));
+        PreparedPrivileges { drop, no_new_privs: privileges.no_new_privs, seccomp }
     }
 
-    /// Drops the capabilities from the bounding set (while still root: it takes CAP_SETPCAP) and sets
-    /// no_new_privs. At exec, root's capabilities become that set; another uid's become none.
+    /// Drops the capabilities from the bounding set (while still root: it takes CAP_SETPCAP), sets no_new_privs
+    /// and loads the seccomp filter (while root holds CAP_SYS_ADMIN, as runc loads it for a container without
+    /// no_new_privs; what the child does after it, taking its ids and exec, the filter allows). At exec, root's
+    /// capabilities become that set; another uid's become none.
     pub fn apply(&self) -> std::io::Result<()> {
         let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
         // SAFETY: prctl(2) with integer arguments only, on this (the child's) thread.
@@ -93,6 +103,9 @@ impl PreparedPrivileges {
             }
             if self.no_new_privs {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+            if let Some(filter) = &self.seccomp {
+                crate::seccomp::load(filter)?;
             }
         }
         Ok(())
@@ -137,5 +150,7 @@ pub fn privileges_of(pid: u32) -> Option<Privileges> {
         bounding: mask("CapBnd")?,
         effective: mask("CapEff")?,
         no_new_privs: field("NoNewPrivs")? == "1",
+        // 2: a filter (mode 0 is none, 1 strict).
+        seccomp: field("Seccomp")? == "2",
     })
 }

@@ -176,8 +176,10 @@ const RUNTIME_DEFAULT_CAPABILITIES: [&str; 14] = [
     "SYS_CHROOT",
 ];
 
-/// The capabilities and no_new_privs of `c` (of uid `uid`), as the runtime sets them from its rendering: its
-/// defaults, less `capabilities.drop` (`ALL`: every one), plus `capabilities.add`. Panics on a name no kernel has.
+/// The capabilities, no_new_privs and seccomp filter of `c` (of uid `uid`), as the runtime sets them from its
+/// rendering: its default capabilities, less `capabilities.drop` (`ALL`: every one), plus `capabilities.add`; the
+/// runtime's default filter with `seccompProfile: RuntimeDefault`. Panics on a name no kernel has, and on a
+/// profile other than RuntimeDefault or Unconfined.
 pub fn privileges(c: &Container, uid: u32) -> Privileges {
     let mask = |name: &str| -> u64 {
         let cap: caps::Capability = format!("CAP_{}", name.trim_start_matches("CAP_").to_uppercase())
@@ -192,7 +194,12 @@ pub fn privileges(c: &Container, uid: u32) -> Privileges {
     for name in &c.run_as.capabilities_add {
         bounding |= mask(name);
     }
-    Privileges::of(uid, bounding, c.run_as.no_privilege_escalation)
+    let seccomp = match c.run_as.seccomp.as_deref() {
+        Some("RuntimeDefault") => true,
+        None | Some("Unconfined") => false,
+        Some(other) => panic!("container {}/{}: seccompProfile {other} is not run by the harness", c.workload, c.name),
+    };
+    Privileges { seccomp, ..Privileges::of(uid, bounding, c.run_as.no_privilege_escalation) }
 }
 
 /// What a kubelet does to a volume's directory before the pod starts: an emptyDir is created world-writable, a
@@ -889,7 +896,7 @@ fn privileges_follow_the_runtime_defaults_and_the_rendering() {
         ..Default::default()
     };
     let p = privileges(&container("langgenius/dify-sandbox:0.2.15", sandbox), 0);
-    assert_eq!(names(&p), "nnp  CHOWN,DAC_OVERRIDE,FOWNER,SETGID,SETUID,SYS_CHROOT");
+    assert_eq!(names(&p), "nnp  -        CHOWN,DAC_OVERRIDE,FOWNER,SETGID,SETUID,SYS_CHROOT");
     assert_eq!(p.bounding, p.effective);
     // Nothing rendered: the runtime's fourteen, which another uid keeps only in its bounding set.
     let p = privileges(&container("semitechnologies/weaviate:1.27.0", RunAs::default()), 1000);

@@ -654,8 +654,8 @@ impl Install {
     pub fn check_ids(&self) {
         let started = self.cluster.started.lock().unwrap();
         let mut table = format!(
-            "{:<44} {:>5} {:>5}  {:<8}  {:<3}  {:<54}  {}\n",
-            "container", "uid", "gid", "groups", "nnp", "capabilities (effective)", "processes"
+            "{:<44} {:>5} {:>5}  {:<8}  {:<3}  {:<7}  {:<54}  {}\n",
+            "container", "uid", "gid", "groups", "nnp", "seccomp", "capabilities (effective)", "processes"
         );
         let mut wrong = Vec::new();
         for s in started.iter() {
@@ -678,11 +678,11 @@ impl Install {
             if seen.is_empty() || !bad.is_empty() {
                 wrong.push(name.clone());
             }
-            let privileges = format!("{:<59}", s.privileges.to_string());
+            let privileges = format!("{:<68}", s.privileges.to_string());
             table.push_str(&format!("{name:<44} {}  {privileges}  {verdict}\n", s.expected));
         }
         eprint!(
-            "dify: ids, capabilities and no_new_privs of every container (rendered securityContext; \
+            "dify: ids, capabilities, no_new_privs and seccomp of every container (rendered securityContext; \
              /proc/<pid>/status):\n{table}"
         );
         let _ = std::fs::write(self.output.join("ids.txt"), &table);

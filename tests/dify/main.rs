@@ -45,6 +45,7 @@ mod sandbox_api;
 mod sandbox_egress;
 mod sandbox_timeout;
 mod scenario;
+mod seccomp;
 
 use std::path::PathBuf;
 use std::process::Command;

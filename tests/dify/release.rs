@@ -56,6 +56,9 @@ pub struct RunAs {
     pub capabilities_drop: Vec<String>,
     /// The container's `allowPrivilegeEscalation: false` (unset or true: escalation allowed).
     pub no_privilege_escalation: bool,
+    /// `seccompProfile.type`, the container's over the pod's (`RuntimeDefault`); None where neither sets it, which
+    /// a kubelet without `--seccomp-default` runs unconfined.
+    pub seccomp: Option<String>,
 }
 
 /// What backs a volume, which decides how the kubelet creates it and who may write it.
@@ -227,6 +230,10 @@ impl Release {
             capabilities_add: strings(&context["capabilities"]["add"]).unwrap_or_default(),
             capabilities_drop: strings(&context["capabilities"]["drop"]).unwrap_or_default(),
             no_privilege_escalation: context["allowPrivilegeEscalation"] == false,
+            seccomp: context["seccompProfile"]["type"]
+                .as_str()
+                .or(pod_context["seccompProfile"]["type"].as_str())
+                .map(str::to_string),
         };
         Container {
             workload: workload.to_string(),
