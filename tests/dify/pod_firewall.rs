@@ -100,6 +100,7 @@ impl PodFirewall {
     ) -> String {
         let in_cluster: Vec<&Endpoint> = pods.iter().chain(services).collect();
         let cluster_ips: Vec<String> = in_cluster.iter().map(|e| e.ip.to_string()).collect();
+        let policy_ports = named_ports(policies);
         let outside = Endpoint {
             name: "outside the cluster".into(),
             ip: Ipv4Addr::UNSPECIFIED,
@@ -125,7 +126,7 @@ impl PodFirewall {
             // For people: what it may reach (each destination and its ports), and where it is held to some ports.
             let (mut reaches, mut held) = (Vec::new(), Vec::new());
             for to in in_cluster.iter().filter(|to| to.ip != pod.ip) {
-                let mut ports: BTreeSet<Port> = named_ports(policies).into_iter().collect();
+                let mut ports: BTreeSet<Port> = policy_ports.iter().copied().collect();
                 ports.extend(to.ports.iter().copied());
                 let (admitted, refused): (Vec<Port>, Vec<Port>) =
                     ports.into_iter().partition(|p| allows(policies, pod, to, *p));
@@ -167,9 +168,9 @@ impl PodFirewall {
                 let but = if held.is_empty() { String::new() } else { format!(", but {}", held.join(", ")) };
                 let _ = writeln!(table, "{:<28} anything{but}", pod.name);
             } else {
-                let ports: Vec<String> = named_ports(policies)
-                    .into_iter()
-                    .filter(|p| allows(policies, pod, &outside, *p))
+                let ports: Vec<String> = policy_ports
+                    .iter()
+                    .filter(|p| allows(policies, pod, &outside, **p))
                     .map(|p| format!("{} . {}", p.protocol.nft(), p.number))
                     .collect();
                 if !ports.is_empty() {
