@@ -1,9 +1,8 @@
 //! Who a container's process is, as its rendered `securityContext` and the runtime make it: its uid, gid and
 //! supplementary groups ([`Ids`]), its capabilities, no_new_privs and seccomp filter ([`Privileges`]). Both are
-//! applied in the
-//! child before exec (`pods.rs` calls [`PreparedPrivileges::apply`] then [`set_ids`], in that order: dropping from
-//! the bounding set takes CAP_SETPCAP, which root loses with its uid) and read back from `/proc/<pid>/status`, where
-//! `install.rs` checks them for every process.
+//! applied in the child before exec (`pods.rs` calls [`PreparedPrivileges::apply`] then [`set_ids`], in that order:
+//! dropping from the bounding set takes CAP_SETPCAP, which root loses with its uid) and read back from
+//! `/proc/<pid>/status`, where `install.rs` checks them for every process.
 
 /// The credentials of a process: what `/proc/<pid>/status` shows as `Uid`, `Gid` and `Groups`.
 #[derive(Clone, Debug, PartialEq, Eq)]

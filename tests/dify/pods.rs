@@ -14,12 +14,16 @@
 //!     its own), the builds read-only. Nothing outside the run directory changes owner or mode;
 //! - the uid, gid and supplementary groups the rendered `securityContext` gives it, set last, so that the process
 //!   reaches only what that uid may; before them, its capabilities (the bounding set the rendering leaves of the
-//!   runtime's defaults, which is what root keeps across exec) and `no_new_privs` (`allowPrivilegeEscalation:
-//!   false`). `images.rs` decides them and `credentials.rs` applies them;
+//!   runtime's defaults, which is what root keeps across exec), `no_new_privs` (`allowPrivilegeEscalation:
+//!   false`) and the runtime's seccomp filter (`seccompProfile: RuntimeDefault`). `images.rs` decides them and
+//!   `credentials.rs` applies them;
+//! - the pod's own cgroup, entered first, by which the release's NetworkPolicies are enforced on its connections
+//!   (`pod_firewall.rs`);
 //! - a clean environment: only what the image and the rendered container set, plus `HOSTNAME` and `HOME`;
 //! - its volume mounts as directories of the test run, mapped by path (see `images.rs`).
 //!
-//! An exec probe enters the mount and UTS namespaces of the container it probes, as `kubectl exec` does.
+//! An exec probe enters the mount and UTS namespaces and the cgroup of the container it probes, as `kubectl exec`
+//! does.
 //! Every child dies with the test process (`PR_SET_PDEATHSIG`) and is killed by its pid when its [`Process`] drops.
 
 use std::ffi::CString;
