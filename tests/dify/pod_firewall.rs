@@ -77,14 +77,18 @@ impl PodFirewall {
 
     /// The pod's `cgroup.procs`, open for writing: a process that writes `0` to it enters the pod's cgroup.
     pub fn cgroup_procs(&self, pod: &str) -> File {
-        let dir = self.run.join(pod);
-        if !dir.exists() {
-            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
-        }
+        let dir = self.pod_cgroup(pod);
         std::fs::OpenOptions::new()
             .write(true)
             .open(dir.join("cgroup.procs"))
             .unwrap_or_else(|e| panic!("opening {}/cgroup.procs: {e}", dir.display()))
+    }
+
+    /// The pod's cgroup, created the first time: by the table that names it, or by the pod's first process.
+    fn pod_cgroup(&self, pod: &str) -> PathBuf {
+        let dir = self.run.join(pod);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        dir
     }
 
     /// Loads the table that enforces `policies` on `pods` (the release's, each in its cgroup) towards `pods` and
@@ -116,7 +120,8 @@ impl PodFirewall {
         let mut names = self.pods.lock().unwrap();
         for (index, pod) in pods.iter().enumerate() {
             names.push(pod.name.clone());
-            std::fs::create_dir_all(self.run.join(&pod.name)).unwrap();
+            // nft resolves the cgroup's path when it loads the table, so it must exist before the pod starts.
+            self.pod_cgroup(&pod.name);
             let cgroup = self.nft_path.join(&pod.name);
             // Level 2: the pod's cgroup lies in the run's, at the hierarchy's root.
             let _ = writeln!(dispatch, "    socket cgroupv2 level 2 \"{}\" jump pod_{index}", cgroup.display());
